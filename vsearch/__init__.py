@@ -1,0 +1,3 @@
+"""vsearch: search folders of video by text."""
+
+__version__ = "0.1.0"
