@@ -1,0 +1,52 @@
+"""Writers of small real video files for tests (PyAV), some with frames that encode their index."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+#: Frame i of an indexed video is a flat grey of value STEP * i, so a decoded frame tells its index.
+STEP = 6
+
+
+def indexed_frames(n: int, width: int, height: int) -> np.ndarray:
+    if n * STEP > 255:
+        raise ValueError(f"at most {255 // STEP + 1} indexed frames")
+    values = (np.arange(n) * STEP).astype(np.uint8)
+    return np.broadcast_to(values[:, None, None, None], (n, height, width, 3)).copy()
+
+
+def frame_index(frame: np.ndarray) -> int:
+    """Recover the index of a decoded indexed frame (robust to codec noise of a few levels)."""
+    return int(round(float(frame.mean()) / STEP))
+
+
+def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: int = 10, codec: str = "libx264", crf: int = 10) -> Path:
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n, h, w, _ = frames.shape
+    with av.open(os.fspath(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_indexed(path, n: int = 40, width: int = 64, height: int = 48, fps: int = 10, **kw) -> Path:
+    return write_video(path, indexed_frames(n, width, height), fps=fps, **kw)
+
+
+def write_noise(path, n: int = 20, width: int = 64, height: int = 48, fps: int = 10, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    return write_video(path, rng.integers(0, 256, (n, height, width, 3), dtype=np.uint8), fps=fps)

@@ -1,0 +1,340 @@
+"""Probing and decoding video files: decord first, PyAV when decord cannot.
+
+This module never imports torch, so decode worker processes start fast and stay small. It
+returns uint8 RGB arrays ``(n, h, w, 3)``; turning them into model pixels is
+``vsearch.video.transforms``' job.
+
+Facts this relies on (see ``shared/research/deps.md``): a decord ``VideoReader`` must not cross
+a fork, so readers are opened by whoever decodes; ``decord.DECORDError`` is not a
+``RuntimeError``; decord can scale while decoding; PyAV can skip broken packets.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DecodeError
+from .sampling import frame_times_from_fps
+
+#: Refuse frame sizes beyond 8K: a corrupt header claiming 60000x60000 must not allocate 10 GB.
+MAX_PIXELS = 7680 * 4320
+#: Refuse durations beyond a week: absurd metadata, not a video we can sample meaningfully.
+MAX_DURATION_S = 7 * 24 * 3600.0
+
+
+@dataclass
+class VideoInfo:
+    num_frames: int
+    fps: float
+    duration: float
+    width: int
+    height: int
+    codec: str
+    backend: str  # "decord" or "pyav"
+    frame_times: np.ndarray  # (num_frames, 2) start/end seconds per frame
+
+    def as_dict(self) -> dict:
+        return {
+            "num_frames": self.num_frames,
+            "fps": self.fps,
+            "duration": self.duration,
+            "width": self.width,
+            "height": self.height,
+            "codec": self.codec,
+            "backend": self.backend,
+        }
+
+
+def decode_size(src_w: int, src_h: int, image_size: int, resize: str) -> tuple[int, int]:
+    """The (width, height) to decode at so that only a centre crop (or nothing) remains.
+
+    ``squash`` scales straight to ``image_size`` square (CLIP-ViP's transform); ``crop`` scales
+    the short side to ``image_size`` and keeps the aspect ratio (CLIP's processor), leaving a
+    centre crop to the transform.
+    """
+    if resize == "squash":
+        return image_size, image_size
+    if resize == "crop":
+        if src_w <= 0 or src_h <= 0:
+            return image_size, image_size
+        scale = image_size / min(src_w, src_h)
+        return max(image_size, round(src_w * scale)), max(image_size, round(src_h * scale))
+    raise ValueError(f"unknown resize mode {resize!r} (expected 'squash' or 'crop')")
+
+
+def _header(path: str) -> tuple[str, int, int, float, int, float]:
+    """codec, width, height, fps, frame count and duration from the container header (PyAV)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                kinds = sorted({s.type for s in container.streams}) or ["none"]
+                raise DecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else 0.0
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / 1_000_000
+            else:
+                duration = 0.0
+            return ctx.name or "unknown", int(ctx.width or 0), int(ctx.height or 0), fps, int(stream.frames or 0), duration
+    except DecodeError:
+        raise
+    except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DecodeError(path, _av_reason(exc)) from None
+
+
+def _av_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    low = text.lower()
+    if isinstance(exc, PermissionError) or "permission denied" in low:
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError) or "no such file" in low:
+        return "file disappeared before it could be read"
+    if "invalid data" in low or "moov atom not found" in low:
+        return "not a readable video (invalid data: truncated or not a media file)"
+    return f"cannot open: {text}"
+
+
+class VideoReader:
+    """An open video: ``info`` plus ``get(indices)`` returning uint8 ``(n, h, w, 3)`` frames.
+
+    Frames come out at ``size`` (width, height) when given, scaled by the decoder itself.
+    Opening checks what can be checked cheaply (video stream present, sane size and duration),
+    so a bad file fails here with a one-line reason rather than deep in decoding.
+    """
+
+    def __init__(self, path: str, image_size: int | None = None, resize: str = "squash", backend: str = "auto"):
+        self.path = path
+        if not os.path.exists(path):
+            raise DecodeError(path, "file disappeared before it could be read")
+        if os.path.getsize(path) == 0:
+            raise DecodeError(path, "empty file (0 bytes)")
+        codec, w, h, fps, header_frames, header_duration = _header(path)
+        if w <= 0 or h <= 0:
+            raise DecodeError(path, f"video stream has no frame size ({w}x{h})")
+        if w * h > MAX_PIXELS:
+            raise DecodeError(path, f"frame size {w}x{h} is beyond the supported maximum (8K)")
+        if header_duration > MAX_DURATION_S:
+            raise DecodeError(path, f"absurd duration in metadata ({header_duration:.0f} s)")
+        self.size = decode_size(w, h, image_size, resize) if image_size else None
+        self._codec, self._src = codec, (w, h)
+        self._vr = None
+        self._av = None
+        errors = []
+        if backend in ("auto", "decord"):
+            try:
+                self._open_decord()
+            except DecodeError as exc:
+                errors.append(f"decord: {exc.reason}")
+                if backend == "decord":
+                    raise
+        if self._vr is None:
+            try:
+                self._open_pyav(fps, header_frames, header_duration)
+            except DecodeError as exc:
+                errors.append(f"pyav: {exc.reason}")
+                raise DecodeError(path, "; ".join(errors)) from None
+        self.info.codec = codec
+
+    # -- decord ------------------------------------------------------------------------------
+    def _open_decord(self) -> None:
+        import decord
+
+        kwargs = {"ctx": decord.cpu(0), "num_threads": 1}
+        if self.size:
+            kwargs["width"], kwargs["height"] = self.size
+        try:
+            vr = decord.VideoReader(self.path, **kwargs)
+            n = len(vr)
+            if n <= 0:
+                raise DecodeError(self.path, "no decodable video frames")
+            times = np.asarray(vr.get_frame_timestamp(np.arange(n)), dtype=np.float64).reshape(n, 2)
+            fps = float(vr.get_avg_fps() or 0.0)
+        except (RuntimeError, decord.DECORDError) as exc:
+            raise DecodeError(self.path, _decord_reason(exc)) from None
+        times = _repair_times(times, fps)
+        duration = float(times[-1, 1] - times[0, 0]) if n else 0.0
+        if duration > MAX_DURATION_S:
+            raise DecodeError(self.path, f"absurd duration in timestamps ({duration:.0f} s)")
+        if not fps or not math.isfinite(fps):
+            fps = n / duration if duration > 0 else 0.0
+        w, h = self._src
+        self._vr = vr
+        self.info = VideoInfo(n, fps, duration, w, h, self._codec, "decord", times)
+
+    # -- PyAV --------------------------------------------------------------------------------
+    def _open_pyav(self, fps: float, frames: int, duration: float) -> None:
+        if fps <= 0 or not math.isfinite(fps):
+            raise DecodeError(self.path, f"no usable frame rate ({fps})")
+        if frames <= 0:
+            frames = int(round(duration * fps))
+        if frames <= 0:
+            raise DecodeError(self.path, "frame count unknown and no duration")
+        w, h = self._src
+        self._av = _PyAVSequential(self.path, self.size)
+        self.info = VideoInfo(frames, fps, frames / fps, w, h, self._codec, "pyav", frame_times_from_fps(frames, fps))
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        w, h = self.size or self._src
+        return (h, w, 3)
+
+    def get(self, indices: list[int]) -> np.ndarray:
+        """Decode the given frames; out-of-range indices are clamped to the last frame."""
+        n = self.info.num_frames
+        idx = [min(max(int(i), 0), n - 1) for i in indices]
+        if self._vr is not None:
+            import decord
+
+            try:
+                out = self._vr.get_batch(idx).asnumpy()
+            except (RuntimeError, decord.DECORDError):
+                out = self._get_one_by_one(idx)
+            if out is not None and out.shape[1:] == self.frame_shape:
+                return out
+            # decord2 3.4.0 returns 4 or 6 "channels" (or a size error) for some small frame
+            # sizes such as 16x16, 24x24, 48x48: hand this file to PyAV for good.
+            self._vr = None
+            self.info.backend = "pyav"
+        if self._av is None:
+            self._av = _PyAVSequential(self.path, self.size)
+        return self._av.get(idx)
+
+    def _get_one_by_one(self, idx: list[int]) -> np.ndarray | None:
+        """Salvage a batch that decord could not decode whole (a damaged region of the file).
+
+        Each frame is tried alone; a frame that fails is replaced by the nearest good one in the
+        batch. None when no frame decodes properly (the caller then tries PyAV, which can skip
+        broken packets).
+        """
+        import decord
+
+        good: dict[int, np.ndarray] = {}
+        for i in sorted(set(idx)):
+            try:
+                frame = self._vr[i].asnumpy()
+            except (RuntimeError, decord.DECORDError):
+                continue
+            if frame.shape == self.frame_shape:
+                good[i] = frame
+        if not good:
+            return None
+        keys = np.array(sorted(good))
+        return np.stack([good[int(keys[np.abs(keys - i).argmin()])] for i in idx])
+
+    def close(self) -> None:
+        self._vr = None
+        if self._av is not None:
+            self._av.close()
+            self._av = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _PyAVSequential:
+    """Forward-only PyAV decoding that survives broken packets.
+
+    Requests must come in increasing frame order (segments are decoded in order); going back
+    reopens the file. Frames lost to broken packets shift later indices, which is acceptable
+    for a fallback path whose alternative is losing the whole video.
+    """
+
+    def __init__(self, path: str, size: tuple[int, int] | None):
+        self.path, self.size = path, size
+        self._container = None
+        self._frames = None
+        self._pos = -1
+        self._frame = None  # the av.VideoFrame at self._pos
+
+    def _reopen(self) -> None:
+        import av
+
+        self.close()
+        try:
+            self._container = av.open(self.path)
+        except (av.FFmpegError, OSError) as exc:
+            raise DecodeError(self.path, _av_reason(exc)) from None
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        self._frames = self._iter_frames(stream)
+        self._pos, self._frame = -1, None
+
+    def _iter_frames(self, stream):
+        import av
+
+        for packet in self._container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue
+            yield from frames
+
+    def _to_array(self, frame) -> np.ndarray:
+        if self.size:
+            return frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1])
+        return frame.to_ndarray(format="rgb24")
+
+    def get(self, idx: list[int]) -> np.ndarray:
+        wanted = sorted(set(idx))
+        if self._frames is None or wanted[0] < self._pos:
+            self._reopen()
+        got: dict[int, np.ndarray] = {}
+        for target in wanted:
+            while self._pos < target:
+                frame = next(self._frames, None)
+                if frame is None:
+                    break
+                self._pos, self._frame = self._pos + 1, frame
+            if self._frame is None:
+                break
+            # At the target, or the last frame there is when the stream ended early.
+            got[target] = self._to_array(self._frame)
+        if not got:
+            raise DecodeError(self.path, "no frame could be decoded")
+        return np.stack([got.get(i, got[max(got)]) for i in idx])
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._container = None
+        self._frames = None
+
+
+def _repair_times(times: np.ndarray, fps: float) -> np.ndarray:
+    """Fall back to evenly spaced times when the container's timestamps are unusable."""
+    n = len(times)
+    bad = not np.all(np.isfinite(times)) or (n > 1 and times[-1, 0] <= times[0, 0])
+    if bad and fps and fps > 0 and math.isfinite(fps):
+        return frame_times_from_fps(n, fps)
+    if bad:
+        return frame_times_from_fps(n, 25.0)
+    return times
+
+
+def _decord_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "Error reading" in text or "ERROR opening" in text.upper():
+        return "decord cannot open it"
+    return text[:200]
+
+
+def center_crop(frames: np.ndarray, side: int) -> np.ndarray:
+    """Centre ``side`` x ``side`` crop of ``(n, h, w, 3)`` frames (no-op when already square)."""
+    h, w = frames.shape[1:3]
+    if (h, w) == (side, side) or h < side or w < side:
+        return frames
+    top, left = (h - side) // 2, (w - side) // 2
+    return np.ascontiguousarray(frames[:, top : top + side, left : left + side])

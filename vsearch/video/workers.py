@@ -1,0 +1,319 @@
+"""Decoding in worker processes that may crash or hang without taking the run with them.
+
+A decoder bug can segfault or spin forever on one hostile file. Each worker is a separate
+process with its own pair of pipes, and the parent watches them:
+
+- a worker that dies mid-file (any signal) fails that file only and is replaced;
+- a worker that makes no progress for ``timeout`` seconds is killed, same outcome;
+- a worker blocks on its pipe when the parent is busy, so decoded frames never pile up
+  (backpressure without a shared queue a dying process could corrupt).
+
+Workers are fresh interpreters, not forks: a decord reader must not cross a fork, and forking
+a process that holds torch threads is unsafe. ``workers=0`` decodes in the calling thread.
+
+This module must not import torch.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as mp_wait
+
+from ..errors import DecodeError
+from .decode import VideoReader, center_crop
+from .sampling import plan_segments, uniform_indices
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """Decode one file into per-segment frame stacks at the encoder's pixel size."""
+
+    id: int
+    path: str
+    frames: int
+    image_size: int
+    resize: str
+    segment_seconds: float
+    min_tail_seconds: float
+    #: Fault injection for tests of crash handling: "segfault" or "hang" in a worker process.
+    #: Ignored when decoding in-process. Never set by vsearch itself.
+    fault: str | None = None
+
+
+# Messages, all tuples so they pickle small:
+#   ("info", job_id, info: dict, plans: list[tuple])    plans as (index, start_frame, end_frame, start_s, end_s)
+#   ("segment", job_id, seg_index, frame_indices, frames uint8 (T, S, S, 3))
+#   ("segment_error", job_id, seg_index, reason)
+#   ("done", job_id)
+#   ("error", job_id, reason)
+FINAL = ("done", "error")
+
+
+def decode_job(job: DecodeJob) -> Iterator[tuple]:
+    """All messages for one job. Every failure becomes an ``error`` message, never an exception."""
+    try:
+        with VideoReader(job.path, job.image_size, job.resize) as reader:
+            plans = plan_segments(reader.info.frame_times, job.segment_seconds, job.min_tail_seconds)
+            if not plans:
+                raise DecodeError(job.path, "no video frames")
+            yield (
+                "info",
+                job.id,
+                reader.info.as_dict(),
+                [(p.index, p.start_frame, p.end_frame, p.start_s, p.end_s) for p in plans],
+            )
+            for p in plans:
+                idx = uniform_indices(p.start_frame, p.end_frame, job.frames)
+                try:
+                    frames = center_crop(reader.get(idx), job.image_size)
+                except DecodeError as exc:
+                    yield ("segment_error", job.id, p.index, exc.reason)
+                    continue
+                yield ("segment", job.id, p.index, idx, frames)
+        yield ("done", job.id)
+    except DecodeError as exc:
+        yield ("error", job.id, exc.reason)
+    except MemoryError:
+        yield ("error", job.id, "out of memory while decoding")
+    except Exception as exc:  # noqa: BLE001 - the per-file boundary: record the reason, go on
+        yield ("error", job.id, f"{type(exc).__name__}: {str(exc).strip()[:300]}")
+
+
+def _worker_main(task_fd: int, result_fd: int) -> None:
+    """Worker process loop: receive jobs, send their messages, until told to stop (None) or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    tasks = Connection(task_fd, writable=False)
+    results = Connection(result_fd, readable=False)
+    while True:
+        try:
+            job = tasks.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if job is None:
+            return
+        if job.fault == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        elif job.fault == "hang":
+            time.sleep(10**6)
+        for msg in decode_job(job):
+            try:
+                results.send(msg)
+            except (BrokenPipeError, OSError):
+                return
+
+
+class _Worker:
+    """A decoder process started fresh with ``python -m vsearch.video.workers``.
+
+    A fresh interpreter (not a fork) because a process holding torch threads or open decord
+    readers must not be forked, and because multiprocessing's spawn would re-run the caller's
+    ``__main__``. stdout/stderr go to /dev/null: decord and FFmpeg log straight to fd 2.
+    """
+
+    def __init__(self):
+        task_r, task_w = os.pipe()
+        res_r, res_w = os.pipe()
+        env = dict(os.environ)
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vsearch.video.workers", str(task_r), str(res_w)],
+                pass_fds=(task_r, res_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # Ctrl-C in the terminal reaches the parent only
+            )
+        finally:
+            os.close(task_r)
+            os.close(res_w)
+        self.tasks_w = Connection(task_w, readable=False)
+        self.results_r = Connection(res_r, writable=False)
+        self.job: DecodeJob | None = None
+        self.last_progress = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def assign(self, job: DecodeJob) -> None:
+        self.job = job
+        self.last_progress = time.monotonic()
+        self.tasks_w.send(job)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for conn in (self.tasks_w, self.results_r):
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        try:
+            self.tasks_w.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+
+
+class DecodePool:
+    """Run ``DecodeJob``s on ``workers`` processes and yield their messages as they arrive.
+
+    ``messages(jobs)`` yields at most ``max_buffered`` messages ahead of the consumer. Call
+    ``stop_submitting()`` (e.g. on Ctrl-C) to finish the files in progress and start no more.
+    """
+
+    def __init__(self, workers: int = 2, timeout: float | None = 120.0, max_buffered: int = 16):
+        self.n_workers = max(0, int(workers))
+        self.timeout = timeout
+        self.max_buffered = max_buffered
+        self._stop = threading.Event()
+        self.crashes = 0
+        self.timeouts = 0
+
+    def stop_submitting(self) -> None:
+        self._stop.set()
+
+    def messages(self, jobs: Iterable[DecodeJob]) -> Iterator[tuple]:
+        if self.n_workers == 0:
+            for job in jobs:
+                if self._stop.is_set():
+                    return
+                yield from decode_job(job)
+            return
+        out: queue.Queue = queue.Queue(maxsize=self.max_buffered)
+        done = object()
+        failure: list[BaseException] = []
+        abort = threading.Event()
+
+        def manage() -> None:
+            try:
+                self._manage(iter(jobs), out, abort)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread below
+                failure.append(exc)
+            finally:
+                _put(out, done, abort)
+
+        thread = threading.Thread(target=manage, name="vsearch-decode", daemon=True)
+        thread.start()
+        try:
+            while True:
+                msg = out.get()
+                if msg is done:
+                    break
+                yield msg
+        finally:
+            abort.set()
+            thread.join(timeout=30)
+        if failure:
+            raise failure[0]
+
+    def _manage(self, jobs: Iterator[DecodeJob], out: queue.Queue, abort: threading.Event) -> None:
+        workers = [_Worker() for _ in range(self.n_workers)]
+        exhausted = False
+        try:
+            while not abort.is_set():
+                for i, w in enumerate(workers):
+                    if w.job is None and not exhausted and not self._stop.is_set():
+                        job = next(jobs, None)
+                        if job is None:
+                            exhausted = True
+                            continue
+                        if not w.alive():  # died while idle (OOM killer, a stray kill)
+                            w.kill()
+                            w = workers[i] = _Worker()
+                        w.assign(job)
+                busy = [w for w in workers if w.job is not None]
+                if not busy:
+                    if exhausted or self._stop.is_set():
+                        return
+                    continue
+                ready = mp_wait([w.results_r for w in busy], timeout=0.5)
+                now = time.monotonic()
+                for i, w in enumerate(workers):
+                    if w.job is None:
+                        continue
+                    if w.results_r in ready:
+                        try:
+                            msg = w.results_r.recv()
+                        except (EOFError, OSError):
+                            workers[i] = self._replace(w, out, abort, _death_reason(w), crashed=True)
+                            continue
+                        w.last_progress = time.monotonic()
+                        blocked_from = time.monotonic()
+                        if not _put(out, msg, abort):
+                            return
+                        if time.monotonic() - blocked_from > 1.0:
+                            # We were the bottleneck, not the workers: do not count it against them.
+                            for other in workers:
+                                other.last_progress = time.monotonic()
+                        if msg[0] in FINAL:
+                            w.job = None
+                    elif self.timeout and now - w.last_progress > self.timeout:
+                        reason = f"decoding made no progress for {self.timeout:g} s (--decode-timeout); abandoned"
+                        workers[i] = self._replace(w, out, abort, reason, crashed=False)
+        finally:
+            for w in workers:
+                w.stop()
+            deadline = time.monotonic() + 5
+            for w in workers:
+                try:
+                    w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+                w.kill()
+
+    def _replace(self, w: _Worker, out: queue.Queue, abort: threading.Event, reason: str, crashed: bool) -> _Worker:
+        """Kill ``w``, fail its file with ``reason``, and return a fresh worker in its place."""
+        job = w.job
+        w.kill()
+        if crashed:
+            self.crashes += 1
+        else:
+            self.timeouts += 1
+        if job is not None:
+            _put(out, ("error", job.id, reason), abort)
+        return _Worker()
+
+
+def _death_reason(w: _Worker) -> str:
+    try:
+        code = w.proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        code = None
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"decoder process crashed ({name}); the file may be malformed"
+    return f"decoder process exited unexpectedly (exit code {code})"
+
+
+def _put(q: queue.Queue, item, abort: threading.Event) -> bool:
+    while not abort.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+if __name__ == "__main__":
+    _worker_main(int(sys.argv[1]), int(sys.argv[2]))
