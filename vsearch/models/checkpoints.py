@@ -1,0 +1,172 @@
+"""Reading and writing weights: the one place that touches checkpoint files.
+
+- Model directories (ours and Hugging Face's): ``config.json`` + ``model.safetensors`` +
+  tokenizer files, plus ``vsearch.json`` (the encoder spec) in the ones vsearch writes.
+- Hub ids go through ``transformers``' ``from_pretrained``, always as float32 (transformers 5
+  defaults to the checkpoint's dtype, so an fp16 file would otherwise give an fp16 model).
+- Third-party ``.pt`` files load with ``torch.load(weights_only=True)``: a pickle that would run
+  code is refused before anything executes.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, EncoderLoadError
+from .tokenizer import write_tokenizer_files
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def quiet_transformers() -> None:
+    """No per-tensor progress bars or info logs from transformers inside our own progress output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A flat ``{name: tensor}`` from a safetensors or PyTorch file, refusing unsafe pickles.
+
+    Wrapped layouts (``{"model": ...}``, ``{"state_dict": ...}``) are unwrapped and a DDP
+    ``module.`` prefix is stripped; method-specific prefixes are the caller's business.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(os.fspath(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "weights_only" in str(exc).lower() or "unsupported global" in str(exc).lower():
+            raise CheckpointError(
+                f"{path}: refused: the file holds pickled objects beyond plain tensors, which could run code "
+                f"when loaded. Nothing was executed. Re-save it as a state dict (or safetensors). Detail: {first}"
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first})") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first[:200]})") from None
+    return flatten_state_dict(obj, path)
+
+
+def flatten_state_dict(obj: object, path: os.PathLike[str] | str = "checkpoint") -> dict[str, torch.Tensor]:
+    for key in ("state_dict", "model", "module", "model_state_dict"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def save_weights(directory: Path, state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for k, v in state_dict.items():
+        v = v.detach().to("cpu")
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        tensors[k] = v.contiguous()
+    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+
+
+def save_model_dir(directory: str | os.PathLike[str], encoder, hf_config, state_dict, dtype: torch.dtype | None = None) -> Path:
+    """Write a loadable model directory: HF config + safetensors + tokenizer files + vsearch.json.
+
+    Each file is written to a temporary name and renamed, so an interrupted save leaves either
+    the old file or the new one, never half of one.
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    _atomic_write(d / "config.json", lambda p: Path(p).write_text(hf_config.to_json_string(use_diff=False), encoding="utf-8"))
+    save_weights(d, state_dict, dtype)
+    write_tokenizer_files(d, encoder.tokenizer, encoder.spec.max_text_len)
+    encoder.write_spec(d)
+    return d
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def from_pretrained_hf(model_cls, ref: str, **kwargs):
+    """``model_cls.from_pretrained(ref)`` in float32, with a clear error when it cannot load."""
+    quiet_transformers()
+    if not Path(ref).exists() and _in_hub_cache(ref):
+        # Cached: load offline. Saves the hub's freshness checks on every start (latency), and
+        # the 30 s of connection retries on a machine without network.
+        kwargs.setdefault("local_files_only", True)
+    try:
+        return model_cls.from_pretrained(ref, dtype=torch.float32, **kwargs)
+    except OSError as exc:
+        local = Path(ref).exists()
+        hint = (
+            "the folder has no loadable weights"
+            if local
+            else "it is neither a local folder nor a model in the Hugging Face cache, and the hub could not be reached"
+        )
+        raise EncoderLoadError(f"cannot load {ref!r}: {hint}. ({str(exc).splitlines()[0][:200]})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EncoderLoadError(f"cannot load {ref!r} as {model_cls.__name__}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def _in_hub_cache(ref: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(ref, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def read_preprocessor_config(ref: str) -> dict | None:
+    """``preprocessor_config.json`` of a local folder or cached hub model, if there is one."""
+    import json
+
+    path = Path(ref) / "preprocessor_config.json"
+    if not path.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(ref, "preprocessor_config.json")
+        except Exception:  # noqa: BLE001 - a malformed repo id simply has no cached config
+            cached = None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,122 @@
+"""Frame CLIP + temporal mean: zero-shot CLIP, CLIP4Clip meanP and ViFi-CLIP.
+
+Each frame goes through CLIP's image tower on its own; the video vector is the mean of the
+projected frame vectors. The three methods differ only in weights and two switches:
+
+- ``frame_norm``: CLIP4Clip meanP L2-normalises each frame before the mean; ViFi-CLIP does not.
+- normalisation constants: CLIP's for OpenAI weights, ImageNet's for ViFi-CLIP's checkpoints.
+
+It cannot see temporal order: a clip and its reverse get the same vector. That is the
+baseline the temporal encoders (CLIP-ViP, STAN, X-CLIP) are measured against.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import CLIPConfig, CLIPModel
+
+from ..video.transforms import PixelSpec
+from .checkpoints import from_pretrained_hf, read_preprocessor_config, save_model_dir
+from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
+from .tokenizer import load_tokenizer
+
+
+def pooled(out) -> torch.Tensor:
+    """transformers 5 returns output objects from ``get_*_features``; 4.x returned tensors."""
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
+def clip_pixel_spec(config: CLIPConfig, resize: str = "crop", preprocessor: dict | None = None) -> PixelSpec:
+    """Pixel spec from the model config, overridden by a ``preprocessor_config.json`` if given."""
+    size = config.vision_config.image_size
+    mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+    if preprocessor:
+        mean = tuple(preprocessor.get("image_mean", mean))
+        std = tuple(preprocessor.get("image_std", std))
+    return PixelSpec(size, resize, tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+
+class MeanPoolEncoder(VideoTextEncoder):
+    family = "mean-pool"
+
+    def __init__(self, clip: CLIPModel, tokenizer, spec: EncoderSpec):
+        super().__init__(spec, tokenizer)
+        self.clip = clip
+
+    @classmethod
+    def default_spec(
+        cls,
+        config: CLIPConfig,
+        frames: int = 12,
+        resize: str = "crop",
+        frame_norm: bool = True,
+        preprocessor: dict | None = None,
+    ) -> EncoderSpec:
+        return EncoderSpec(
+            family=cls.family,
+            dim=config.projection_dim,
+            frames=frames,
+            frame_rule="any",
+            pixels=clip_pixel_spec(config, resize, preprocessor),
+            max_text_len=config.text_config.max_position_embeddings,
+            options={"frame_norm": frame_norm},
+        )
+
+    @classmethod
+    def from_config(cls, config: CLIPConfig, tokenizer=None, **spec_kwargs) -> MeanPoolEncoder:
+        """Randomly initialised (seed it first for reproducible weights)."""
+        spec = cls.default_spec(config, **spec_kwargs)
+        tok = tokenizer or load_tokenizer(None, spec.max_text_len)
+        return cls(CLIPModel(config).eval(), tok, spec)
+
+    @classmethod
+    def from_pretrained(cls, ref: str | os.PathLike[str], **spec_kwargs) -> MeanPoolEncoder:
+        """A vsearch model directory, a Hugging Face CLIP folder, or a hub id."""
+        ref = os.fspath(ref)
+        saved = read_spec_file(ref) if os.path.isdir(ref) else None
+        clip = from_pretrained_hf(CLIPModel, ref).eval()
+        if saved:
+            spec = EncoderSpec.from_dict(saved["spec"])
+        else:
+            spec = cls.default_spec(clip.config, preprocessor=read_preprocessor_config(ref), **spec_kwargs)
+        tok = load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len)
+        if not os.path.isdir(ref):
+            tok = _hub_tokenizer(ref, spec.max_text_len) or tok
+        enc = cls(clip, tok, spec)
+        enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
+        return enc
+
+    def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        b, t, c, h, w = pixels.shape  # (B, T, 3, S, S)
+        frames = pooled(self.clip.get_image_features(pixel_values=pixels.reshape(b * t, c, h, w)))  # (B*T, D)
+        frames = frames.view(b, t, -1)
+        if self.spec.options.get("frame_norm", True):
+            frames = F.normalize(frames, dim=-1)
+        return frames.mean(dim=1)  # (B, D)
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+    @property
+    def logit_scale(self) -> torch.nn.Parameter:
+        return self.clip.logit_scale
+
+    def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
+        return save_model_dir(directory, self, self.clip.config, self.clip.state_dict(), dtype)
+
+
+def _hub_tokenizer(ref: str, max_length: int):
+    """The hub model's own tokenizer when it is cached; otherwise the bundled (identical) one."""
+    from transformers import CLIPTokenizer
+
+    try:
+        tok = CLIPTokenizer.from_pretrained(ref, local_files_only=True)
+    except (OSError, ValueError):
+        return None
+    tok.model_max_length = max_length
+    return tok

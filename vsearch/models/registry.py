@@ -1,0 +1,194 @@
+"""Model names, families, and the one function that turns a reference into an encoder.
+
+A reference is any of: a registry name (``clip-b32``, ``tiny-clip``), a model directory
+(vsearch's or a Hugging Face CLIP folder), or a Hugging Face hub id. Families are imported only
+when used, so listing models does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import EncoderLoadError
+
+if TYPE_CHECKING:
+    from .encoder import VideoTextEncoder
+
+#: family name -> "module:Class"
+FAMILIES: dict[str, str] = {
+    "mean-pool": "vsearch.models.mean_pool:MeanPoolEncoder",
+}
+
+FAMILY_SUMMARY: dict[str, str] = {
+    "mean-pool": "frame CLIP + temporal mean (zero-shot CLIP, CLIP4Clip meanP, ViFi-CLIP); blind to temporal order",
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    summary: str
+    build: Callable[[], VideoTextEncoder]
+    #: Facts shown by ``vsearch models`` without building the model.
+    facts: dict = field(default_factory=dict)
+
+
+def family_class(family: str) -> type[VideoTextEncoder]:
+    try:
+        target = FAMILIES[family]
+    except KeyError:
+        known = ", ".join(sorted(FAMILIES))
+        raise EncoderLoadError(f"unknown encoder family {family!r} (known: {known})") from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def tiny_clip_config(image_size: int = 64, patch_size: int = 8, projection_dim: int = 64):
+    """A CLIP small enough to train on two CPU cores in minutes (about 1.8M parameters).
+
+    The text tower keeps CLIP's full 49,408-token vocabulary so the real tokenizer works; its
+    width is 32 to keep that embedding table (most of the parameters) small.
+    """
+    from transformers import CLIPConfig
+
+    return CLIPConfig(
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+        },
+        vision_config={
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "image_size": image_size,
+            "patch_size": patch_size,
+        },
+        projection_dim=projection_dim,
+    )
+
+
+def _seeded(build: Callable[[], VideoTextEncoder], seed: int = 0) -> VideoTextEncoder:
+    """Random weights that are the same in every process (so a store can reload them)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _tiny_mean_pool() -> VideoTextEncoder:
+    from .mean_pool import MeanPoolEncoder
+
+    enc = _seeded(lambda: MeanPoolEncoder.from_config(tiny_clip_config(), resize="squash"))
+    enc.source = "tiny-clip"
+    return enc
+
+
+def _hub_mean_pool(hub_id: str) -> Callable[[], VideoTextEncoder]:
+    def build() -> VideoTextEncoder:
+        from .mean_pool import MeanPoolEncoder
+
+        return MeanPoolEncoder.from_pretrained(hub_id)
+
+    return build
+
+
+REGISTRY: dict[str, ModelEntry] = {
+    "clip-b32": ModelEntry(
+        "clip-b32",
+        "mean-pool",
+        "OpenAI CLIP ViT-B/32 (openai/clip-vit-base-patch32), zero-shot, frame mean",
+        _hub_mean_pool("openai/clip-vit-base-patch32"),
+        {"params": "151.3M", "frames": "12 (any)", "resolution": "224, short side + centre crop", "norm": "CLIP"},
+    ),
+    "clip-b16": ModelEntry(
+        "clip-b16",
+        "mean-pool",
+        "OpenAI CLIP ViT-B/16 (openai/clip-vit-base-patch16), zero-shot, frame mean",
+        _hub_mean_pool("openai/clip-vit-base-patch16"),
+        {"params": "149.6M", "frames": "12 (any)", "resolution": "224, short side + centre crop", "norm": "CLIP"},
+    ),
+    "tiny-clip": ModelEntry(
+        "tiny-clip",
+        "mean-pool",
+        "tiny random CLIP (64 px, 4+2 layers), for tests and as a from-scratch start for `vsearch train`",
+        _tiny_mean_pool,
+        {"params": "1.8M", "frames": "12 (any)", "resolution": "64, squash", "norm": "CLIP"},
+    ),
+}
+
+_cache: dict[tuple[str, str | None, str], VideoTextEncoder] = {}
+_cache_lock = threading.Lock()
+
+
+def load_encoder(
+    ref: str | os.PathLike[str],
+    *,
+    family: str | None = None,
+    device: str | None = None,
+    cache: bool = True,
+) -> VideoTextEncoder:
+    """Resolve ``ref`` to an encoder in eval mode on ``device`` (auto: CUDA if present).
+
+    With ``cache`` (the default) a process loads each model once; later calls return the same
+    object, so a long-running process pays for model loading and query encoding once.
+    """
+    from ..config import resolve_device
+
+    ref = os.fspath(ref)
+    dev = resolve_device(device)
+    key = (str(Path(ref).resolve()) if os.path.exists(ref) else ref, family, dev)
+    if cache:
+        with _cache_lock:
+            hit = _cache.get(key)
+        if hit is not None:
+            return hit
+    enc = _build(ref, family).to(dev).eval()
+    if cache:
+        with _cache_lock:
+            _cache[key] = enc
+    return enc
+
+
+def _build(ref: str, family: str | None) -> VideoTextEncoder:
+    from .encoder import read_spec_file
+
+    if ref in REGISTRY:
+        entry = REGISTRY[ref]
+        if family and family != entry.family:
+            raise EncoderLoadError(f"{ref!r} is a {entry.family} model, not {family}")
+        return entry.build()
+    path = Path(ref)
+    if path.is_dir():
+        saved = read_spec_file(path)
+        fam = family or (saved["family"] if saved else "mean-pool")
+        if saved and family and saved["family"] != family:
+            raise EncoderLoadError(f"{ref} holds a {saved['family']} model, not {family}")
+        if not saved and not (path / "config.json").is_file():
+            raise EncoderLoadError(f"{ref} is not a model folder (no vsearch.json or config.json)")
+        return family_class(fam).from_pretrained(path)
+    if path.is_file():
+        raise EncoderLoadError(f"{ref}: a checkpoint file needs a family and a base model (see `vsearch convert-checkpoint`)")
+    looks_like_hub_id = ref.count("/") == 1 and not ref.startswith(("/", ".", "~"))
+    if looks_like_hub_id:
+        return family_class(family or "mean-pool").from_pretrained(ref)
+    if "/" in ref or ref.startswith((".", "~")):
+        raise EncoderLoadError(f"{ref}: no such model folder")
+    known = ", ".join(sorted(REGISTRY))
+    raise EncoderLoadError(f"unknown model {ref!r}: not a registry name ({known}), a folder, or a hub id (org/name)")
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
