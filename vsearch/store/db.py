@@ -1,0 +1,91 @@
+"""The SQLite engine: WAL, busy timeout, foreign keys, and Alembic upgrade on open.
+
+WAL lets searches read while an index run writes; the busy timeout makes a second writer wait
+instead of failing. Every connection runs with ``foreign_keys=ON`` so deleting a video deletes
+its segments and their embeddings in the same statement.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import StoreError
+
+#: The newest Alembic revision this code knows; a test checks it against ``migrations/``.
+SCHEMA_HEAD = "0001"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(db_path: Path, readonly: bool = False) -> Engine:
+    url = f"sqlite:///{db_path}"
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit transactions
+        # are the wrong shape for WAL readers and explicit write locks).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def alembic_config(engine: Engine | None = None):
+    """An Alembic config pointing at the packaged ``migrations`` (``vsearch_migrations``)."""
+    from alembic.config import Config
+
+    script_dir = resources.files("vsearch_migrations")
+    cfg = Config()
+    cfg.set_main_option("script_location", os.fspath(script_dir))
+    if engine is not None:
+        cfg.set_main_option("sqlalchemy.url", str(engine.url))
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        try:
+            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+        except OperationalError:
+            return None
+    return row[0] if row else None
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply pending migrations (no-op at head). Cheap check first: Alembic imports cost ~100 ms."""
+    rev = current_revision(engine)
+    if rev == SCHEMA_HEAD:
+        return
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(engine)
+    known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
+    if rev is not None and rev not in known:
+        raise StoreError(
+            f"the store's schema is at revision {rev}, which this vsearch does not know "
+            "(written by a newer version?). Upgrade vsearch to open it."
+        )
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

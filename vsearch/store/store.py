@@ -1,0 +1,692 @@
+"""A store: one folder with a SQLite database (the truth) and FAISS index files (a cache).
+
+Consistency rule: every change to vectors happens in one SQLite transaction that also bumps
+the store's **generation**; new embedding rows carry that generation and removed vectors leave
+a tombstone with it. A FAISS file records the generation it reflects in its name. Opening the
+index loads the newest usable file and replays what happened since (adds, then tombstones);
+a missing, damaged or too-old file is rebuilt from the database. So a crash at any moment
+loses at most uncommitted work, and FAISS can never disagree with SQLite for long enough to be
+observed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Integer, Text, delete, func, insert, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from ..config import DEFAULT_MIN_TAIL_SECONDS, DEFAULT_SEGMENT_SECONDS, default_store_dir
+from ..errors import EmptyStore, EncoderMismatch, StoreError, StoreNotFound
+from ..video.discover import display_path as printable
+from . import db as dbmod
+from .lock import WriteLock
+from .schema import Embedding, Encoder, Failure, Meta, Run, Segment, Tombstone, Video, utcnow
+from .vectors import VectorIndex, index_file_name, list_index_files
+
+DB_NAME = "vsearch.db"
+INDEX_DIR = "index"
+LOCK_NAME = "write.lock"
+VECTOR_DTYPE = np.float16
+
+
+def pack_vector(v: np.ndarray) -> bytes:
+    return np.asarray(v, dtype=VECTOR_DTYPE).tobytes()
+
+
+def unpack_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class EncoderRecord:
+    id: int
+    name: str
+    source: str | None
+    fingerprint: str
+    spec: dict
+
+
+@dataclass
+class SegmentWrite:
+    idx: int
+    start_s: float
+    end_s: float
+    start_frame: int
+    end_frame: int
+    frame_indices: list[int]
+    vector: np.ndarray  # (dim,) float32, unit length
+
+
+@dataclass
+class VideoWrite:
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    info: dict  # duration, fps, num_frames, width, height, codec, backend
+    segments: list[SegmentWrite]
+    warnings: str | None = None
+
+
+@dataclass
+class KnownVideo:
+    id: int
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass
+class SegmentRow:
+    segment_id: int
+    video_id: int
+    path: str
+    idx: int
+    start_s: float
+    end_s: float
+    duration: float
+
+
+@dataclass
+class CheckReport:
+    generation: int
+    db_vectors: int
+    index_vectors: int
+    only_in_index: list[int] = field(default_factory=list)
+    only_in_db: list[int] = field(default_factory=list)
+    segments_without_vector: list[int] = field(default_factory=list)
+    videos_without_segments: list[int] = field(default_factory=list)
+    index_file_generation: int | None = None
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (self.only_in_index or self.only_in_db or self.segments_without_vector or self.videos_without_segments)
+
+
+class Store:
+    """Open with ``Store.open(path)``; close with ``close()`` or a ``with`` block."""
+
+    def __init__(self, root: Path, engine):
+        self.root = root
+        self.engine = engine
+        self.Session = dbmod.sessions(engine)
+        self.index_dir = root / INDEX_DIR
+        self._index: VectorIndex | None = None
+        self._index_gen = -1
+        self._index_encoder: int | None = None
+        self._index_lock = threading.RLock()
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
+        """Open (and with ``create``, initialise) the store at ``root`` or the default location.
+
+        Pending Alembic migrations are applied here, so code always sees the current schema.
+        """
+        path = Path(root).expanduser() if root is not None else default_store_dir()
+        db_path = path / DB_NAME
+        if not db_path.exists():
+            if not create:
+                raise StoreNotFound(f"no vsearch store at {path} (index something first, or pass --store)")
+            try:
+                (path / INDEX_DIR).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create a store at {path}: {exc.strerror or exc}") from None
+        if not os.access(path, os.W_OK) and create and not db_path.exists():
+            raise StoreError(f"cannot create a store at {path}: the folder is not writable")
+        engine = dbmod.make_engine(db_path)
+        try:
+            dbmod.upgrade(engine)
+            store = cls(path.resolve(), engine)
+            store._init_meta()
+        except OperationalError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot open the store database {db_path}: {exc.orig}") from None
+        return store
+
+    def _init_meta(self) -> None:
+        with self.Session.begin() as s:
+            if s.get(Meta, "generation") is None:
+                s.add(Meta(key="generation", value="0"))
+                s.add(Meta(key="segment_seconds", value=repr(DEFAULT_SEGMENT_SECONDS)))
+                s.add(Meta(key="min_tail_seconds", value=repr(DEFAULT_MIN_TAIL_SECONDS)))
+                s.add(Meta(key="index_kind", value="flat"))
+
+    def close(self) -> None:
+        with self._index_lock:
+            self._index = None
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def lock(self, purpose: str, wait: bool = False) -> WriteLock:
+        lock = WriteLock(self.root / LOCK_NAME, purpose)
+        lock.acquire(wait=wait)
+        return lock
+
+    # -- meta --------------------------------------------------------------------------------
+    @staticmethod
+    def _meta(s: Session, key: str, default: str | None = None) -> str | None:
+        row = s.get(Meta, key)
+        return row.value if row is not None else default
+
+    @staticmethod
+    def _set_meta(s: Session, key: str, value: str) -> None:
+        s.merge(Meta(key=key, value=value))
+
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        with self.Session() as s:
+            return self._meta(s, key, default)
+
+    def generation(self) -> int:
+        with self.Session() as s:
+            return int(self._meta(s, "generation", "0"))
+
+    def segmenting(self) -> tuple[float, float]:
+        """(segment length, minimum tail) in seconds, fixed when the store is created."""
+        with self.Session() as s:
+            return float(self._meta(s, "segment_seconds")), float(self._meta(s, "min_tail_seconds"))
+
+    def set_segmenting(self, segment_seconds: float, min_tail_seconds: float | None = None) -> None:
+        """Change segmenting; only allowed while the store holds no videos (it would mix two kinds)."""
+        current = self.segmenting()
+        wanted = (segment_seconds, current[1] if min_tail_seconds is None else min_tail_seconds)
+        if wanted == current:
+            return
+        if self.count_videos():
+            raise StoreError(
+                f"this store cuts videos into {current[0]:g} s segments; it already holds videos, so "
+                f"{wanted[0]:g} s would mix two segmentings. Use a new store (--store) for a different length."
+            )
+        with self.Session.begin() as s:
+            self._set_meta(s, "segment_seconds", repr(float(wanted[0])))
+            self._set_meta(s, "min_tail_seconds", repr(float(wanted[1])))
+
+    # -- encoder -----------------------------------------------------------------------------
+    def encoder(self) -> EncoderRecord | None:
+        with self.Session() as s:
+            eid = self._meta(s, "encoder_id")
+            if eid is None:
+                return None
+            row = s.get(Encoder, int(eid))
+            return EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
+
+    def bind_encoder(self, encoder) -> EncoderRecord:
+        """Make ``encoder`` the store's encoder if it has none; refuse a different one."""
+        current = self.encoder()
+        if current is not None:
+            self.check_encoder(encoder, current)
+            return current
+        with self.Session.begin() as s:
+            row = s.scalars(select(Encoder).where(Encoder.fingerprint == encoder.fingerprint)).first()
+            if row is None:
+                row = Encoder(
+                    name=encoder.name, source=encoder.source, fingerprint=encoder.fingerprint, spec=encoder.spec.as_dict()
+                )
+                s.add(row)
+                s.flush()
+            self._set_meta(s, "encoder_id", str(row.id))
+            return EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
+
+    def check_encoder(self, encoder, record: EncoderRecord | None = None) -> None:
+        record = record or self.encoder()
+        if record is None or record.fingerprint == encoder.fingerprint:
+            return
+        raise EncoderMismatch(
+            f"this store was built with {record.name} (fingerprint {record.fingerprint[:12]}), "
+            f"not {encoder.name} (fingerprint {encoder.fingerprint[:12]}). Vectors of different models "
+            "cannot be compared. Search with the store's own model (leave out --model), re-embed the "
+            "store with the new one (`vsearch reembed --model ...`), or use another store (--store)."
+        )
+
+    # -- writes ------------------------------------------------------------------------------
+    def _bump_generation(self, s: Session) -> int:
+        # First statement of every write transaction: it takes SQLite's write lock at once, so two
+        # writers queue on the busy timeout instead of deadlocking on a read-to-write upgrade.
+        s.execute(update(Meta).where(Meta.key == "generation").values(value=func.cast(func.cast(Meta.value, Integer) + 1, Text)))
+        return int(self._meta(s, "generation"))
+
+    def commit(self, encoder_id: int, videos: Sequence[VideoWrite] = (), remove_video_ids: Iterable[int] = ()) -> int:
+        """Write whole videos and remove others in one transaction; returns the new generation.
+
+        A video whose path is already stored replaces the old row (its old vectors are
+        tombstoned). The loaded FAISS index, if any, is brought to the new generation.
+        """
+        remove_ids = set(int(i) for i in remove_video_ids)
+        added_ids: list[int] = []
+        added_vecs: list[np.ndarray] = []
+        with self.Session.begin() as s:
+            gen = self._bump_generation(s)
+            if videos:
+                remove_ids.update(s.scalars(select(Video.id).where(Video.path.in_([v.path for v in videos]))))
+            removed_pairs = self._delete_videos(s, remove_ids, gen)
+            for v in videos:
+                video = Video(
+                    path=v.path,
+                    size=v.size,
+                    mtime_ns=v.mtime_ns,
+                    content_hash=v.content_hash,
+                    duration=float(v.info["duration"]),
+                    fps=float(v.info["fps"]),
+                    num_frames=int(v.info["num_frames"]),
+                    width=int(v.info["width"]),
+                    height=int(v.info["height"]),
+                    codec=v.info.get("codec"),
+                    decoder=v.info.get("backend"),
+                    warnings=printable(v.warnings) if v.warnings else None,
+                )
+                video.segments = [
+                    Segment(idx=g.idx, start_s=g.start_s, end_s=g.end_s, start_frame=g.start_frame, end_frame=g.end_frame)
+                    for g in v.segments
+                ]
+                s.add(video)
+                s.flush()
+                rows = []
+                for seg, g in zip(video.segments, v.segments):
+                    rows.append(
+                        {
+                            "segment_id": seg.id,
+                            "encoder_id": encoder_id,
+                            "gen": gen,
+                            "frame_indices": [int(i) for i in g.frame_indices],
+                            "vector": pack_vector(g.vector),
+                        }
+                    )
+                    added_ids.append(seg.id)
+                    added_vecs.append(np.asarray(g.vector, VECTOR_DTYPE).astype(np.float32))
+                if rows:
+                    s.execute(insert(Embedding), rows)
+                s.execute(delete(Failure).where(Failure.path == v.path))
+        removed = np.array([seg for enc, seg in removed_pairs if enc == encoder_id], dtype=np.int64)
+        added = np.array(added_ids, dtype=np.int64)
+        vecs = np.stack(added_vecs) if added_vecs else None
+        self._apply_to_index(encoder_id, gen, added, vecs, removed)
+        return gen
+
+    def _delete_videos(self, s: Session, video_ids: set[int], gen: int) -> list[tuple[int, int]]:
+        if not video_ids:
+            return []
+        ids = sorted(video_ids)
+        pairs: list[tuple[int, int]] = []
+        for chunk in _chunks(ids, 500):
+            pairs += [
+                (int(e), int(g))
+                for e, g in s.execute(
+                    select(Embedding.encoder_id, Embedding.segment_id).join(Segment).where(Segment.video_id.in_(chunk))
+                )
+            ]
+        if pairs:
+            s.execute(insert(Tombstone), [{"encoder_id": e, "segment_id": g, "gen": gen} for e, g in pairs])
+        for chunk in _chunks(ids, 500):
+            s.execute(delete(Video).where(Video.id.in_(chunk)))
+        return pairs
+
+    def remove_paths(self, paths: Iterable[str]) -> list[str]:
+        """Delete these videos (exact paths, or everything under a folder); returns what was removed."""
+        targets: dict[int, str] = {}
+        with self.Session() as s:
+            for p in paths:
+                p = os.path.abspath(p)
+                for vid, vpath in s.execute(select(Video.id, Video.path).where(Video.path == p)):
+                    targets[vid] = vpath
+                lo, hi = _prefix_range(p)
+                for vid, vpath in s.execute(select(Video.id, Video.path).where(Video.path >= lo, Video.path < hi)):
+                    targets[vid] = vpath
+        if targets:
+            enc = self.encoder()
+            self.commit(enc.id if enc else -1, (), targets.keys())
+        return sorted(targets.values())
+
+    def record_failure(self, path: str, reason: str, size: int | None, mtime_ns: int | None, run_id: int | None) -> None:
+        with self.Session.begin() as s:
+            s.execute(delete(Failure).where(Failure.path == path))
+            # Decoder messages can quote a non-UTF-8 file name; SQLite text must be valid UTF-8.
+            s.add(Failure(path=path, reason=printable(reason)[:2000], size=size, mtime_ns=mtime_ns, run_id=run_id))
+
+    def clear_failures(self, paths: Iterable[str]) -> None:
+        with self.Session.begin() as s:
+            for chunk in _chunks(list(paths), 500):
+                s.execute(delete(Failure).where(Failure.path.in_(chunk)))
+
+    def prune_failures(self, roots: Sequence[str], existing: set[str]) -> None:
+        """Forget recorded failures of files under ``roots`` that are no longer there."""
+        with self.Session.begin() as s:
+            for root in roots:
+                lo, hi = _prefix_range(root)
+                rows = s.execute(
+                    select(Failure.id, Failure.path).where((Failure.path == root) | ((Failure.path >= lo) & (Failure.path < hi)))
+                )
+                gone = [fid for fid, path in rows if path not in existing]
+                for chunk in _chunks(gone, 500):
+                    s.execute(delete(Failure).where(Failure.id.in_(chunk)))
+
+    def failures(self) -> list[dict]:
+        with self.Session() as s:
+            rows = s.scalars(select(Failure).order_by(Failure.path)).all()
+            return [{"path": r.path, "reason": r.reason, "failed_at": r.failed_at.isoformat(), "run_id": r.run_id} for r in rows]
+
+    # -- runs --------------------------------------------------------------------------------
+    def start_run(self, kind: str, roots: Sequence[str] | None = None, encoder_id: int | None = None) -> int:
+        with self.Session.begin() as s:
+            # We hold the write lock, so any run still marked running died without saying so.
+            s.execute(update(Run).where(Run.status == "running").values(status="crashed"))
+            run = Run(kind=kind, status="running", roots=list(roots or []), encoder_id=encoder_id, pid=os.getpid())
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, status: str, counts: dict, timings: dict | None = None) -> None:
+        with self.Session.begin() as s:
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(status=status, finished_at=utcnow(), counts=counts, timings=timings or {})
+            )
+
+    # -- reads -------------------------------------------------------------------------------
+    def count_videos(self) -> int:
+        with self.Session() as s:
+            return int(s.scalar(select(func.count()).select_from(Video)))
+
+    def known_videos(self, roots: Sequence[str]) -> dict[str, KnownVideo]:
+        """Stored videos at or under each root (a root may be a file or a folder)."""
+        out: dict[str, KnownVideo] = {}
+        cols = (Video.id, Video.path, Video.size, Video.mtime_ns, Video.content_hash)
+        with self.Session() as s:
+            for root in roots:
+                lo, hi = _prefix_range(root)
+                q = select(*cols).where((Video.path == root) | ((Video.path >= lo) & (Video.path < hi)))
+                for vid, path, size, mtime, chash in s.execute(q):
+                    out[path] = KnownVideo(vid, size, mtime, chash)
+        return out
+
+    def video_ids_by_hash(self, hashes: Iterable[str]) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        with self.Session() as s:
+            for chunk in _chunks(list(set(hashes)), 500):
+                for vid, h in s.execute(select(Video.id, Video.content_hash).where(Video.content_hash.in_(chunk))):
+                    out.setdefault(h, []).append(vid)
+        return out
+
+    def move_video(self, video_id: int, new_path: str, size: int, mtime_ns: int) -> None:
+        """A renamed file keeps its segments and vectors; only the path changes."""
+        with self.Session.begin() as s:
+            s.execute(update(Video).where(Video.id == video_id).values(path=new_path, size=size, mtime_ns=mtime_ns))
+            s.execute(delete(Failure).where(Failure.path == new_path))
+
+    def touch_video(self, video_id: int, mtime_ns: int) -> None:
+        with self.Session.begin() as s:
+            s.execute(update(Video).where(Video.id == video_id).values(mtime_ns=mtime_ns))
+
+    def segment_rows(self, segment_ids: Sequence[int]) -> dict[int, SegmentRow]:
+        out: dict[int, SegmentRow] = {}
+        with self.Session() as s:
+            for chunk in _chunks([int(i) for i in segment_ids], 900):
+                q = (
+                    select(Segment.id, Segment.video_id, Video.path, Segment.idx, Segment.start_s, Segment.end_s, Video.duration)
+                    .join(Video, Video.id == Segment.video_id)
+                    .where(Segment.id.in_(chunk))
+                )
+                for row in s.execute(q):
+                    out[row[0]] = SegmentRow(*row)
+        return out
+
+    def iter_embeddings(self, encoder_id: int, batch: int = 20000):
+        """(segment ids, float32 vectors) in batches, for exports and rebuilds."""
+        dim = None
+        with self.Session() as s:
+            q = (
+                select(Embedding.segment_id, Embedding.vector)
+                .where(Embedding.encoder_id == encoder_id)
+                .order_by(Embedding.segment_id)
+            )
+            ids, blobs = [], []
+            for sid, blob in s.execute(q).yield_per(batch):
+                dim = dim or len(blob) // np.dtype(VECTOR_DTYPE).itemsize
+                ids.append(sid)
+                blobs.append(blob)
+                if len(ids) >= batch:
+                    yield np.array(ids, np.int64), unpack_vectors(blobs, dim)
+                    ids, blobs = [], []
+            if ids:
+                yield np.array(ids, np.int64), unpack_vectors(blobs, dim)
+
+    # -- the FAISS index ---------------------------------------------------------------------
+    def vector_index(self) -> VectorIndex:
+        """The index for the store's encoder, at the newest committed generation."""
+        rec = self.encoder()
+        if rec is None:
+            raise EmptyStore(f"the store at {self.root} is empty: index some videos first (`vsearch index DIR`)")
+        with self._index_lock:
+            if self._index is None or self._index_encoder != rec.id:
+                self._load_index(rec)
+            else:
+                self._catch_up(rec)
+            return self._index
+
+    def _load_index(self, rec: EncoderRecord) -> None:
+        dim = int(rec.spec["dim"])
+        for _attempt in range(3):
+            with self.Session() as s, s.begin():
+                gen = int(self._meta(s, "generation"))
+                pruned = int(self._meta(s, f"pruned_through.e{rec.id}", "0"))
+                files = list_index_files(self.index_dir, rec.id)
+                if files and files[0][0] > gen:
+                    continue  # a writer saved right after our snapshot began: take a new snapshot
+                index, base = None, gen
+                for fgen, path in files:
+                    if fgen < pruned:
+                        break  # tombstones before `pruned` are gone: cannot catch up from here
+                    try:
+                        index, base = VectorIndex.read(path, dim), fgen
+                        break
+                    except (RuntimeError, StoreError, OSError):
+                        continue  # damaged or vanished: try an older one, else rebuild
+                if index is None:
+                    index = VectorIndex(dim)
+                    self._add_from_db(s, index, rec.id, -1, gen)
+                else:
+                    self._replay(s, index, rec.id, base, gen)
+            self._index, self._index_gen, self._index_encoder = index, gen, rec.id
+            return
+        raise StoreError("the index kept changing while loading; try again")
+
+    def _catch_up(self, rec: EncoderRecord) -> None:
+        with self.Session() as s, s.begin():
+            gen = int(self._meta(s, "generation"))
+            if gen == self._index_gen:
+                return
+            pruned = int(self._meta(s, f"pruned_through.e{rec.id}", "0"))
+            if self._index_gen >= pruned:
+                self._replay(s, self._index, rec.id, self._index_gen, gen)
+                self._index_gen = gen
+                return
+        self._load_index(rec)
+
+    def _replay(self, s: Session, index: VectorIndex, encoder_id: int, since: int, until: int) -> None:
+        gone = s.scalars(
+            select(Tombstone.segment_id).where(Tombstone.encoder_id == encoder_id, Tombstone.gen > since, Tombstone.gen <= until)
+        ).all()
+        index.remove(np.array(gone, np.int64))
+        self._add_from_db(s, index, encoder_id, since, until)
+
+    @staticmethod
+    def _add_from_db(s: Session, index: VectorIndex, encoder_id: int, since: int, until: int, batch: int = 20000) -> None:
+        q = select(Embedding.segment_id, Embedding.vector).where(
+            Embedding.encoder_id == encoder_id, Embedding.gen > since, Embedding.gen <= until
+        )
+        ids, blobs = [], []
+        for sid, blob in s.execute(q).yield_per(batch):
+            ids.append(sid)
+            blobs.append(blob)
+            if len(ids) >= batch:
+                index.add(np.array(ids, np.int64), unpack_vectors(blobs, index.dim))
+                ids, blobs = [], []
+        index.add(np.array(ids, np.int64), unpack_vectors(blobs, index.dim))
+
+    def _apply_to_index(self, encoder_id: int, gen: int, added: np.ndarray, vectors, removed: np.ndarray) -> None:
+        with self._index_lock:
+            if self._index is None or self._index_encoder != encoder_id:
+                return
+            if self._index_gen != gen - 1:
+                self._index = None  # someone else wrote in between: reload on next use
+                return
+            self._index.remove(removed)
+            if vectors is not None:
+                self._index.add(added, vectors)
+            self._index_gen = gen
+
+    def save_index(self) -> int | None:
+        """Persist the loaded index as of its generation; drop older files and spent tombstones.
+
+        Call while holding the write lock. Returns the generation written, or None when there
+        was nothing to write.
+        """
+        rec = self.encoder()
+        if rec is None:
+            return None
+        index = self.vector_index()
+        with self._index_lock:
+            gen = self._index_gen
+            target = self.index_dir / index_file_name(rec.id, gen)
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                index.write(target)
+        with self.Session.begin() as s:
+            self._set_meta(s, f"pruned_through.e{rec.id}", str(gen))
+            s.execute(delete(Tombstone).where(Tombstone.encoder_id == rec.id, Tombstone.gen <= gen))
+        for fgen, path in list_index_files(self.index_dir, rec.id):
+            if fgen < gen:
+                path.unlink(missing_ok=True)
+        return gen
+
+    def rebuild_index(self) -> int:
+        """Rebuild FAISS from the database and save it (``vsearch reindex``)."""
+        rec = self.encoder()
+        if rec is None:
+            raise EmptyStore(f"the store at {self.root} is empty")
+        with self._index_lock:
+            with self.Session() as s, s.begin():
+                gen = int(self._meta(s, "generation"))
+                index = VectorIndex(int(rec.spec["dim"]))
+                self._add_from_db(s, index, rec.id, -1, gen)
+            self._index, self._index_gen, self._index_encoder = index, gen, rec.id
+            for _fgen, path in list_index_files(self.index_dir, rec.id):
+                path.unlink(missing_ok=True)
+        self.save_index()
+        return index.ntotal
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Compare FAISS with SQLite and look for half-written videos; optionally repair.
+
+        Repair rebuilds the index from the database and deletes segments without vectors and
+        videos without segments, so the next ``index`` run re-embeds those files.
+        """
+        rec = self.encoder()
+        with self.Session() as s:
+            gen = int(self._meta(s, "generation"))
+            seg_ids = set(s.scalars(select(Segment.id)).all())
+            emb_ids = set(s.scalars(select(Embedding.segment_id).where(Embedding.encoder_id == (rec.id if rec else -1))).all())
+            empty_videos = s.scalars(select(Video.id).where(~Video.segments.any())).all()
+        files = list_index_files(self.index_dir, rec.id) if rec else []
+        idx_ids: set[int] = set()
+        if rec is not None:
+            with self._index_lock:
+                self._index = None
+                idx_ids = set(self.vector_index().ids().tolist())
+        report = CheckReport(
+            generation=gen,
+            db_vectors=len(emb_ids),
+            index_vectors=len(idx_ids),
+            only_in_index=sorted(idx_ids - emb_ids),
+            only_in_db=sorted(emb_ids - idx_ids),
+            segments_without_vector=sorted(seg_ids - emb_ids),
+            videos_without_segments=sorted(empty_videos),
+            index_file_generation=files[0][0] if files else None,
+        )
+        if repair and not report.ok:
+            if report.videos_without_segments or report.segments_without_vector:
+                with self.Session.begin() as s:
+                    gen = self._bump_generation(s)
+                    bad_videos = set(report.videos_without_segments)
+                    for chunk in _chunks(report.segments_without_vector, 500):
+                        bad_videos.update(s.scalars(select(Segment.video_id).where(Segment.id.in_(chunk))).all())
+                    self._delete_videos(s, bad_videos, gen)
+            if rec is not None:
+                self.rebuild_index()
+            report.repaired = True
+        return report
+
+    def status(self) -> dict:
+        """Everything ``vsearch status`` shows, as plain data."""
+        rec = self.encoder()
+        with self.Session() as s:
+            videos = int(s.scalar(select(func.count()).select_from(Video)))
+            segments = int(s.scalar(select(func.count()).select_from(Segment)))
+            failures = int(s.scalar(select(func.count()).select_from(Failure)))
+            seconds = float(s.scalar(select(func.coalesce(func.sum(Video.duration), 0.0))))
+            gen = int(self._meta(s, "generation"))
+            seg_s = float(self._meta(s, "segment_seconds"))
+            kind = self._meta(s, "index_kind", "flat")
+            last = s.scalars(select(Run).where(Run.kind == "index").order_by(Run.id.desc()).limit(1)).first()
+            last_run = None
+            if last is not None:
+                last_run = {
+                    "id": last.id,
+                    "status": last.status,
+                    "started_at": last.started_at.isoformat(timespec="seconds"),
+                    "finished_at": last.finished_at.isoformat(timespec="seconds") if last.finished_at else None,
+                    "counts": last.counts or {},
+                }
+        files = list_index_files(self.index_dir, rec.id) if rec else []
+        db_bytes = sum(p.stat().st_size for p in self.root.glob(DB_NAME + "*") if p.is_file())
+        idx_bytes = sum(p.stat().st_size for _g, p in files if p.exists())
+        return {
+            "store": str(self.root),
+            "encoder": None
+            if rec is None
+            else {
+                "name": rec.name,
+                "source": rec.source,
+                "fingerprint": rec.fingerprint,
+                "family": rec.spec.get("family"),
+                "dim": rec.spec.get("dim"),
+                "frames": rec.spec.get("frames"),
+                "image_size": rec.spec.get("pixels", {}).get("image_size"),
+            },
+            "videos": videos,
+            "segments": segments,
+            "failures": failures,
+            "video_seconds": seconds,
+            "segment_seconds": seg_s,
+            "generation": gen,
+            "index": {"kind": kind, "file_generation": files[0][0] if files else None, "bytes": idx_bytes},
+            "database_bytes": db_bytes,
+            "last_run": last_run,
+        }
+
+
+def _prefix_range(root: str) -> tuple[str, str]:
+    """Bounds such that ``lo <= path < hi`` selects paths inside folder ``root`` (byte order)."""
+    prefix = root.rstrip(os.sep) + os.sep
+    hi = prefix[:-1] + chr(ord(os.sep) + 1)
+    return prefix, hi
+
+
+def _chunks(seq: Sequence, n: int):
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
