@@ -1,0 +1,321 @@
+"""Indexing: discover → diff against the store → decode → encode → commit, streaming.
+
+The unit of work and of failure is one file. Decoding runs in worker processes
+(``video.workers``) that stream segments back; the encoder batches segments across files; each
+finished video is written whole (its row, segments and vectors in one transaction, a few videos
+per transaction). A file that fails is recorded with a one-line reason and the run goes on.
+
+Re-running is cheap: a file whose size and mtime match the store is skipped without reading
+it; one whose content hash matches is only touched; a renamed file keeps its vectors; files
+gone from disk are removed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .embedding import SegmentBatcher, StageTimes, default_batch_size, default_workers
+from .store.store import SegmentWrite, Store, VideoWrite
+from .video.discover import FoundFile, Listing, content_hash, list_videos
+from .video.workers import DecodeJob, DecodePool
+
+#: Write this many finished videos per transaction (or whatever is ready after COMMIT_SECONDS).
+COMMIT_EVERY = 8
+COMMIT_SECONDS = 2.0
+#: Persist the FAISS file at least this often during long runs (it is always saved at the end).
+SAVE_SECONDS = 300.0
+
+
+class Progress(Protocol):
+    """What ``index`` reports while it runs (the CLI draws a rich progress bar from it)."""
+
+    def start(self, total_files: int) -> None: ...
+
+    def update(self, *, files: int = 0, segments: int = 0, new_segments: int = 0, current: str | None = None) -> None: ...
+
+
+@dataclass
+class IndexReport:
+    run_id: int
+    indexed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    moved: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    segments: int = 0
+    seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+    def counts(self) -> dict:
+        return {
+            "indexed": len(self.indexed),
+            "unchanged": self.unchanged,
+            "moved": len(self.moved),
+            "removed": len(self.removed),
+            "failed": len(self.failed),
+            "segments": self.segments,
+        }
+
+
+@dataclass
+class _Pending:
+    """A file being decoded and encoded; written once every segment has a vector."""
+
+    file: FoundFile
+    chash: str
+    info: dict | None = None
+    plans: dict[int, tuple] = field(default_factory=dict)
+    frame_idx: dict[int, list[int]] = field(default_factory=dict)
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    waiting: set[int] = field(default_factory=set)
+    seg_errors: list[tuple[int, str]] = field(default_factory=list)
+    decoded: bool = False
+
+
+@dataclass
+class _Plan:
+    todo: list[tuple[FoundFile, str]]
+    unchanged: int
+    moved: list[tuple[str, str]]
+    missing: dict[str, int]  # path -> video id
+    failed: list[tuple[FoundFile | None, str, str]]  # (file, path, reason)
+
+
+def index(
+    store: Store,
+    roots: Sequence[str | os.PathLike[str]],
+    encoder,
+    *,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    decode_timeout: float | None = 120.0,
+    segment_seconds: float | None = None,
+    progress: Progress | None = None,
+    wait: bool = False,
+    stop: threading.Event | None = None,
+    faults: dict[str, str] | None = None,
+) -> IndexReport:
+    """Bring the store up to date with the videos under ``roots``.
+
+    ``stop`` (set it from a signal handler) finishes the files in progress, saves, and returns
+    with ``interrupted=True``; running ``index`` again picks up where it stopped. ``faults``
+    maps paths to an injected decoder fault ("segfault", "hang") and exists for tests.
+    """
+    from .perf import tune_malloc
+
+    tune_malloc()
+    t_start = time.perf_counter()
+    lock = store.lock("index", wait=wait)
+    try:
+        rec = store.bind_encoder(encoder)
+        if segment_seconds is not None:
+            store.set_segmenting(segment_seconds)
+        seg_s, tail_s = store.segmenting()
+        roots = [os.fspath(r) for r in roots]
+        run_id = store.start_run("index", roots, rec.id)
+        report = IndexReport(run_id)
+        times = StageTimes()
+        try:
+            listing = list_videos(roots)
+            plan = _diff(store, listing)
+            report.unchanged, report.moved = plan.unchanged, plan.moved
+            store.prune_failures(listing.roots, {f.path for f in listing.files})
+            for f, path, reason in plan.failed:
+                _fail(store, report, run_id, path, reason, f)
+            if plan.missing:
+                store.commit(rec.id, (), plan.missing.values())
+                report.removed = sorted(plan.missing)
+            if progress:
+                progress.start(len(plan.todo))
+            _encode_and_write(
+                store, rec.id, encoder, plan.todo, report, times,
+                seg_s=seg_s, tail_s=tail_s, workers=workers, batch_size=batch_size,
+                decode_timeout=decode_timeout, progress=progress, stop=stop, faults=faults or {},
+            )  # fmt: skip
+            report.interrupted = bool(stop and stop.is_set())
+        finally:
+            t0 = time.perf_counter()
+            if store.encoder() is not None:
+                store.save_index()
+            times.write += time.perf_counter() - t0
+            report.seconds = time.perf_counter() - t_start
+            report.timings = {**times.as_dict(), "total": round(report.seconds, 3)}
+            status = "interrupted" if report.interrupted else "completed"
+            store.finish_run(run_id, status, report.counts(), report.timings)
+        return report
+    finally:
+        lock.release()
+
+
+def _diff(store: Store, listing: Listing) -> _Plan:
+    known = store.known_videos(listing.roots)
+    found = {f.path for f in listing.files}
+    unreadable = {p for p, _ in listing.problems}
+    missing = {p: k for p, k in known.items() if p not in found and p not in unreadable}
+    failed: list[tuple[FoundFile | None, str, str]] = [(None, p, r) for p, r in listing.problems]
+    todo: list[tuple[FoundFile, str]] = []
+    unchanged = 0
+    for f in listing.files:
+        k = known.get(f.path)
+        if k is not None and k.size == f.size and k.mtime_ns == f.mtime_ns:
+            unchanged += 1
+            continue
+        try:
+            chash = content_hash(f.path, f.size)
+        except OSError as exc:
+            reason = "permission denied" if isinstance(exc, PermissionError) else f"cannot read: {exc.strerror or exc}"
+            failed.append((f, f.path, reason))
+            continue
+        if k is not None and k.content_hash == chash:
+            store.touch_video(k.id, f.mtime_ns)  # same bytes, new mtime (copied, touched)
+            unchanged += 1
+            continue
+        todo.append((f, chash))
+    # A new path whose content matches a video that vanished is a rename: keep its vectors.
+    moved = []
+    vanished = {known[p].content_hash: p for p in missing}
+    still_todo = []
+    for f, chash in todo:
+        old = vanished.pop(chash, None) if f.path not in known else None
+        if old is not None:
+            store.move_video(missing.pop(old).id, f.path, f.size, f.mtime_ns)
+            moved.append((old, f.path))
+        else:
+            still_todo.append((f, chash))
+    return _Plan(still_todo, unchanged, moved, {p: k.id for p, k in missing.items()}, failed)
+
+
+def _fail(store: Store, report: IndexReport, run_id: int, path: str, reason: str, f: FoundFile | None) -> None:
+    report.failed.append((path, reason))
+    store.record_failure(path, reason, f.size if f else None, f.mtime_ns if f else None, run_id)
+
+
+def _encode_and_write(
+    store: Store,
+    encoder_id: int,
+    encoder,
+    todo: list[tuple[FoundFile, str]],
+    report: IndexReport,
+    times: StageTimes,
+    *,
+    seg_s: float,
+    tail_s: float,
+    workers: int | None,
+    batch_size: int | None,
+    decode_timeout: float | None,
+    progress: Progress | None,
+    stop: threading.Event | None,
+    faults: dict[str, str],
+) -> None:
+    if not todo:
+        return
+    spec = encoder.spec
+    pending: dict[int, _Pending] = {i: _Pending(f, h) for i, (f, h) in enumerate(todo)}
+    jobs = (
+        DecodeJob(i, f.path, spec.frames, spec.pixels.image_size, spec.pixels.resize, seg_s, tail_s, faults.get(f.path))
+        for i, (f, _h) in enumerate(todo)
+    )
+    pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
+    batcher = SegmentBatcher(encoder, batch_size or default_batch_size(encoder.device.type), times)
+    ready: list[VideoWrite] = []
+    last_commit = last_save = time.monotonic()
+
+    def deliver(pairs) -> None:
+        for (job_id, seg), vec in pairs:
+            st = pending.get(job_id)
+            if st is None:
+                continue
+            st.vectors[seg] = vec
+            st.waiting.discard(seg)
+            if progress:
+                progress.update(segments=1)
+            finish(job_id)
+
+    def finish(job_id: int) -> None:
+        st = pending[job_id]
+        if not st.decoded or st.waiting:
+            return
+        del pending[job_id]
+        if progress:
+            progress.update(files=1, current=os.path.basename(st.file.path))
+        if not st.vectors:
+            why = st.seg_errors[0][1] if st.seg_errors else "no frames decoded"
+            _fail(store, report, report.run_id, st.file.path, f"no segment could be decoded ({why})", st.file)
+            return
+        warning = None
+        if st.seg_errors:
+            warning = f"{len(st.seg_errors)} of {len(st.plans)} segments could not be decoded ({st.seg_errors[0][1]})"
+            report.warnings.append((st.file.path, warning))
+        segments = [
+            SegmentWrite(seg, p[3], p[4], p[1], p[2], st.frame_idx[seg], st.vectors[seg])
+            for seg, p in sorted(st.plans.items())
+            if seg in st.vectors
+        ]
+        ready.append(VideoWrite(st.file.path, st.file.size, st.file.mtime_ns, st.chash, st.info, segments, warning))
+
+    def write(force: bool = False) -> None:
+        nonlocal last_commit, last_save
+        if not ready or not (force or len(ready) >= COMMIT_EVERY or time.monotonic() - last_commit > COMMIT_SECONDS):
+            return
+        t0 = time.perf_counter()
+        store.commit(encoder_id, ready)
+        report.indexed += [v.path for v in ready]
+        report.segments += sum(len(v.segments) for v in ready)
+        ready.clear()
+        last_commit = time.monotonic()
+        if last_commit - last_save > SAVE_SECONDS:
+            store.save_index()
+            last_save = time.monotonic()
+        times.write += time.perf_counter() - t0
+
+    try:
+        stream = pool.messages(jobs)
+        while True:
+            t0 = time.perf_counter()
+            msg = next(stream, None)
+            times.decode_wait += time.perf_counter() - t0
+            if msg is None:
+                break
+            if stop is not None and stop.is_set():
+                pool.stop_submitting()
+            kind, job_id = msg[0], msg[1]
+            st = pending.get(job_id)
+            if st is None:
+                continue
+            if kind == "info":
+                st.info = msg[2]
+                st.plans = {p[0]: p for p in msg[3]}
+                if progress:
+                    progress.update(new_segments=len(st.plans))
+            elif kind == "segment":
+                st.frame_idx[msg[2]] = msg[3]
+                st.waiting.add(msg[2])
+                deliver(batcher.add((job_id, msg[2]), msg[4]))
+            elif kind == "segment_error":
+                st.seg_errors.append((msg[2], msg[3]))
+            elif kind == "done":
+                st.decoded = True
+                finish(job_id)
+            elif kind == "error":
+                batcher.discard(lambda k, j=job_id: k[0] == j)
+                del pending[job_id]
+                if progress:
+                    progress.update(files=1, current=os.path.basename(st.file.path))
+                _fail(store, report, report.run_id, st.file.path, msg[2], st.file)
+            write()
+        deliver(batcher.flush())
+    finally:
+        write(force=True)

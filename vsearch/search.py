@@ -1,0 +1,134 @@
+"""Text query → the store's encoder → FAISS → segment rows → best segment per video.
+
+Returns data (``Hit`` dataclasses), never prints. The query is embedded with the encoder that
+built the store, or refused with a clear message when another one is passed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import EmptyStore, EncoderLoadError, QueryError
+from .store.store import Store
+from .video.discover import display_path
+from .video.sampling import format_range
+
+MAX_K = 10_000
+
+
+@dataclass
+class Hit:
+    path: str
+    score: float
+    start: float
+    end: float
+    segment: int  # index of the segment within its video
+    segment_id: int
+    video_id: int
+
+    @property
+    def time_range(self) -> str:
+        return format_range(self.start, self.end)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["path"] = display_path(self.path)
+        d["score"] = round(float(self.score), 6)
+        d["start"] = round(self.start, 3)
+        d["end"] = round(self.end, 3)
+        d["range"] = self.time_range
+        return d
+
+
+@dataclass
+class SearchResponse:
+    query: str
+    hits: list[Hit]
+    #: Segments searched (the index size) and how long the search took, end to end.
+    searched: int = 0
+    took_ms: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_store_encoder(store: Store, model: str | None = None, device: str | None = None):
+    """The encoder that built ``store`` (or ``model``, checked to be the same one)."""
+    from .models.registry import load_encoder
+
+    rec = store.encoder()
+    if rec is None:
+        raise EmptyStore(f"the store at {store.root} is empty: index some videos first (`vsearch index DIR`)")
+    if model is not None:
+        enc = load_encoder(model, device=device)
+        store.check_encoder(enc, rec)
+        return enc
+    if not rec.source:
+        raise EncoderLoadError(f"the store does not record where its model ({rec.name}) came from; pass --model")
+    try:
+        enc = load_encoder(rec.source, family=rec.spec.get("family"), device=device)
+    except EncoderLoadError as exc:
+        raise EncoderLoadError(f"the store's model could not be loaded: {exc} Pass --model with its new location.") from None
+    store.check_encoder(enc, rec)
+    return enc
+
+
+def clean_query(query: str) -> str:
+    q = " ".join(query.split())
+    if not q:
+        raise QueryError('the query is empty; describe what to find, e.g. `vsearch search "a dog catches a frisbee"`')
+    return q
+
+
+def search(store: Store, query: str, k: int = 10, *, encoder=None, segments: bool = False) -> SearchResponse:
+    """Top ``k`` videos (best segment each), or the top ``k`` segments with ``segments=True``.
+
+    ``k`` larger than what the store holds returns everything. Scores are cosine similarities.
+    """
+    t0 = time.perf_counter()
+    q = clean_query(query)
+    if not 1 <= int(k) <= MAX_K:
+        raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+    if encoder is None:
+        encoder = load_store_encoder(store)
+    else:
+        store.check_encoder(encoder)
+    warnings = []
+    limit = encoder.spec.max_text_len
+    if encoder.token_count(q) > limit:
+        warnings.append(f"the query is longer than the model's {limit} tokens; only its beginning was used")
+    index = store.vector_index()
+    total = index.ntotal
+    if total == 0:
+        raise EmptyStore(f"the store at {store.root} has no segments yet: index some videos first")
+    qv = encoder.encode_query(q).numpy()[None, :]
+    if segments:
+        res = index.search(qv, min(k, total))
+        rows = store.segment_rows([i for i in res.ids[0] if i >= 0])
+        hits = [_hit(rows[i], s) for s, i in zip(res.scores[0], res.ids[0]) if i in rows]
+    else:
+        hits = _best_per_video(store, index, qv, k, total)
+    return SearchResponse(q, hits, total, (time.perf_counter() - t0) * 1000, warnings)
+
+
+def _best_per_video(store: Store, index, qv: np.ndarray, k: int, total: int) -> list[Hit]:
+    """Over-fetch segments until ``k`` distinct videos are found (or the index is exhausted)."""
+    fetch = min(total, max(4 * k, 32))
+    while True:
+        res = index.search(qv, fetch)
+        ids = [int(i) for i in res.ids[0] if i >= 0]
+        rows = store.segment_rows(ids)
+        best: dict[int, Hit] = {}
+        for score, sid in zip(res.scores[0], res.ids[0]):
+            row = rows.get(int(sid))
+            if row is None or row.video_id in best:
+                continue  # results are sorted: the first segment seen per video is its best
+            best[row.video_id] = _hit(row, score)
+        if len(best) >= k or fetch >= total:
+            return list(best.values())[:k]
+        fetch = min(total, fetch * 4)
+
+
+def _hit(row, score) -> Hit:
+    return Hit(row.path, float(score), row.start_s, row.end_s, row.idx, row.segment_id, row.video_id)
