@@ -1,0 +1,114 @@
+"""Training: the loss, contrastive-exact accumulation, a real short run, exact resume."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vsearch.models import load_encoder
+from vsearch.train.data import read_captions
+from vsearch.train.loop import TrainConfig, Trainer, param_groups, train
+from vsearch.train.loss import LOGIT_SCALE_MAX, contrastive_loss
+
+
+def test_contrastive_loss_equals_a_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    v = F.normalize(torch.randn(5, 8, generator=g), dim=1)
+    t = F.normalize(torch.randn(5, 8, generator=g), dim=1)
+    scale = torch.tensor(math.log(20.0))
+    logits = 20.0 * v @ t.T
+    direct = 0.0
+    for i in range(5):
+        direct += -torch.log_softmax(logits[i], 0)[i] - torch.log_softmax(logits[:, i], 0)[i]
+    assert contrastive_loss(v, t, scale).item() == pytest.approx(direct.item() / 5, rel=1e-5)
+
+
+def test_duplicate_captions_are_shared_positives():
+    g = torch.Generator().manual_seed(1)
+    v = F.normalize(torch.randn(4, 6, generator=g), dim=1)
+    t = F.normalize(torch.randn(4, 6, generator=g), dim=1)
+    scale = torch.tensor(math.log(30.0))
+    groups = torch.tensor([0, 1, 0, 2])  # captions 0 and 2 are the same text
+    logits = 30.0 * v @ t.T
+    same = (groups[:, None] == groups[None, :]).float()
+    target = same / same.sum(1, keepdim=True)
+    direct = -(target * torch.log_softmax(logits, 1)).sum(1).mean() - (target * torch.log_softmax(logits.T, 1)).sum(1).mean()
+    assert contrastive_loss(v, t, scale, groups).item() == pytest.approx(direct.item(), rel=1e-5)
+    # All-distinct groups are the plain loss.
+    assert contrastive_loss(v, t, scale, torch.arange(4)).item() == pytest.approx(contrastive_loss(v, t, scale).item(), rel=1e-6)
+
+
+def test_parameter_groups_exempt_biases_norms_embeddings_and_temperature(tiny_encoder):
+    decay, no_decay = param_groups(tiny_encoder, 0.2)
+    names = {id(p): n for n, p in tiny_encoder.named_parameters()}
+    nd = {names[id(p)] for p in no_decay["params"]}
+    d = {names[id(p)] for p in decay["params"]}
+    assert "clip.logit_scale" in nd and "clip.vision_model.embeddings.class_embedding" in nd
+    assert any("layer_norm1.weight" in n for n in nd) and any(n.endswith(".bias") for n in nd)
+    assert "clip.text_model.embeddings.token_embedding.weight" in nd
+    assert any("q_proj.weight" in n for n in d) and "clip.visual_projection.weight" in d
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
+
+
+def test_accumulation_is_contrastive_exact(micro_model_dir):
+    """8 pairs as 2 micro-batches of 4 give the same gradients as one batch of 8."""
+    rng = np.random.default_rng(0)
+    frames = torch.from_numpy(rng.integers(0, 256, (8, 4, 32, 32, 3), dtype=np.uint8))
+    caps = [f"a {c} shape number {i}" for i, c in enumerate("abcdefgh")]
+    grads = []
+    for micro in ([(frames, caps)], [(frames[:4], caps[:4]), (frames[4:], caps[4:])]):
+        tr = Trainer(TrainConfig(data="-", model=str(micro_model_dir), out="-", grad_clip=0))
+        tr.device = torch.device("cpu")
+        tr.encoder = load_encoder(micro_model_dir, cache=False).train()
+        tr.optimizer = torch.optim.SGD(tr.encoder.parameters(), lr=0.0)
+        tr.scheduler = torch.optim.lr_scheduler.LambdaLR(tr.optimizer, lambda s: 1.0)
+        tr.optimizer.zero_grad = lambda set_to_none=True: None  # keep the gradients to compare
+        tr._step(micro)
+        grads.append({n: p.grad.clone() for n, p in tr.encoder.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 20
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-3, atol=1e-6, msg=name)
+
+
+def cfg(tmp_path, data, model, **kw):
+    base = dict(data=str(data), model=str(model), out=str(tmp_path / "out"), batch_size=4, lr=5e-4, warmup=2,
+                workers=0, seed=1, log_every=1, weight_decay=0.05)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_short_run_saves_a_loadable_model_and_logs(tmp_path, synth_dir, micro_model_dir):
+    result = train(cfg(tmp_path, synth_dir / "captions.csv", micro_model_dir, steps=4, val_data=str(synth_dir / "captions.csv")))
+    assert result.finished and result.steps == 4 and math.isfinite(result.final_loss)
+    out = tmp_path / "out"
+    model = load_encoder(out, cache=False)
+    assert model.spec.frames == 4 and model.fingerprint != load_encoder(micro_model_dir, cache=False).fingerprint
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]
+    assert all(0 <= math.log(r["logit_scale"]) <= LOGIT_SCALE_MAX + 1e-6 for r in log if "logit_scale" in r)
+    assert json.loads((out / "eval.json").read_text())["t2v"]["queries"] == 12
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, synth_dir, micro_model_dir):
+    data = synth_dir / "captions.csv"
+    full = train(cfg(tmp_path / "a", data, micro_model_dir, steps=6, checkpoint_every=2))
+    first = train(cfg(tmp_path / "b", data, micro_model_dir, steps=6, checkpoint_every=2, max_steps_this_run=3))
+    assert not first.finished and first.steps == 3
+    second = train(cfg(tmp_path / "b", data, micro_model_dir, steps=6, checkpoint_every=2))
+    assert second.finished and second.steps == 6
+    # Step 3 was checkpointed on stop, so the resumed run replays steps 4..6 exactly.
+    assert second.losses == pytest.approx(full.losses[3:], rel=1e-5)
+    assert second.final_loss == pytest.approx(full.final_loss, rel=1e-5)
+
+
+def test_training_data_errors(tmp_path, micro_model_dir):
+    from vsearch.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="no such captions file"):
+        train(cfg(tmp_path, tmp_path / "missing.csv", micro_model_dir, steps=1))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video,notes\nx.mp4,hi\n")
+    with pytest.raises(DatasetError, match="no caption"):
+        read_captions(bad)

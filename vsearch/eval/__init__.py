@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics (pure functions of a similarity matrix) and evaluation runs."""

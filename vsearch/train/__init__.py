@@ -1,0 +1,1 @@
+"""Training: datasets, losses and the loop (``train(TrainConfig(...))``). Imports models, never the reverse."""

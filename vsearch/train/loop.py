@@ -1,0 +1,339 @@
+"""The training loop behind ``vsearch train retrieval`` (callable from Python: ``train(cfg)``).
+
+Contrastive results depend on the batch: every other pair in a batch is a negative. So
+gradient accumulation here is **contrastive-exact** (GradCache): embeddings of all
+micro-batches are computed first, the loss is taken over the whole effective batch, and its
+gradients are pushed back through each micro-batch in a second pass. ``--batch-size 16
+--accumulate 8`` then trains like a batch of 128, at about 1.3x the compute, in the memory of 16.
+
+Resume is exact on CPU: data order and augmentation are functions of (seed, epoch, index), and
+the checkpoint holds model, optimizer, scheduler, RNG and step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError, DatasetError
+from .data import EpochBatchSampler, VideoTextDataset, collate, read_captions
+from .loss import clamp_logit_scale, contrastive_loss
+
+NO_DECAY_MARKERS = ("bias", "norm", "layrnorm", "embedding", "class_embedding", "added_cls", "logit_scale")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    model: str
+    out: str
+    val_data: str | None = None
+    video_root: str | None = None
+    steps: int | None = None
+    epochs: float = 1.0
+    batch_size: int = 32
+    accumulate: int = 1
+    lr: float = 1e-5
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    warmup: float = 0.01  # fraction of steps when < 1, else a number of steps
+    grad_clip: float = 1.0
+    frames: int | None = None
+    workers: int = 2
+    seed: int = 42
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    eval_every: int = 0
+    resume: bool = True
+    cache_frames: bool = False
+    device: str = "auto"
+    save_dtype: str = "float32"
+    log_every: int = 10
+    #: Stop after this many steps in this call (a time budget; the run can be resumed).
+    max_steps_this_run: int | None = None
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    final_loss: float
+    losses: list[float] = field(default_factory=list)
+    skipped: int = 0
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+    eval: dict | None = None
+    finished: bool = True
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: no decay on biases, norms, embeddings and the temperature."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        low = name.lower()
+        (no_decay if p.ndim < 2 or any(m in low for m in NO_DECAY_MARKERS) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _group_ids(captions: list[str], device) -> torch.Tensor:
+    ids: dict[str, int] = {}
+    return torch.tensor([ids.setdefault(c, len(ids)) for c in captions], device=device)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, progress: Callable[[dict], None] | None = None, stop: threading.Event | None = None):
+        self.cfg = cfg
+        self.progress = progress
+        self.stop = stop
+        self.out = Path(cfg.out)
+        self.ckpt_dir = self.out / "checkpoints"
+
+    def _setup(self) -> None:
+        from ..config import resolve_device
+        from ..models.registry import load_encoder
+        from ..perf import tune_malloc
+
+        cfg = self.cfg
+        tune_malloc()
+        if cfg.batch_size < 2:
+            raise ConfigError("contrastive training needs a batch of at least 2")
+        torch.manual_seed(cfg.seed)
+        self.device = torch.device(resolve_device(cfg.device))
+        start = self._last_checkpoint() if cfg.resume else None
+        self.encoder = load_encoder(start or cfg.model, device=str(self.device), cache=False)
+        if cfg.frames:
+            self.encoder.spec = self.encoder.spec.with_frames(cfg.frames)
+        self.encoder.train()
+        items = read_captions(cfg.data, cfg.video_root)
+        if len(items) < cfg.batch_size:
+            raise DatasetError(f"{cfg.data}: {len(items)} videos, fewer than one batch of {cfg.batch_size}")
+        spec = self.encoder.spec
+        self.dataset = VideoTextDataset(items, spec.frames, spec.pixels, train=True, seed=cfg.seed, cache=cfg.cache_frames)
+        self.sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed)
+        self.batches_per_epoch = len(self.sampler.batches())
+        self.total = cfg.steps or max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.accumulate))
+        warm = int(cfg.warmup if cfg.warmup >= 1 else round(cfg.warmup * self.total))
+        self.optimizer = torch.optim.AdamW(param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(self.total, warm))
+        self.step = 0
+        self.skipped = 0
+        if start:
+            self._restore(Path(start))
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.out / "train_log.jsonl", "a", encoding="utf-8")
+        self.tb = _tensorboard(self.out)
+
+    # -- one optimizer step ------------------------------------------------------------------
+    def _forward(self, frames: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..video.transforms import to_pixels
+
+        enc = self.encoder
+        pixels = to_pixels(frames, enc.spec.pixels, device=self.device)
+        tok = enc.tokenize(captions)
+        with enc.autocast():
+            v = enc.embed_videos(pixels)
+            t = enc.embed_texts(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
+        return v, t
+
+    def _step(self, micro: list[tuple[torch.Tensor, list[str]]]) -> float:
+        enc = self.encoder
+        captions = [c for _f, caps in micro for c in caps]
+        groups = _group_ids(captions, self.device)
+        if len(micro) == 1:
+            v, t = self._forward(*micro[0])
+            loss = contrastive_loss(v, t, enc.logit_scale, groups)
+            loss.backward()
+        else:
+            # GradCache: loss over the whole effective batch, gradients pushed back per micro-batch.
+            with torch.no_grad():
+                parts = [self._forward(f, c) for f, c in micro]
+            v_all = torch.cat([p[0] for p in parts]).requires_grad_(True)
+            t_all = torch.cat([p[1] for p in parts]).requires_grad_(True)
+            loss = contrastive_loss(v_all, t_all, enc.logit_scale, groups)
+            loss.backward()
+            offset = 0
+            for f, c in micro:
+                v, t = self._forward(f, c)
+                n = len(c)
+                torch.autograd.backward([v, t], [v_all.grad[offset : offset + n], t_all.grad[offset : offset + n]])
+                offset += n
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(enc.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        clamp_logit_scale(enc.logit_scale)
+        return float(loss.detach())
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        self._setup()
+        cfg = self.cfg
+        losses: list[float] = []
+        t0 = time.perf_counter()
+        samples = 0
+        budget = cfg.max_steps_this_run
+        steps_this_run = 0
+        micro_step = self.step * cfg.accumulate
+        buf: list[tuple[torch.Tensor, list[str]]] = []
+        finished = True
+        eval_report = None
+        while self.step < self.total:
+            epoch, skip = divmod(micro_step, self.batches_per_epoch)
+            self.dataset.set_epoch(epoch)
+            self.sampler.set_epoch(epoch, skip)
+            workers = 0 if cfg.cache_frames else cfg.workers
+            # Workers open their own readers in __getitem__, so the default fork start is safe here.
+            loader = torch.utils.data.DataLoader(
+                self.dataset, batch_sampler=self.sampler, num_workers=workers, collate_fn=collate
+            )
+            stop_now = False
+            for frames, caps, _idx, failed in loader:
+                micro_step += 1
+                self.skipped += failed
+                if frames is not None and len(caps) >= 2:
+                    buf.append((frames, caps))
+                if micro_step % cfg.accumulate:
+                    continue
+                if not buf:
+                    continue
+                loss = self._step(buf)
+                samples += sum(len(c) for _f, c in buf)
+                buf = []
+                self.step += 1
+                steps_this_run += 1
+                losses.append(loss)
+                self._log_step(loss, epoch, samples / max(time.perf_counter() - t0, 1e-9))
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self._checkpoint()
+                if cfg.eval_every and cfg.val_data and self.step % cfg.eval_every == 0:
+                    eval_report = self._evaluate()
+                if self.step >= self.total:
+                    break
+                if (budget and steps_this_run >= budget) or (self.stop is not None and self.stop.is_set()):
+                    stop_now = True
+                    break
+            if stop_now:
+                finished = False
+                break
+        seconds = time.perf_counter() - t0
+        self.encoder.eval()
+        if finished:
+            self.encoder.save_pretrained(self.out, dtype=getattr(torch, cfg.save_dtype))
+            (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+            if cfg.val_data:
+                eval_report = self._evaluate()
+        self._checkpoint()
+        self.log.close()
+        if self.tb is not None:
+            self.tb.close()
+        return TrainResult(
+            self.out, self.step, losses[-1] if losses else float("nan"), losses, self.skipped, seconds,
+            samples / seconds if seconds > 0 else 0.0, eval_report, finished,
+        )  # fmt: skip
+
+    def _log_step(self, loss: float, epoch: int, rate: float) -> None:
+        record = {
+            "step": self.step,
+            "epoch": epoch,
+            "loss": round(loss, 6),
+            "lr": self.scheduler.get_last_lr()[0],
+            "logit_scale": round(float(self.encoder.logit_scale.detach().exp()), 4),
+            "samples_per_s": round(rate, 2),
+            "skipped": self.skipped,
+            "time": time.time(),
+        }
+        if self.step % self.cfg.log_every == 0 or self.step == 1 or self.step == self.total:
+            self.log.write(json.dumps(record) + "\n")
+            self.log.flush()
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss", loss, self.step)
+            self.tb.add_scalar("train/lr", record["lr"], self.step)
+        if self.progress:
+            self.progress({**record, "total": self.total})
+
+    def _evaluate(self) -> dict:
+        from ..eval.retrieval import evaluate_retrieval
+
+        self.encoder.eval()
+        items = read_captions(self.cfg.val_data, self.cfg.video_root)
+        report = evaluate_retrieval(self.encoder, items, workers=self.cfg.workers)
+        self.encoder.train()
+        record = {"step": self.step, "eval": report}
+        self.log.write(json.dumps(record) + "\n")
+        self.log.flush()
+        (self.out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        return report
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _last_checkpoint(self) -> str | None:
+        if not self.ckpt_dir.is_dir():
+            return None
+        done = sorted(p for p in self.ckpt_dir.glob("step-*") if (p / "trainer_state.json").is_file())
+        return str(done[-1]) if done else None
+
+    def _checkpoint(self) -> None:
+        target = self.ckpt_dir / f"step-{self.step:08d}"
+        if target.exists():
+            return
+        tmp = self.ckpt_dir / f".tmp-{self.step:08d}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.encoder.save_pretrained(tmp)
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            tmp / "trainer_state.pt",
+        )
+        state = {"step": self.step, "skipped": self.skipped, "total": self.total, "model": self.cfg.model}
+        (tmp / "trainer_state.json").write_text(json.dumps(state) + "\n")
+        os.replace(tmp, target)
+        for old in sorted(self.ckpt_dir.glob("step-*"))[: -self.cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _restore(self, path: Path) -> None:
+        state = json.loads((path / "trainer_state.json").read_text())
+        blob = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])
+        torch.set_rng_state(blob["torch_rng"])
+        self.step = int(state["step"])
+        self.skipped = int(state.get("skipped", 0))
+
+
+def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None, stop: threading.Event | None = None) -> TrainResult:
+    """Fine-tune ``cfg.model`` on ``cfg.data`` and save a loadable model in ``cfg.out``."""
+    return Trainer(cfg, progress, stop).run()
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(os.fspath(out / "tensorboard"))
