@@ -1,0 +1,16 @@
+"""Entry point of the `vsearch` console script.
+
+Command modules register themselves on ``app``; they import ``vsearch`` (and torch) only inside
+command bodies, so `vsearch --help` and `vsearch models` start fast.
+"""
+
+from . import models_cmd, search_cmd, store_cmds, synth, train_cmd  # noqa: F401 - registers commands
+from .app import app
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,104 @@
+"""`vsearch models` and `vsearch embed`: what encoders exist, and raw embeddings for other tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .app import app
+from .common import DeviceOpt, JsonOpt, ModelOpt, console, err_console, handle_errors, print_json
+
+
+@app.command()
+@handle_errors
+def models(as_json: JsonOpt = False) -> None:
+    """List the encoders this build knows: families and named models.
+
+    Any model folder or Hugging Face hub id also works wherever --model is accepted.
+    Example: [bold]vsearch models[/]
+    """
+    from vsearch.models.registry import FAMILY_SUMMARY, REGISTRY
+
+    rows = [{"name": e.name, "family": e.family, "summary": e.summary, **e.facts} for e in REGISTRY.values()]
+    if as_json:
+        print_json({"families": FAMILY_SUMMARY, "models": rows})
+        return
+    fam = Table(title="families", show_header=True, header_style="bold")
+    fam.add_column("family")
+    fam.add_column("how it models time")
+    for name, summary in FAMILY_SUMMARY.items():
+        fam.add_row(name, escape(summary))
+    console.print(fam)
+    t = Table(title="models", show_header=True, header_style="bold")
+    for col in ("name", "family", "params", "frames", "resolution", "norm", "what"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            r["name"],
+            r["family"],
+            r.get("params", ""),
+            r.get("frames", ""),
+            r.get("resolution", ""),
+            r.get("norm", ""),
+            escape(r["summary"]),
+        )
+    console.print(t)
+
+
+@app.command()
+@handle_errors
+def embed(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy (a .json sidecar names the rows).", show_default=False)],
+    model: ModelOpt = None,
+    videos: Annotated[list[Path] | None, typer.Option("--videos", help="Video files (repeat the option).")] = None,
+    texts: Annotated[list[str] | None, typer.Option("--texts", help="Texts (repeat the option).")] = None,
+    texts_file: Annotated[Path | None, typer.Option("--texts-file", help="A file with one text per line.")] = None,
+    segments: Annotated[bool, typer.Option("--segments", help="One row per segment instead of one per video.")] = False,
+    segment_seconds: Annotated[float, typer.Option(help="Segment length with --segments.")] = 10.0,
+    workers: Annotated[int | None, typer.Option(help="Decoder processes.")] = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Write L2-normalised embeddings of videos or texts to a .npy file, for notebooks and other tools.
+
+    Example: [bold]vsearch embed --model clip-b32 --videos a.mp4 --videos b.mp4 --out clips.npy[/]
+    """
+    from vsearch.config import DEFAULT_MODEL
+    from vsearch.embedding import embed_texts, embed_videos, write_embeddings
+    from vsearch.errors import ConfigError
+    from vsearch.models import load_encoder
+
+    sources = sum(bool(x) for x in (videos, texts, texts_file))
+    if sources != 1:
+        raise ConfigError("give exactly one of --videos, --texts, --texts-file")
+    encoder = load_encoder(model or DEFAULT_MODEL, device=device)
+    if videos:
+        result = embed_videos(
+            encoder, [str(v) for v in videos], segments=segments, segment_seconds=segment_seconds, workers=workers
+        )
+    else:
+        lines = texts or [line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        result = embed_texts(encoder, lines)
+    npy, sidecar = write_embeddings(result, out, encoder)
+    for path, reason in result.failed:
+        err_console.print(f"[red]failed[/] {escape(path)}: {escape(reason)}", soft_wrap=True)
+    if as_json:
+        print_json(
+            {
+                "out": str(npy),
+                "sidecar": str(sidecar),
+                "rows": len(result.rows),
+                "dim": int(result.vectors.shape[1]),
+                "failed": len(result.failed),
+            }
+        )
+    else:
+        console.print(
+            f"wrote {len(result.rows)} x {result.vectors.shape[1]} to {escape(str(npy))} (rows named in {escape(str(sidecar))})"
+        )
+    if result.failed:
+        raise typer.Exit(3)

@@ -1,0 +1,53 @@
+"""`vsearch search`: find videos by text."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .app import app
+from .common import DeviceOpt, JsonOpt, ModelOpt, StoreOpt, console, err_console, handle_errors, print_json
+
+
+@app.command()
+@handle_errors
+def search(
+    query: Annotated[str, typer.Argument(help="What to find, in words.", show_default=False)],
+    k: Annotated[int, typer.Option("-k", "--top", help="How many results.")] = 10,
+    segments: Annotated[
+        bool, typer.Option("--segments", help="List raw segments instead of one best segment per video.")
+    ] = False,
+    store: StoreOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the store by text: the best matching videos, with the time range that matched.
+
+    Example: [bold]vsearch search "a dog catches a frisbee" -k 5[/]
+    """
+    from vsearch.search import load_store_encoder
+    from vsearch.search import search as run_search
+    from vsearch.store import Store
+
+    with Store.open(store, create=False) as st:
+        encoder = load_store_encoder(st, model, device)
+        resp = run_search(st, query, k, encoder=encoder, segments=segments)
+    for w in resp.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+    if as_json:
+        print_json([h.as_dict() for h in resp.hits])
+        return
+    table = Table(title=f"“{escape(resp.query)}” · {len(resp.hits)} of {resp.searched} segments · {resp.took_ms:.0f} ms")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("time")
+    table.add_column("video")
+    for i, h in enumerate(resp.hits, 1):
+        d = h.as_dict()
+        seg = f" (segment {h.segment})" if segments else ""
+        table.add_row(str(i), f"{h.score:.3f}", d["range"], escape(d["path"]) + seg)
+    console.print(table)

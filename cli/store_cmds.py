@@ -1,0 +1,279 @@
+"""`vsearch index`, `status`, `remove`, `reindex`, `check`: building and inspecting a store."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .app import app
+from .common import (
+    EXIT_FILES_FAILED,
+    EXIT_INTERRUPTED,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    StoreOpt,
+    console,
+    err_console,
+    handle_errors,
+    human_bytes,
+    human_seconds,
+    print_json,
+)
+from .progress import IndexProgressBar
+
+
+@app.command()
+@handle_errors
+def index(
+    folders: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) or video files.", show_default=False)],
+    store: StoreOpt = None,
+    model: ModelOpt = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Decoder processes [default: CPU count, at most 4]; 0 decodes in-process.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Segments per encoder batch [default: 8 on CPU, 32 on GPU].")] = None,
+    segment_seconds: Annotated[float | None, typer.Option(help="Segment length for a new store [default: 10].")] = None,
+    decode_timeout: Annotated[
+        float, typer.Option(help="Abandon a file when its decoder makes no progress for this many seconds.")
+    ] = 120.0,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")] = False,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Index the videos under FOLDERS: new and changed files are embedded, deleted ones removed.
+
+    Example: [bold]vsearch index ~/Videos --model clip-b32[/]
+    """
+    from vsearch.config import DEFAULT_MODEL
+    from vsearch.ingest import index as run_index
+    from vsearch.models import load_encoder
+    from vsearch.store import Store
+
+    with Store.open(store) as st:
+        rec = st.encoder()
+        ref = model or (rec.source if rec else DEFAULT_MODEL)
+        family = rec.spec.get("family") if (rec and not model) else None
+        with err_console.status(f"loading model {ref} ..."):
+            encoder = load_encoder(ref, family=family, device=device)
+        stop = threading.Event()
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum, frame):
+            if stop.is_set():
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            stop.set()
+            err_console.print("[yellow]stopping after the files in progress (Ctrl-C again to abort now)...[/]")
+
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            with IndexProgressBar(err_console, enabled=not as_json) as bar:
+                report = run_index(
+                    st, [str(f) for f in folders], encoder,
+                    workers=workers, batch_size=batch_size, decode_timeout=decode_timeout,
+                    segment_seconds=segment_seconds, progress=bar, wait=wait, stop=stop,
+                )  # fmt: skip
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    if as_json:
+        from vsearch.video import display_path
+
+        print_json(
+            {
+                "counts": report.counts(),
+                "failed": [{"path": display_path(p), "reason": r} for p, r in report.failed],
+                "warnings": [{"path": display_path(p), "warning": w} for p, w in report.warnings],
+                "removed": [display_path(p) for p in report.removed],
+                "moved": [{"from": display_path(a), "to": display_path(b)} for a, b in report.moved],
+                "seconds": round(report.seconds, 3),
+                "timings": report.timings,
+                "interrupted": report.interrupted,
+            }
+        )
+    else:
+        _print_index_summary(report)
+    if report.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if report.failed:
+        raise typer.Exit(EXIT_FILES_FAILED)
+
+
+def _print_index_summary(report) -> None:
+    from vsearch.video import display_path
+
+    c = report.counts()
+    table = Table(title="vsearch index", show_header=True, header_style="bold")
+    table.add_column("outcome")
+    table.add_column("files", justify="right")
+    table.add_row("indexed", str(c["indexed"]))
+    table.add_row("unchanged", str(c["unchanged"]))
+    if c["moved"]:
+        table.add_row("moved (kept vectors)", str(c["moved"]))
+    table.add_row("removed", str(c["removed"]))
+    table.add_row("[red]failed[/]" if c["failed"] else "failed", str(c["failed"]))
+    console.print(table)
+    rate = c["segments"] / report.seconds if report.seconds > 0 else 0.0
+    console.print(f"{c['segments']} segments embedded in {human_seconds(report.seconds)} ({rate:.1f} segments/s)")
+    for path, reason in report.failed:
+        console.print(f"[red]failed[/] {escape(display_path(path))}: {escape(reason)}", soft_wrap=True)
+    for path, warning in report.warnings:
+        console.print(f"[yellow]warning[/] {escape(display_path(path))}: {escape(warning)}", soft_wrap=True)
+    if report.interrupted:
+        console.print("[yellow]Interrupted.[/] Everything finished so far is saved; run the same command again to continue.")
+
+
+@app.command()
+@handle_errors
+def status(
+    store: StoreOpt = None,
+    failures: Annotated[bool, typer.Option("--failures", help="List the files that failed to index, with reasons.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what the store holds: encoder, videos, segments, index, sizes, last run.
+
+    Example: [bold]vsearch status --failures[/]
+    """
+    from vsearch.store import Store
+    from vsearch.video import display_path
+
+    with Store.open(store, create=False) as st:
+        info = st.status()
+        failed = st.failures() if failures else []
+    for f in failed:
+        f["path"] = display_path(f["path"])
+    if as_json:
+        print_json({**info, **({"failure_list": failed} if failures else {})})
+        return
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("store", escape(info["store"]))
+    enc = info["encoder"]
+    if enc:
+        t.add_row("encoder", escape(f"{enc['name']} ({enc['family']})"))
+        t.add_row("fingerprint", enc["fingerprint"])
+        t.add_row("dim / frames / px", f"{enc['dim']} / {enc['frames']} / {enc['image_size']}")
+    else:
+        t.add_row("encoder", "none yet (empty store)")
+    t.add_row("videos", f"{info['videos']} ({human_seconds(info['video_seconds'])} of video)")
+    t.add_row("segments", f"{info['segments']} (of {info['segment_seconds']:g} s)")
+    idx = info["index"]
+    t.add_row(
+        "index",
+        f"{idx['kind']}, file at generation {idx['file_generation']} (store at {info['generation']}), {human_bytes(idx['bytes'])}",
+    )
+    t.add_row("database", human_bytes(info["database_bytes"]))
+    t.add_row("failures", str(info["failures"]) + ("" if failures or not info["failures"] else "  (see --failures)"))
+    last = info["last_run"]
+    if last:
+        counts = ", ".join(f"{k} {v}" for k, v in last["counts"].items())
+        t.add_row("last run", f"{last['status']} at {last['started_at']}: {counts}")
+    console.print(t)
+    for f in failed:
+        console.print(f"[red]failed[/] {escape(f['path'])}: {escape(f['reason'])}", soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def remove(
+    paths: Annotated[list[Path], typer.Argument(help="Video files, or folders whose videos to remove.", show_default=False)],
+    store: StoreOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer instead of refusing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove videos from the store and its index (the files on disk are not touched).
+
+    Example: [bold]vsearch remove ~/Videos/old[/]
+    """
+    from vsearch.store import Store
+    from vsearch.video import display_path
+
+    with Store.open(store, create=False) as st:
+        lock = st.lock("remove", wait=wait)
+        try:
+            removed = st.remove_paths([str(p) for p in paths])
+            st.save_index()
+        finally:
+            lock.release()
+    if as_json:
+        print_json({"removed": [display_path(p) for p in removed]})
+        return
+    for p in removed:
+        console.print(f"removed {escape(display_path(p))}")
+    console.print(f"{len(removed)} video(s) removed")
+
+
+@app.command()
+@handle_errors
+def reindex(store: StoreOpt = None, wait: Annotated[bool, typer.Option("--wait")] = False) -> None:
+    """Rebuild the FAISS index from the vectors in the database.
+
+    Example: [bold]vsearch reindex[/]
+    """
+    from vsearch.store import Store
+
+    with Store.open(store, create=False) as st:
+        lock = st.lock("reindex", wait=wait)
+        try:
+            n = st.rebuild_index()
+        finally:
+            lock.release()
+    console.print(f"rebuilt the index: {n} vectors")
+
+
+@app.command()
+@handle_errors
+def check(
+    store: StoreOpt = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Fix what is found: rebuild the index, drop half-written videos.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that the FAISS index and the database agree, and that no video is half-written.
+
+    Exit code 1 when a problem is found (and not repaired).
+    Example: [bold]vsearch check --repair[/]
+    """
+    from vsearch.store import Store
+
+    with Store.open(store, create=False) as st:
+        lock = st.lock("check", wait=True) if repair else None
+        try:
+            report = st.check(repair=repair)
+        finally:
+            if lock:
+                lock.release()
+    data = {
+        "ok": report.ok,
+        "repaired": report.repaired,
+        "generation": report.generation,
+        "index_file_generation": report.index_file_generation,
+        "db_vectors": report.db_vectors,
+        "index_vectors": report.index_vectors,
+        "only_in_index": report.only_in_index[:100],
+        "only_in_db": report.only_in_db[:100],
+        "segments_without_vector": report.segments_without_vector[:100],
+        "videos_without_segments": report.videos_without_segments[:100],
+    }
+    if as_json:
+        print_json(data)
+    else:
+        verdict = "[green]consistent[/]" if report.ok else ("[yellow]repaired[/]" if report.repaired else "[red]inconsistent[/]")
+        console.print(
+            f"{verdict}: {report.db_vectors} vectors in the database, {report.index_vectors} in the index (generation {report.generation})"
+        )
+        for key in ("only_in_index", "only_in_db", "segments_without_vector", "videos_without_segments"):
+            if data[key]:
+                console.print(f"  {key.replace('_', ' ')}: {len(getattr(report, key))} ({data[key][:10]}...)")
+        if not report.ok and not repair:
+            console.print("run [bold]vsearch check --repair[/] to rebuild the index from the database")
+    if not report.ok and not report.repaired:
+        raise typer.Exit(1)
