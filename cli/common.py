@@ -34,6 +34,13 @@ ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="Model: a name from `vsearch models`, a model folder, or a Hugging Face hub id."),
 ]
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base",
+        help="With --model FILE.pt (an official CLIP-ViP checkpoint): the CLIP it was trained from [default: openai/clip-vit-base-patch32].",
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
 
 

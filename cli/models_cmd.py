@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import app
-from .common import DeviceOpt, JsonOpt, ModelOpt, console, err_console, handle_errors, print_json
+from .common import BaseOpt, DeviceOpt, JsonOpt, ModelOpt, console, err_console, handle_errors, print_json
 
 
 @app.command()
@@ -54,6 +54,7 @@ def models(as_json: JsonOpt = False) -> None:
 def embed(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy (a .json sidecar names the rows).", show_default=False)],
     model: ModelOpt = None,
+    base: BaseOpt = None,
     videos: Annotated[list[Path] | None, typer.Option("--videos", help="Video files (repeat the option).")] = None,
     texts: Annotated[list[str] | None, typer.Option("--texts", help="Texts (repeat the option).")] = None,
     texts_file: Annotated[Path | None, typer.Option("--texts-file", help="A file with one text per line.")] = None,
@@ -75,7 +76,7 @@ def embed(
     sources = sum(bool(x) for x in (videos, texts, texts_file))
     if sources != 1:
         raise ConfigError("give exactly one of --videos, --texts, --texts-file")
-    encoder = load_encoder(model or DEFAULT_MODEL, device=device)
+    encoder = load_encoder(model or DEFAULT_MODEL, device=device, base=base)
     if videos:
         result = embed_videos(
             encoder, [str(v) for v in videos], segments=segments, segment_seconds=segment_seconds, workers=workers
@@ -102,3 +103,27 @@ def embed(
         )
     if result.failed:
         raise typer.Exit(3)
+
+
+@app.command("convert-checkpoint")
+@handle_errors
+def convert_checkpoint(
+    src: Annotated[
+        Path, typer.Argument(help="Official CLIP-ViP checkpoint (pretrain_clipvip_base_32.pt, ...).", show_default=False)
+    ],
+    out: Annotated[Path, typer.Argument(help="Output model folder (HF layout + vsearch.json).", show_default=False)],
+    base: Annotated[
+        str, typer.Option("--base", help="The CLIP it was trained from: hub id or folder (B/32 file: ...-patch32).")
+    ] = "openai/clip-vit-base-patch32",
+    fp16: Annotated[bool, typer.Option("--fp16", help="Store the weights as float16 (half the size).")] = False,
+) -> None:
+    """Convert an official CLIP-ViP .pt checkpoint into a model folder, checking every key and shape.
+
+    Example: [bold]vsearch convert-checkpoint pretrain_clipvip_base_32.pt clipvip-b32 --base openai/clip-vit-base-patch32[/]
+    """
+    import torch
+
+    from vsearch.models.clip_vip import convert_official_checkpoint
+
+    path = convert_official_checkpoint(src, out, base, dtype=torch.float16 if fp16 else None)
+    console.print(f"wrote {escape(str(path))}: load it with --model {escape(str(path))}")

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import app
-from .common import DeviceOpt, JsonOpt, ModelOpt, StoreOpt, console, err_console, handle_errors, print_json
+from .common import BaseOpt, DeviceOpt, JsonOpt, ModelOpt, StoreOpt, console, err_console, handle_errors, print_json
 
 
 @app.command()
@@ -22,6 +22,7 @@ def search(
     ] = False,
     store: StoreOpt = None,
     model: ModelOpt = None,
+    base: BaseOpt = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -34,7 +35,7 @@ def search(
     from vsearch.store import Store
 
     with Store.open(store, create=False) as st:
-        encoder = load_store_encoder(st, model, device)
+        encoder = load_store_encoder(st, model, device, base=base)
         resp = run_search(st, query, k, encoder=encoder, segments=segments)
     for w in resp.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)

@@ -15,6 +15,7 @@ from .app import app
 from .common import (
     EXIT_FILES_FAILED,
     EXIT_INTERRUPTED,
+    BaseOpt,
     DeviceOpt,
     JsonOpt,
     ModelOpt,
@@ -35,6 +36,7 @@ def index(
     folders: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) or video files.", show_default=False)],
     store: StoreOpt = None,
     model: ModelOpt = None,
+    base: BaseOpt = None,
     workers: Annotated[
         int | None, typer.Option(help="Decoder processes [default: CPU count, at most 4]; 0 decodes in-process.")
     ] = None,
@@ -61,7 +63,7 @@ def index(
         ref = model or (rec.source if rec else DEFAULT_MODEL)
         family = rec.spec.get("family") if (rec and not model) else None
         with err_console.status(f"loading model {ref} ..."):
-            encoder = load_encoder(ref, family=family, device=device)
+            encoder = load_encoder(ref, family=family, device=device, base=base)
         stop = threading.Event()
         previous = signal.getsignal(signal.SIGINT)
 

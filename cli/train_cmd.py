@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .app import app
-from .common import DeviceOpt, JsonOpt, console, err_console, handle_errors, print_json
+from .common import BaseOpt, DeviceOpt, JsonOpt, console, err_console, handle_errors, print_json
 
 train_app = typer.Typer(help="Fine-tune an encoder (contrastive, CLIP-ViP style).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -26,7 +26,10 @@ def train_retrieval(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output model folder (checkpoints go in OUT/checkpoints).", show_default=False)
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Starting model: a name, a folder or a hub id.")] = "clip-b32",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Starting model: a name, a folder, a hub id, or an official .pt with --base.")
+    ] = "clip-b32",
+    base: BaseOpt = None,
     val: Annotated[Path | None, typer.Option("--val", help="Held-out captions file, evaluated at the end.")] = None,
     video_root: Annotated[Path | None, typer.Option(help="Folder that relative paths / video ids refer to.")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps [default: from --epochs].")] = None,
@@ -62,7 +65,7 @@ def train_retrieval(
     from vsearch.train.loop import TrainConfig, train
 
     cfg = TrainConfig(
-        data=str(data), model=model, out=str(out), val_data=str(val) if val else None,
+        data=str(data), model=model, base=base, out=str(out), val_data=str(val) if val else None,
         video_root=str(video_root) if video_root else None, steps=steps, epochs=epochs, batch_size=batch_size,
         accumulate=accumulate, lr=lr, weight_decay=weight_decay, warmup=warmup, grad_clip=grad_clip,
         frames=frames, workers=workers, seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every,

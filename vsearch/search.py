@@ -53,7 +53,7 @@ class SearchResponse:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_store_encoder(store: Store, model: str | None = None, device: str | None = None):
+def load_store_encoder(store: Store, model: str | None = None, device: str | None = None, base: str | None = None):
     """The encoder that built ``store`` (or ``model``, checked to be the same one)."""
     from .models.registry import load_encoder
 
@@ -61,7 +61,7 @@ def load_store_encoder(store: Store, model: str | None = None, device: str | Non
     if rec is None:
         raise EmptyStore(f"the store at {store.root} is empty: index some videos first (`vsearch index DIR`)")
     if model is not None:
-        enc = load_encoder(model, device=device)
+        enc = load_encoder(model, device=device, base=base)
         store.check_encoder(enc, rec)
         return enc
     if not rec.source:

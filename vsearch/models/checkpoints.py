@@ -53,17 +53,29 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "weights_only" in str(exc).lower() or "unsupported global" in str(exc).lower():
+        text = str(exc)
+        detail = _unpickler_detail(text)
+        if "allowed global" in text or "Unsupported global" in text:
             raise CheckpointError(
                 f"{path}: refused: the file holds pickled objects beyond plain tensors, which could run code "
-                f"when loaded. Nothing was executed. Re-save it as a state dict (or safetensors). Detail: {first}"
+                f"when loaded. Nothing was executed. Re-save it as a state dict (or safetensors). Detail: {detail}"
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({detail})") from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first[:200]})") from None
     return flatten_state_dict(obj, path)
+
+
+def _unpickler_detail(text: str) -> str:
+    """The informative line of torch's long weights_only error message."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    marker = "WeightsUnpickler error:"
+    for i, ln in enumerate(lines):
+        if marker in ln:
+            rest = ln.split(marker, 1)[1].strip()
+            return (rest or (lines[i + 1] if i + 1 < len(lines) else ""))[:200]
+    return lines[0][:200] if lines else "unreadable"
 
 
 def flatten_state_dict(obj: object, path: os.PathLike[str] | str = "checkpoint") -> dict[str, torch.Tensor]:

@@ -22,11 +22,15 @@ if TYPE_CHECKING:
 
 #: family name -> "module:Class"
 FAMILIES: dict[str, str] = {
+    "clip-vip": "vsearch.models.clip_vip:ClipVipEncoder",
     "mean-pool": "vsearch.models.mean_pool:MeanPoolEncoder",
 }
 
 FAMILY_SUMMARY: dict[str, str] = {
-    "mean-pool": "frame CLIP + temporal mean (zero-shot CLIP, CLIP4Clip meanP, ViFi-CLIP); blind to temporal order",
+    "clip-vip": "CLIP + video proxy tokens with proxy-guided attention and a temporal embedding (CLIP-ViP); "
+    "frames: any (12 default, temporal table resampled); 224 px squash; CLIP mean/std",
+    "mean-pool": "frame CLIP + temporal mean (zero-shot CLIP, CLIP4Clip meanP, ViFi-CLIP); blind to temporal order; "
+    "frames: any (12 default); short side + centre crop; CLIP mean/std",
 }
 
 
@@ -95,6 +99,23 @@ def _tiny_mean_pool() -> VideoTextEncoder:
     return enc
 
 
+def _tiny_clip_vip() -> VideoTextEncoder:
+    from .clip_vip import ClipVipEncoder
+
+    enc = _seeded(lambda: ClipVipEncoder.from_config(tiny_clip_config()))
+    enc.source = "tiny-clip-vip"
+    return enc
+
+
+def _hub_clip_vip(hub_id: str) -> Callable[[], VideoTextEncoder]:
+    def build() -> VideoTextEncoder:
+        from .clip_vip import ClipVipEncoder
+
+        return ClipVipEncoder.from_clip(hub_id)
+
+    return build
+
+
 def _hub_mean_pool(hub_id: str) -> Callable[[], VideoTextEncoder]:
     def build() -> VideoTextEncoder:
         from .mean_pool import MeanPoolEncoder
@@ -119,6 +140,27 @@ REGISTRY: dict[str, ModelEntry] = {
         _hub_mean_pool("openai/clip-vit-base-patch16"),
         {"params": "149.6M", "frames": "12 (any)", "resolution": "224, short side + centre crop", "norm": "CLIP"},
     ),
+    "clip-vip-b32": ModelEntry(
+        "clip-vip-b32",
+        "clip-vip",
+        "CLIP-ViP on OpenAI CLIP ViT-B/32: proxies and temporal embedding new (train, or convert the official checkpoint)",
+        _hub_clip_vip("openai/clip-vit-base-patch32"),
+        {"params": "151.3M", "frames": "12 (any)", "resolution": "224, squash", "norm": "CLIP"},
+    ),
+    "clip-vip-b16": ModelEntry(
+        "clip-vip-b16",
+        "clip-vip",
+        "CLIP-ViP on OpenAI CLIP ViT-B/16: proxies and temporal embedding new (train, or convert the official checkpoint)",
+        _hub_clip_vip("openai/clip-vit-base-patch16"),
+        {"params": "149.6M", "frames": "12 (any)", "resolution": "224, squash", "norm": "CLIP"},
+    ),
+    "tiny-clip-vip": ModelEntry(
+        "tiny-clip-vip",
+        "clip-vip",
+        "tiny random CLIP-ViP (64 px, 4 proxies, 12 temporal slots), for tests and from-scratch training",
+        _tiny_clip_vip,
+        {"params": "1.8M", "frames": "12 (any)", "resolution": "64, squash", "norm": "CLIP"},
+    ),
     "tiny-clip": ModelEntry(
         "tiny-clip",
         "mean-pool",
@@ -132,21 +174,38 @@ _cache: dict[tuple[str, str | None, str], VideoTextEncoder] = {}
 _cache_lock = threading.Lock()
 
 
+#: Short names that stand for a registry entry.
+ALIASES = {"clip-vip": "clip-vip-b32", "clip": "clip-b32"}
+#: Source strings of encoders loaded from a third-party checkpoint file: "checkpoint:PATH#base=BASE".
+CHECKPOINT_SCHEME = "checkpoint:"
+
+
+def checkpoint_ref(path: str | os.PathLike[str], base: str) -> str:
+    """The reference (and store source) of an official checkpoint file loaded over ``base``."""
+    return f"{CHECKPOINT_SCHEME}{Path(path).resolve()}#base={base}"
+
+
 def load_encoder(
     ref: str | os.PathLike[str],
     *,
     family: str | None = None,
     device: str | None = None,
     cache: bool = True,
+    base: str | None = None,
 ) -> VideoTextEncoder:
     """Resolve ``ref`` to an encoder in eval mode on ``device`` (auto: CUDA if present).
 
-    With ``cache`` (the default) a process loads each model once; later calls return the same
-    object, so a long-running process pays for model loading and query encoding once.
+    ``ref`` is a registry name, a model folder, a hub id, or an official checkpoint file
+    (``.pt``) together with ``base``, the CLIP it was trained from. With ``cache`` (the default)
+    a process loads each model once; later calls return the same object, so a long-running
+    process pays for model loading and query encoding once.
     """
     from ..config import resolve_device
 
     ref = os.fspath(ref)
+    ref = ALIASES.get(ref, ref)
+    if os.path.isfile(ref):
+        ref = checkpoint_ref(ref, base or "openai/clip-vit-base-patch32")
     dev = resolve_device(device)
     key = (str(Path(ref).resolve()) if os.path.exists(ref) else ref, family, dev)
     if cache:
@@ -164,6 +223,15 @@ def load_encoder(
 def _build(ref: str, family: str | None) -> VideoTextEncoder:
     from .encoder import read_spec_file
 
+    if ref.startswith(CHECKPOINT_SCHEME):
+        path, _, base = ref[len(CHECKPOINT_SCHEME) :].partition("#base=")
+        if family not in (None, "clip-vip"):
+            raise EncoderLoadError(f"checkpoint files load as clip-vip models, not {family}")
+        from .clip_vip import ClipVipEncoder
+
+        enc = ClipVipEncoder.from_official_checkpoint(path, base)
+        enc.source = ref
+        return enc
     if ref in REGISTRY:
         entry = REGISTRY[ref]
         if family and family != entry.family:
@@ -178,8 +246,6 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
         if not saved and not (path / "config.json").is_file():
             raise EncoderLoadError(f"{ref} is not a model folder (no vsearch.json or config.json)")
         return family_class(fam).from_pretrained(path)
-    if path.is_file():
-        raise EncoderLoadError(f"{ref}: a checkpoint file needs a family and a base model (see `vsearch convert-checkpoint`)")
     looks_like_hub_id = ref.count("/") == 1 and not ref.startswith(("/", ".", "~"))
     if looks_like_hub_id:
         return family_class(family or "mean-pool").from_pretrained(ref)

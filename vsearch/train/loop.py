@@ -37,6 +37,8 @@ class TrainConfig:
     model: str
     out: str
     val_data: str | None = None
+    #: With ``model`` an official checkpoint file: the CLIP it was trained from.
+    base: str | None = None
     video_root: str | None = None
     steps: int | None = None
     epochs: float = 1.0
@@ -122,7 +124,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.device = torch.device(resolve_device(cfg.device))
         start = self._last_checkpoint() if cfg.resume else None
-        self.encoder = load_encoder(start or cfg.model, device=str(self.device), cache=False)
+        self.encoder = load_encoder(start or cfg.model, device=str(self.device), cache=False, base=cfg.base)
         if cfg.frames:
             self.encoder.spec = self.encoder.spec.with_frames(cfg.frames)
         self.encoder.train()

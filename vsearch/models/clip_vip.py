@@ -1,0 +1,318 @@
+"""CLIP-ViP (Xue et al., ICLR 2023): video proxy tokens and proxy-guided attention on CLIP.
+
+Built on transformers' ``CLIPModel``: the text tower, both projections and every vision layer's
+weights are CLIP's own modules; only the video parts are new (see ``shared/research/clip_vip.md``):
+
+- **Video proxies**: M = 1 + ``add_cls_num`` tokens. Proxy 0 is CLIP's ``class_embedding``;
+  proxies 1..M-1 are the new ``added_cls`` (N(0, 1), as in the reference). Every proxy gets
+  position embedding 0 and no temporal embedding.
+- **Temporal embedding** ``(1, temporal_size, D)``, zero-initialised, added to every patch of
+  frame t; linearly resampled (align_corners=False) when T differs (T=1 gets slots 5 and 6).
+- Sequence ``[proxies, frame 0 patches, ..., frame T-1 patches]``, then ``pre_layrnorm``.
+- **Proxy-guided attention** in every vision layer: query i may attend key j iff i < M, or j < M,
+  or i and j are in the same frame. Computed in two passes (patches of each frame against
+  [proxies + that frame]; proxies against everything): O(T·L² + M·T·L), not (T·L)². The
+  one-call masked form (``attention="masked"``) is kept as the reference it must equal.
+- **Video embedding** = ``post_layernorm(hidden[:, 0])`` → ``visual_projection`` (proxy 0
+  only; the other proxies just carry information between frames). Text: CLIP's, unchanged.
+
+Parameter names are the official checkpoint's (after its ``clipmodel.`` prefix), so loading
+``pretrain_clipvip_base_32.pt`` is a prefix strip and a strict, shape-checked load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPConfig, CLIPModel
+
+from ..errors import CheckpointError
+from ..video.transforms import PixelSpec
+from .checkpoints import WEIGHTS_NAME, from_pretrained_hf, load_state_dict, save_model_dir
+from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
+from .mean_pool import pooled
+from .tokenizer import load_tokenizer
+
+OFFICIAL_PREFIX = "clipmodel."
+NEW_KEYS = ("vision_model.embeddings.added_cls", "vision_model.embeddings.temporal_embedding")
+
+
+@dataclass(frozen=True)
+class ClipVipConfig:
+    """The video additions on top of a ``CLIPConfig`` (the reference's ``clip_vision_additional_config``)."""
+
+    add_cls_num: int = 3
+    temporal_size: int = 12
+    use_temporal_embed: bool = True
+    #: "two-pass" (fast, default) or "masked" (one SDPA call with an explicit mask; the reference form).
+    attention: str = "two-pass"
+
+    @property
+    def num_proxies(self) -> int:
+        return 1 + self.add_cls_num
+
+    def weights_options(self) -> dict:
+        """What changes the embedding (the spec records it); the attention form does not."""
+        return {k: v for k, v in asdict(self).items() if k != "attention"}
+
+
+def proxy_mask(num_proxies: int, frames: int, patches: int, device=None) -> torch.Tensor:
+    """(N, N) bool: query i may attend key j iff i < M or j < M or frame(i) == frame(j)."""
+    n = num_proxies + frames * patches
+    frame = torch.full((n,), -1, dtype=torch.long, device=device)
+    frame[num_proxies:] = torch.arange(frames, device=device).repeat_interleave(patches)
+    is_proxy = frame < 0
+    return is_proxy[:, None] | is_proxy[None, :] | (frame[:, None] == frame[None, :])
+
+
+def proxy_guided_attention(
+    attn: nn.Module, hidden: torch.Tensor, num_proxies: int, frames: int, patches: int, form: str = "two-pass"
+) -> torch.Tensor:
+    """Self-attention of one CLIP vision layer (its q/k/v/out projections) under the proxy rule.
+
+    ``hidden`` is (B, M + T·L, D), already layer-normed. Returns (B, M + T·L, D).
+    """
+    b, n, d = hidden.shape
+    heads, hd = attn.num_heads, attn.head_dim
+    m, t, lp = num_proxies, frames, patches  # lp: patches per frame
+
+    def split(x: torch.Tensor) -> torch.Tensor:
+        return x.view(b, n, heads, hd).transpose(1, 2)  # (B, H, N, hd)
+
+    q, k, v = split(attn.q_proj(hidden)), split(attn.k_proj(hidden)), split(attn.v_proj(hidden))
+    p = attn.dropout if attn.training else 0.0
+    if form == "masked":
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=proxy_mask(m, t, lp, hidden.device), dropout_p=p)
+    elif form == "two-pass":
+        # Proxies see everything.
+        out_proxy = F.scaled_dot_product_attention(q[:, :, :m], k, v, dropout_p=p)  # (B, H, M, hd)
+
+        # Patches of frame t see the proxies and frame t. Frames are folded into the head axis:
+        # SDPA's fused kernels take 4-D input (a 5-D call falls back to the slow math path, 2-4x).
+        def per_frame(x: torch.Tensor) -> torch.Tensor:  # (B, H, N, hd) -> (B, H*T, M+L, hd)
+            proxies = x[:, :, :m].unsqueeze(2).expand(b, heads, t, m, hd)
+            return torch.cat([proxies, x[:, :, m:].reshape(b, heads, t, lp, hd)], 3).reshape(b, heads * t, m + lp, hd)
+
+        qf = q[:, :, m:].reshape(b, heads * t, lp, hd)
+        out_frames = F.scaled_dot_product_attention(qf, per_frame(k), per_frame(v), dropout_p=p)  # (B, H*T, L, hd)
+        out = torch.cat([out_proxy, out_frames.reshape(b, heads, t * lp, hd)], 2)
+    else:
+        raise ValueError(f"unknown attention form {form!r}")
+    return attn.out_proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+def resample_temporal(table: torch.Tensor, frames: int) -> torch.Tensor:
+    """``(1, S, D)`` → ``(1, T, D)`` by linear interpolation (align_corners=False), as the reference."""
+    if table.shape[1] == frames:
+        return table
+    return F.interpolate(table.transpose(1, 2), size=frames, mode="linear", align_corners=False).transpose(1, 2)
+
+
+class ClipVipEncoder(VideoTextEncoder):
+    family = "clip-vip"
+
+    def __init__(self, clip: CLIPModel, tokenizer, spec: EncoderSpec, vip: ClipVipConfig, init_seed: int | None = None):
+        super().__init__(spec, tokenizer)
+        self.clip = clip
+        self.vip = vip
+        emb = clip.vision_model.embeddings
+        dim = emb.embed_dim
+        g = torch.Generator().manual_seed(init_seed) if init_seed is not None else None
+        # Created here as real tensors, never left to a meta-device init (transformers builds
+        # models on the meta device and only initialises the weights it knows about).
+        emb.register_parameter("added_cls", nn.Parameter(torch.randn(vip.add_cls_num, dim, generator=g)))
+        emb.register_parameter("temporal_embedding", nn.Parameter(torch.zeros(1, vip.temporal_size, dim)))
+        self.to(next(clip.parameters()).device)
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def default_spec(cls, config: CLIPConfig, vip: ClipVipConfig, frames: int = 12) -> EncoderSpec:
+        return EncoderSpec(
+            family=cls.family,
+            dim=config.projection_dim,
+            frames=frames,
+            frame_rule="any",
+            pixels=PixelSpec(config.vision_config.image_size, "squash", OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+            max_text_len=config.text_config.max_position_embeddings,
+            options=vip.weights_options(),
+        )
+
+    @classmethod
+    def from_config(
+        cls, config: CLIPConfig, vip: ClipVipConfig | None = None, tokenizer=None, frames: int = 12
+    ) -> ClipVipEncoder:
+        """Random weights (seed torch first for reproducibility)."""
+        vip = vip or ClipVipConfig()
+        spec = cls.default_spec(config, vip, frames)
+        clip = CLIPModel(config).eval()
+        return cls(
+            clip, tokenizer or load_tokenizer(None, spec.max_text_len), spec, vip, init_seed=int(torch.randint(0, 2**31, (1,)))
+        )
+
+    @classmethod
+    def from_clip(
+        cls, ref: str | os.PathLike[str], vip: ClipVipConfig | None = None, frames: int = 12, init_seed: int = 0
+    ) -> ClipVipEncoder:
+        """CLIP-ViP initialised from any CLIP checkpoint (hub id or folder): CLIP's weights load,
+        ``added_cls`` and ``temporal_embedding`` are new (``new_parameters`` says so)."""
+        ref = os.fspath(ref)
+        vip = vip or ClipVipConfig()
+        clip = from_pretrained_hf(CLIPModel, ref).eval()
+        spec = cls.default_spec(clip.config, vip, frames)
+        tok = load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len)
+        enc = cls(clip, tok, spec, vip, init_seed=init_seed)
+        enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
+        enc.new_parameters = list(NEW_KEYS)
+        return enc
+
+    @classmethod
+    def from_pretrained(cls, ref: str | os.PathLike[str], **_ignored) -> ClipVipEncoder:
+        """A CLIP-ViP folder written by vsearch (strictly checked), or a plain CLIP folder / hub id."""
+        ref = os.fspath(ref)
+        saved = read_spec_file(ref) if os.path.isdir(ref) else None
+        if not saved:
+            return cls.from_clip(ref)
+        spec = EncoderSpec.from_dict(saved["spec"])
+        vip = ClipVipConfig(**{k: v for k, v in spec.options.items() if k in ClipVipConfig.__dataclass_fields__})
+        config = CLIPConfig.from_pretrained(ref)
+        with torch.device("meta"):
+            clip = CLIPModel(config)
+        enc = cls(clip.to_empty(device="cpu"), load_tokenizer(ref, spec.max_text_len), spec, vip)
+        enc.load_clip_state(load_state_dict(Path(ref) / WEIGHTS_NAME), source=ref)
+        enc.source = str(Path(ref).resolve())
+        return enc.eval()
+
+    @classmethod
+    def from_official_checkpoint(cls, path: str | os.PathLike[str], base: str, frames: int = 12) -> ClipVipEncoder:
+        """An official ``pretrain_clipvip_base_{32,16}.pt``: flat state dict, ``clipmodel.`` prefix, maybe fp16.
+
+        ``base`` (a CLIP hub id or folder with the same architecture) supplies the config and
+        tokenizer. Every key and shape must match: the reference loader skips mismatches
+        silently, which is how a B/16 file loaded into a B/32 model trains from plain CLIP
+        without a word (XPretrain issue #43).
+        """
+        raw = load_state_dict(path)
+        if not any(k.startswith(OFFICIAL_PREFIX) for k in raw):
+            sample = ", ".join(sorted(raw)[:3])
+            raise CheckpointError(
+                f"{path}: not an official CLIP-ViP checkpoint: no key starts with '{OFFICIAL_PREFIX}' (found e.g. {sample})"
+            )
+        sd = {k[len(OFFICIAL_PREFIX) :]: v for k, v in raw.items() if k.startswith(OFFICIAL_PREFIX)}
+        sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items() if not k.endswith("position_ids")}
+        for key in NEW_KEYS:
+            if key not in sd:
+                raise CheckpointError(f"{path}: not a CLIP-ViP checkpoint: missing {key}")
+        vip = ClipVipConfig(add_cls_num=int(sd[NEW_KEYS[0]].shape[0]), temporal_size=int(sd[NEW_KEYS[1]].shape[1]))
+        enc = cls.from_clip(base, vip, frames)
+        enc.load_clip_state(sd, source=os.fspath(path))
+        enc.source = None  # set by the caller once converted to a folder
+        del enc.new_parameters
+        return enc
+
+    def load_clip_state(self, sd: dict[str, torch.Tensor], source: str) -> None:
+        """Load a full CLIP-ViP state dict, refusing any missing, unknown or mis-shaped key."""
+        expected = {k: tuple(v.shape) for k, v in self.clip.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in sd.items()}
+        missing = sorted(set(expected) - set(got))
+        unknown = sorted(set(got) - set(expected))
+        wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+        if missing or unknown or wrong:
+            parts = []
+            if wrong:
+                parts.append(
+                    "shape mismatch: " + "; ".join(f"{k} is {got[k]} in the file, {expected[k]} in the model" for k in wrong[:6])
+                )
+            if missing:
+                parts.append(f"missing {len(missing)} keys: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+            if unknown:
+                parts.append(f"unknown {len(unknown)} keys: {', '.join(unknown[:6])}{' ...' if len(unknown) > 6 else ''}")
+            hint = " (a B/16 checkpoint into a B/32 base? pass the matching --base)" if wrong else ""
+            raise CheckpointError(f"{source}: does not fit this CLIP-ViP model{hint}: " + " | ".join(parts))
+        self.clip.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True, assign=False
+        )
+        _restore_buffers(self.clip)
+        self._fingerprint = None
+
+    # -- forward -----------------------------------------------------------------------------
+    def temporal(self, frames: int) -> torch.Tensor:
+        table = self.clip.vision_model.embeddings.temporal_embedding
+        return resample_temporal(table, frames)
+
+    def vision_tokens(self, pixels: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """Embedded input sequence (B, M + T·L, D) before ``pre_layrnorm``, and (T, L)."""
+        vm = self.clip.vision_model
+        emb = vm.embeddings
+        b, t, c, h, w = pixels.shape  # (B, T, 3, S, S)
+        x = emb.patch_embedding(pixels.reshape(b * t, c, h, w).to(emb.patch_embedding.weight.dtype))  # (B*T, D, g, g)
+        x = x.flatten(2).transpose(1, 2)  # (B*T, L, D)
+        lp, d = x.shape[1], x.shape[2]
+        pos = emb.position_embedding.weight  # (1 + L, D)
+        x = (x + pos[1:]).view(b, t, lp, d)
+        if self.vip.use_temporal_embed:
+            x = x + self.temporal(t)[0][None, :, None, :]  # (1, T, 1, D)
+        proxies = torch.cat([emb.class_embedding[None], emb.added_cls], 0) + pos[0]  # (M, D)
+        seq = torch.cat([proxies.expand(b, -1, -1), x.reshape(b, t * lp, d)], 1)
+        return seq, t, lp
+
+    def vision_hidden(self, pixels: torch.Tensor, layers: int | None = None) -> torch.Tensor:
+        """Hidden states after ``layers`` vision layers (all by default): (B, M + T·L, D)."""
+        vm = self.clip.vision_model
+        x, t, lp = self.vision_tokens(pixels)
+        x = vm.pre_layrnorm(x)
+        m = self.vip.num_proxies
+        for layer in vm.encoder.layers[:layers]:
+            residual = x
+            x = residual + proxy_guided_attention(layer.self_attn, layer.layer_norm1(x), m, t, lp, self.vip.attention)
+            x = x + layer.mlp(layer.layer_norm2(x))
+        return x
+
+    def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        vm = self.clip.vision_model
+        cls = vm.post_layernorm(self.vision_hidden(pixels)[:, 0])  # proxy 0 = CLIP's CLS
+        return self.clip.visual_projection(cls)
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        return self.clip.logit_scale
+
+    def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
+        config = self.clip.config
+        config.vision_additional_config = self.vip.weights_options() | {"type": "ViP"}
+        return save_model_dir(directory, self, config, self.clip.state_dict(), dtype)
+
+
+def _restore_buffers(clip: CLIPModel) -> None:
+    """Non-persistent ``position_ids`` buffers are not in state dicts; rebuild them after a meta init."""
+    for module in clip.modules():
+        if isinstance(getattr(module, "position_ids", None), torch.Tensor):
+            module.position_ids = torch.arange(module.position_ids.shape[-1]).expand((1, -1))
+
+
+def convert_official_checkpoint(
+    src: str | os.PathLike[str], out: str | os.PathLike[str], base: str, dtype: torch.dtype | None = None
+) -> Path:
+    """``vsearch convert-checkpoint``: an official ``.pt`` → a vsearch/HF-layout model folder."""
+    enc = ClipVipEncoder.from_official_checkpoint(src, base)
+    path = enc.save_pretrained(out, dtype=dtype)
+    meta = {"converted_from": os.path.basename(os.fspath(src)), "base": base}
+    (path / "conversion.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def flops_per_layer(frames: int, patches: int, proxies: int, dim: int) -> dict[str, float]:
+    """Attention score MACs per layer and head-dim unit: two-pass vs the full (T·L)² matrix."""
+    n = proxies + frames * patches
+    two_pass = frames * patches * (proxies + patches) + proxies * n
+    return {"two_pass": float(two_pass * dim), "full": float(n * n * dim), "ratio": n * n / two_pass if two_pass else math.nan}
