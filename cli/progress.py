@@ -20,10 +20,10 @@ from rich.progress import (
 class IndexProgressBar:
     """Files done / total with ETA, segments embedded, throughput, current file. On stderr."""
 
-    def __init__(self, console: Console, enabled: bool = True):
+    def __init__(self, console: Console, enabled: bool = True, label: str = "indexing"):
         self.enabled = enabled
         self._progress = Progress(
-            TextColumn("[bold]indexing"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             MofNCompleteColumn(),
             TaskProgressColumn(),

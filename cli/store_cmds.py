@@ -46,6 +46,9 @@ def index(
         float, typer.Option(help="Abandon a file when its decoder makes no progress for this many seconds.")
     ] = 120.0,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")] = False,
+    reembed_store: Annotated[
+        bool, typer.Option("--reembed", help="First re-embed what the store holds with --model (see `vsearch reembed`).")
+    ] = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -76,6 +79,22 @@ def index(
 
         signal.signal(signal.SIGINT, on_sigint)
         try:
+            if reembed_store and rec is not None and rec.fingerprint != encoder.fingerprint:
+                from vsearch.reembed import reembed as run_reembed
+
+                with IndexProgressBar(err_console, enabled=not as_json, label="re-embedding") as bar:
+                    rr = run_reembed(
+                        st,
+                        encoder,
+                        workers=workers,
+                        batch_size=batch_size,
+                        decode_timeout=decode_timeout,
+                        wait=wait,
+                        stop=stop,
+                        progress=bar,
+                    )
+                if not rr.swapped:
+                    raise typer.Exit(EXIT_INTERRUPTED)
             with IndexProgressBar(err_console, enabled=not as_json) as bar:
                 report = run_index(
                     st, [str(f) for f in folders], encoder,
@@ -279,3 +298,81 @@ def check(
             console.print("run [bold]vsearch check --repair[/] to rebuild the index from the database")
     if not report.ok and not report.repaired:
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def reembed(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="The new model (e.g. the folder `vsearch train` wrote).", show_default=False)
+    ],
+    store: StoreOpt = None,
+    base: BaseOpt = None,
+    workers: Annotated[int | None, typer.Option(help="Decoder processes.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Segments per encoder batch.")] = None,
+    decode_timeout: float = 120.0,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer instead of refusing.")] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Discard an interrupted re-embedding into another model first.")
+    ] = False,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-embed every video of the store with a new model; searches keep working until the switch.
+
+    The new vectors are built beside the old ones and swapped in one transaction when all are done.
+    Interrupted? Run the same command again: finished videos are skipped.
+    Example: [bold]vsearch reembed --model runs/my-finetuned-model[/]
+    """
+    from vsearch.models import load_encoder
+    from vsearch.reembed import reembed as run_reembed
+    from vsearch.store import Store
+    from vsearch.video import display_path
+
+    with Store.open(store, create=False) as st:
+        with err_console.status(f"loading model {model} ..."):
+            encoder = load_encoder(model, device=device, base=base)
+        stop = threading.Event()
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum, frame):
+            if stop.is_set():
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            stop.set()
+            err_console.print("[yellow]stopping after the files in progress; run the command again to continue[/]")
+
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            with IndexProgressBar(err_console, enabled=not as_json, label="re-embedding") as bar:
+                rep = run_reembed(
+                    st, encoder, workers=workers, batch_size=batch_size, decode_timeout=decode_timeout,
+                    wait=wait, stop=stop, progress=bar, restart=restart,
+                )  # fmt: skip
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    data = {
+        "videos": rep.videos,
+        "segments": rep.segments,
+        "skipped": rep.skipped,
+        "swapped": rep.swapped,
+        "interrupted": rep.interrupted,
+        "failed": [{"path": display_path(p), "reason": r} for p, r in rep.failed],
+        "dropped": [display_path(p) for p in rep.dropped],
+        "seconds": round(rep.seconds, 2),
+    }
+    if as_json:
+        print_json(data)
+    else:
+        if rep.swapped:
+            console.print(
+                f"re-embedded {rep.videos} videos ({rep.segments} segments, {rep.skipped} already done); the store now uses {escape(encoder.name)}"
+            )
+        elif rep.interrupted:
+            console.print(f"[yellow]interrupted[/] after {rep.videos} videos; run the same command again to continue")
+        else:
+            console.print("nothing to do: the store already uses this model")
+        for p, r in rep.failed:
+            console.print(f"[yellow]skipped[/] {escape(display_path(p))}: {escape(r)}", soft_wrap=True)
+    if rep.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)

@@ -83,6 +83,77 @@ class SegmentBatcher:
 
 
 @dataclass
+class EncodedVideo:
+    """One decoded and encoded file: its probe info, segment plans and a vector per good segment."""
+
+    job_id: int
+    info: dict | None = None
+    plans: dict[int, tuple] = field(default_factory=dict)  # seg -> (seg, start_frame, end_frame, start_s, end_s)
+    frame_idx: dict[int, list[int]] = field(default_factory=dict)
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    seg_errors: list[tuple[int, str]] = field(default_factory=list)
+    decoded: bool = False
+    _waiting: set[int] = field(default_factory=set)
+
+    @property
+    def complete(self) -> bool:
+        return self.decoded and not self._waiting
+
+
+def encode_stream(messages, batcher: SegmentBatcher, times: StageTimes | None = None, on_message=None):
+    """Turn decode-pool messages into finished videos, batching segments across files.
+
+    Yields ``("video", job_id, EncodedVideo)`` once every segment of a file has its vector, and
+    ``("error", job_id, reason)`` for files that failed. ``on_message(msg)`` sees every message
+    first (progress, stop checks). Also yields ``("segments", job_id, n)`` when a file's plan is
+    known, and ``("vector", job_id, seg)`` per embedded segment, for progress displays.
+    """
+    pending: dict[int, EncodedVideo] = {}
+
+    def deliver(pairs):
+        for (job_id, seg), vec in pairs:
+            st = pending.get(job_id)
+            if st is None:
+                continue
+            st.vectors[seg] = vec
+            st._waiting.discard(seg)
+            yield ("vector", job_id, seg)
+            if st.complete:
+                yield ("video", job_id, pending.pop(job_id))
+
+    stream = iter(messages)
+    while True:
+        t0 = time.perf_counter()
+        msg = next(stream, None)
+        if times is not None:
+            times.decode_wait += time.perf_counter() - t0
+        if msg is None:
+            break
+        if on_message is not None:
+            on_message(msg)
+        kind, job_id = msg[0], msg[1]
+        st = pending.setdefault(job_id, EncodedVideo(job_id)) if kind != "error" else pending.pop(job_id, None)
+        if kind == "info":
+            st.info = msg[2]
+            st.plans = {p[0]: tuple(p) for p in msg[3]}
+            yield ("segments", job_id, len(st.plans))
+        elif kind == "segment":
+            st.frame_idx[msg[2]] = list(msg[3])
+            st._waiting.add(msg[2])
+            yield from deliver(batcher.add((job_id, msg[2]), msg[4]))
+        elif kind == "segment_error":
+            st.seg_errors.append((msg[2], msg[3]))
+        elif kind == "done":
+            st.decoded = True
+            if st.complete:
+                yield ("video", job_id, pending.pop(job_id))
+        elif kind == "error":
+            batcher.discard(lambda k, j=job_id: k[0] == j)
+            yield ("error", job_id, msg[2])
+    yield from deliver(batcher.flush())
+
+
+@dataclass
 class EmbedResult:
     vectors: np.ndarray
     rows: list[dict]
@@ -114,35 +185,25 @@ def embed_videos(
     ]
     pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
     batcher = SegmentBatcher(encoder, batch_size or default_batch_size(encoder.device.type))
-    plans: dict[int, dict[int, tuple]] = {}
-    results: dict[tuple[int, int], np.ndarray] = {}
+    done: dict[int, EncodedVideo] = {}
     failed: dict[int, str] = {}
-    for msg in pool.messages(jobs):
-        kind, job_id = msg[0], msg[1]
-        if kind == "info":
-            plans[job_id] = {p[0]: p for p in msg[3]}
-        elif kind == "segment":
-            for key, vec in batcher.add((job_id, msg[2]), msg[4]):
-                results[key] = vec
+    for kind, job_id, payload in encode_stream(pool.messages(jobs), batcher):
+        if kind == "video":
+            done[job_id] = payload
+            if on_progress:
+                on_progress(1)
         elif kind == "error":
-            failed[job_id] = msg[2]
-            batcher.discard(lambda k, j=job_id: k[0] == j)
-        elif kind == "done" and on_progress:
-            on_progress(1)
-    for key, vec in batcher.flush():
-        results[key] = vec
+            failed[job_id] = payload
     rows, vectors = [], []
     for job in jobs:
-        if job.id in failed:
+        video = done.get(job.id)
+        if video is None:
             continue
-        for seg_idx, plan in sorted(plans.get(job.id, {}).items()):
-            vec = results.get((job.id, seg_idx))
-            if vec is None:
-                continue
-            rows.append({"path": job.path, "segment": seg_idx, "start": round(plan[3], 3), "end": round(plan[4], 3)})
-            vectors.append(vec)
-    dim = spec.dim
-    arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
+        for seg, plan in sorted(video.plans.items()):
+            if seg in video.vectors:
+                rows.append({"path": job.path, "segment": seg, "start": round(plan[3], 3), "end": round(plan[4], 3)})
+                vectors.append(video.vectors[seg])
+    arr = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, spec.dim), np.float32)
     return EmbedResult(arr, rows, [(jobs[j].path, r) for j, r in sorted(failed.items())])
 
 

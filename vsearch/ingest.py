@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
-from .embedding import SegmentBatcher, StageTimes, default_batch_size, default_workers
+from .embedding import EncodedVideo, SegmentBatcher, StageTimes, default_batch_size, default_workers, encode_stream
 from .store.store import SegmentWrite, Store, VideoWrite
 from .video.discover import FoundFile, Listing, content_hash, list_videos
 from .video.workers import DecodeJob, DecodePool
@@ -68,21 +66,6 @@ class IndexReport:
             "failed": len(self.failed),
             "segments": self.segments,
         }
-
-
-@dataclass
-class _Pending:
-    """A file being decoded and encoded; written once every segment has a vector."""
-
-    file: FoundFile
-    chash: str
-    info: dict | None = None
-    plans: dict[int, tuple] = field(default_factory=dict)
-    frame_idx: dict[int, list[int]] = field(default_factory=dict)
-    vectors: dict[int, np.ndarray] = field(default_factory=dict)
-    waiting: set[int] = field(default_factory=set)
-    seg_errors: list[tuple[int, str]] = field(default_factory=list)
-    decoded: bool = False
 
 
 @dataclass
@@ -223,7 +206,8 @@ def _encode_and_write(
     if not todo:
         return
     spec = encoder.spec
-    pending: dict[int, _Pending] = {i: _Pending(f, h) for i, (f, h) in enumerate(todo)}
+    files = {i: f for i, (f, _h) in enumerate(todo)}
+    hashes = {i: h for i, (_f, h) in enumerate(todo)}
     jobs = (
         DecodeJob(i, f.path, spec.frames, spec.pixels.image_size, spec.pixels.resize, seg_s, tail_s, faults.get(f.path))
         for i, (f, _h) in enumerate(todo)
@@ -232,39 +216,6 @@ def _encode_and_write(
     batcher = SegmentBatcher(encoder, batch_size or default_batch_size(encoder.device.type), times)
     ready: list[VideoWrite] = []
     last_commit = last_save = time.monotonic()
-
-    def deliver(pairs) -> None:
-        for (job_id, seg), vec in pairs:
-            st = pending.get(job_id)
-            if st is None:
-                continue
-            st.vectors[seg] = vec
-            st.waiting.discard(seg)
-            if progress:
-                progress.update(segments=1)
-            finish(job_id)
-
-    def finish(job_id: int) -> None:
-        st = pending[job_id]
-        if not st.decoded or st.waiting:
-            return
-        del pending[job_id]
-        if progress:
-            progress.update(files=1, current=os.path.basename(st.file.path))
-        if not st.vectors:
-            why = st.seg_errors[0][1] if st.seg_errors else "no frames decoded"
-            _fail(store, report, report.run_id, st.file.path, f"no segment could be decoded ({why})", st.file)
-            return
-        warning = None
-        if st.seg_errors:
-            warning = f"{len(st.seg_errors)} of {len(st.plans)} segments could not be decoded ({st.seg_errors[0][1]})"
-            report.warnings.append((st.file.path, warning))
-        segments = [
-            SegmentWrite(seg, p[3], p[4], p[1], p[2], st.frame_idx[seg], st.vectors[seg])
-            for seg, p in sorted(st.plans.items())
-            if seg in st.vectors
-        ]
-        ready.append(VideoWrite(st.file.path, st.file.size, st.file.mtime_ns, st.chash, st.info, segments, warning))
 
     def write(force: bool = False) -> None:
         nonlocal last_commit, last_save
@@ -281,41 +232,46 @@ def _encode_and_write(
             last_save = time.monotonic()
         times.write += time.perf_counter() - t0
 
+    def check_stop(_msg) -> None:
+        if stop is not None and stop.is_set():
+            pool.stop_submitting()
+
     try:
-        stream = pool.messages(jobs)
-        while True:
-            t0 = time.perf_counter()
-            msg = next(stream, None)
-            times.decode_wait += time.perf_counter() - t0
-            if msg is None:
-                break
-            if stop is not None and stop.is_set():
-                pool.stop_submitting()
-            kind, job_id = msg[0], msg[1]
-            st = pending.get(job_id)
-            if st is None:
-                continue
-            if kind == "info":
-                st.info = msg[2]
-                st.plans = {p[0]: p for p in msg[3]}
-                if progress:
-                    progress.update(new_segments=len(st.plans))
-            elif kind == "segment":
-                st.frame_idx[msg[2]] = msg[3]
-                st.waiting.add(msg[2])
-                deliver(batcher.add((job_id, msg[2]), msg[4]))
-            elif kind == "segment_error":
-                st.seg_errors.append((msg[2], msg[3]))
-            elif kind == "done":
-                st.decoded = True
-                finish(job_id)
+        for kind, job_id, payload in encode_stream(pool.messages(jobs), batcher, times, on_message=check_stop):
+            f = files[job_id]
+            if kind == "segments" and progress:
+                progress.update(new_segments=payload)
+            elif kind == "vector" and progress:
+                progress.update(segments=1)
             elif kind == "error":
-                batcher.discard(lambda k, j=job_id: k[0] == j)
-                del pending[job_id]
                 if progress:
-                    progress.update(files=1, current=os.path.basename(st.file.path))
-                _fail(store, report, report.run_id, st.file.path, msg[2], st.file)
+                    progress.update(files=1, current=os.path.basename(f.path))
+                _fail(store, report, report.run_id, f.path, payload, f)
+            elif kind == "video":
+                if progress:
+                    progress.update(files=1, current=os.path.basename(f.path))
+                video = _to_write(payload, f, hashes[job_id], report)
+                if video is None:
+                    why = payload.seg_errors[0][1] if payload.seg_errors else "no frames decoded"
+                    _fail(store, report, report.run_id, f.path, f"no segment could be decoded ({why})", f)
+                else:
+                    ready.append(video)
             write()
-        deliver(batcher.flush())
     finally:
         write(force=True)
+
+
+def _to_write(video: EncodedVideo, f: FoundFile, chash: str, report: IndexReport) -> VideoWrite | None:
+    """The store rows of a finished video; None when no segment could be decoded."""
+    if not video.vectors:
+        return None
+    warning = None
+    if video.seg_errors:
+        warning = f"{len(video.seg_errors)} of {len(video.plans)} segments could not be decoded ({video.seg_errors[0][1]})"
+        report.warnings.append((f.path, warning))
+    segments = [
+        SegmentWrite(seg, p[3], p[4], p[1], p[2], video.frame_idx[seg], video.vectors[seg])
+        for seg, p in sorted(video.plans.items())
+        if seg in video.vectors
+    ]
+    return VideoWrite(f.path, f.size, f.mtime_ns, chash, video.info, segments, warning)

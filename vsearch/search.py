@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import EmptyStore, EncoderLoadError, QueryError
+from .errors import EmptyStore, EncoderLoadError, EncoderMismatch, QueryError
 from .store.store import Store
 from .video.discover import display_path
 from .video.sampling import format_range
@@ -90,15 +90,25 @@ def search(store: Store, query: str, k: int = 10, *, encoder=None, segments: boo
     q = clean_query(query)
     if not 1 <= int(k) <= MAX_K:
         raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
-    if encoder is None:
-        encoder = load_store_encoder(store)
-    else:
-        store.check_encoder(encoder)
+    own = encoder is None
+    for attempt in range(2):
+        try:
+            return _search(store, q, k, load_store_encoder(store) if own else encoder, segments, t0)
+        except EncoderMismatch:
+            # The store switched encoders (a re-embedding finished) between loading ours and
+            # reading the index: with the store's own encoder, load the new one and retry.
+            if not own or attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _search(store: Store, q: str, k: int, encoder, segments: bool, t0: float) -> SearchResponse:
+    store.check_encoder(encoder)
     warnings = []
     limit = encoder.spec.max_text_len
     if encoder.token_count(q) > limit:
         warnings.append(f"the query is longer than the model's {limit} tokens; only its beginning was used")
-    index = store.vector_index()
+    index = store.vector_index(encoder.fingerprint)
     total = index.ntotal
     if total == 0:
         raise EmptyStore(f"the store at {store.root} has no segments yet: index some videos first")

@@ -253,6 +253,111 @@ class Store:
             "store with the new one (`vsearch reembed --model ...`), or use another store (--store)."
         )
 
+    # -- re-embedding ------------------------------------------------------------------------
+    def stage_encoder(self, encoder) -> EncoderRecord:
+        """Register ``encoder`` as the re-embedding target (searches keep using the current one)."""
+        with self.Session.begin() as s:
+            row = s.scalars(select(Encoder).where(Encoder.fingerprint == encoder.fingerprint)).first()
+            if row is None:
+                row = Encoder(
+                    name=encoder.name, source=encoder.source, fingerprint=encoder.fingerprint, spec=encoder.spec.as_dict()
+                )
+                s.add(row)
+                s.flush()
+            self._set_meta(s, "reembed_target", str(row.id))
+            return EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
+
+    def unstage_encoder(self) -> None:
+        """Forget an unfinished re-embedding: its vectors and the target marker."""
+        staged = self.staged_encoder()
+        if staged is None:
+            return
+        with self.Session.begin() as s:
+            self._bump_generation(s)
+            s.execute(delete(Embedding).where(Embedding.encoder_id == staged.id))
+            s.execute(delete(Tombstone).where(Tombstone.encoder_id == staged.id))
+            s.execute(delete(Meta).where(Meta.key == "reembed_target"))
+
+    def staged_encoder(self) -> EncoderRecord | None:
+        with self.Session() as s:
+            eid = self._meta(s, "reembed_target")
+            row = s.get(Encoder, int(eid)) if eid else None
+            return None if row is None else EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
+
+    def videos_missing_vectors(
+        self, encoder_id: int
+    ) -> list[tuple[int, str, int, int, list[tuple[int, int, int, float, float]]]]:
+        """Videos with at least one segment lacking a vector from ``encoder_id``, with all their
+        segments: (video id, path, size, mtime_ns, [(segment id, start_frame, end_frame, start_s, end_s)])."""
+        have = select(Embedding.segment_id).where(Embedding.encoder_id == encoder_id)
+        with self.Session() as s:
+            todo = set(s.scalars(select(Segment.video_id).where(Segment.id.not_in(have))).all())
+            out = []
+            for chunk in _chunks(sorted(todo), 500):
+                videos = {v.id: v for v in s.scalars(select(Video).where(Video.id.in_(chunk)))}
+                segs: dict[int, list] = {}
+                q = select(Segment).where(Segment.video_id.in_(chunk)).order_by(Segment.video_id, Segment.idx)
+                for seg in s.scalars(q):
+                    segs.setdefault(seg.video_id, []).append((seg.id, seg.start_frame, seg.end_frame, seg.start_s, seg.end_s))
+                out += [(vid, videos[vid].path, videos[vid].size, videos[vid].mtime_ns, segs.get(vid, [])) for vid in chunk]
+            return out
+
+    def add_embeddings(self, encoder_id: int, rows: Sequence[tuple[int, list[int], np.ndarray]]) -> int:
+        """Store vectors of existing segments for a (staged) encoder, in one transaction."""
+        if not rows:
+            return self.generation()
+        with self.Session.begin() as s:
+            gen = self._bump_generation(s)
+            s.execute(delete(Embedding).where(Embedding.encoder_id == encoder_id, Embedding.segment_id.in_([r[0] for r in rows])))
+            s.execute(
+                insert(Embedding),
+                [
+                    {
+                        "segment_id": sid,
+                        "encoder_id": encoder_id,
+                        "gen": gen,
+                        "frame_indices": [int(i) for i in idx],
+                        "vector": pack_vector(v),
+                    }
+                    for sid, idx, v in rows
+                ],
+            )
+        return gen
+
+    def swap_encoder(self, target_id: int) -> list[str]:
+        """Make the staged encoder the store's encoder, atomically; returns videos dropped.
+
+        Its FAISS file is written first (readers ignore it until the switch). Then one
+        transaction: videos still lacking a vector from the new encoder (changed, vanished or
+        undecodable files) are removed, so the next ``index`` run re-adds them; the old
+        encoder's vectors and tombstones go; the store's encoder becomes the new one.
+        """
+        with self.Session.begin() as s:
+            old_id = int(self._meta(s, "encoder_id"))
+            gen = int(self._meta(s, "generation"))
+            dim = int(s.get(Encoder, target_id).spec["dim"])
+        index = VectorIndex(dim)
+        with self.Session() as s, s.begin():
+            self._add_from_db(s, index, target_id, -1, gen)
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        index.write(self.index_dir / index_file_name(target_id, gen))
+        have = select(Embedding.segment_id).where(Embedding.encoder_id == target_id)
+        with self.Session.begin() as s:
+            new_gen = self._bump_generation(s)
+            lacking = set(s.scalars(select(Segment.video_id).where(Segment.id.not_in(have))).all())
+            dropped = [p for (p,) in s.execute(select(Video.path).where(Video.id.in_(lacking)))] if lacking else []
+            self._delete_videos(s, lacking, new_gen)
+            s.execute(delete(Embedding).where(Embedding.encoder_id == old_id))
+            s.execute(delete(Tombstone).where(Tombstone.encoder_id == old_id))
+            s.execute(delete(Meta).where(Meta.key.in_(["reembed_target", f"pruned_through.e{old_id}"])))
+            self._set_meta(s, f"pruned_through.e{target_id}", str(gen))
+            self._set_meta(s, "encoder_id", str(target_id))
+        with self._index_lock:
+            self._index = None
+        for _g, path in list_index_files(self.index_dir, old_id):
+            path.unlink(missing_ok=True)
+        return sorted(dropped)
+
     # -- writes ------------------------------------------------------------------------------
     def _bump_generation(self, s: Session) -> int:
         # First statement of every write transaction: it takes SQLite's write lock at once, so two
@@ -466,22 +571,37 @@ class Store:
                 yield np.array(ids, np.int64), unpack_vectors(blobs, dim)
 
     # -- the FAISS index ---------------------------------------------------------------------
-    def vector_index(self) -> VectorIndex:
-        """The index for the store's encoder, at the newest committed generation."""
-        rec = self.encoder()
-        if rec is None:
-            raise EmptyStore(f"the store at {self.root} is empty: index some videos first (`vsearch index DIR`)")
-        with self._index_lock:
-            if self._index is None or self._index_encoder != rec.id:
-                self._load_index(rec)
-            else:
-                self._catch_up(rec)
-            return self._index
+    def vector_index(self, fingerprint: str | None = None) -> VectorIndex:
+        """The index for the store's encoder, at the newest committed generation.
 
-    def _load_index(self, rec: EncoderRecord) -> None:
+        With ``fingerprint`` (the encoder the caller's query vectors came from), the store's
+        encoder is checked inside the same snapshot that loads the index, so a re-embedding that
+        swaps encoders concurrently can never pair old query vectors with the new index.
+        """
+        for _attempt in range(5):
+            rec = self.encoder()
+            if rec is None:
+                raise EmptyStore(f"the store at {self.root} is empty: index some videos first (`vsearch index DIR`)")
+            if fingerprint is not None and rec.fingerprint != fingerprint:
+                raise EncoderMismatch(
+                    f"the store's encoder changed to {rec.name} (fingerprint {rec.fingerprint[:12]}); reload it to search"
+                )
+            with self._index_lock:
+                if self._index is None or self._index_encoder != rec.id:
+                    ok = self._load_index(rec)
+                else:
+                    ok = self._catch_up(rec)
+                if ok:
+                    return self._index
+        raise StoreError("the store's encoder kept changing while loading the index; try again")
+
+    def _load_index(self, rec: EncoderRecord) -> bool:
+        """Load the newest usable file and replay; False if the store's encoder is no longer ``rec``."""
         dim = int(rec.spec["dim"])
         for _attempt in range(3):
             with self.Session() as s, s.begin():
+                if self._meta(s, "encoder_id") != str(rec.id):
+                    return False
                 gen = int(self._meta(s, "generation"))
                 pruned = int(self._meta(s, f"pruned_through.e{rec.id}", "0"))
                 files = list_index_files(self.index_dir, rec.id)
@@ -502,20 +622,22 @@ class Store:
                 else:
                     self._replay(s, index, rec.id, base, gen)
             self._index, self._index_gen, self._index_encoder = index, gen, rec.id
-            return
+            return True
         raise StoreError("the index kept changing while loading; try again")
 
-    def _catch_up(self, rec: EncoderRecord) -> None:
+    def _catch_up(self, rec: EncoderRecord) -> bool:
         with self.Session() as s, s.begin():
+            if self._meta(s, "encoder_id") != str(rec.id):
+                return False
             gen = int(self._meta(s, "generation"))
             if gen == self._index_gen:
-                return
+                return True
             pruned = int(self._meta(s, f"pruned_through.e{rec.id}", "0"))
             if self._index_gen >= pruned:
                 self._replay(s, self._index, rec.id, self._index_gen, gen)
                 self._index_gen = gen
-                return
-        self._load_index(rec)
+                return True
+        return self._load_index(rec)
 
     def _replay(self, s: Session, index: VectorIndex, encoder_id: int, since: int, until: int) -> None:
         gone = s.scalars(

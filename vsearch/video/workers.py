@@ -30,7 +30,7 @@ from multiprocessing.connection import wait as mp_wait
 
 from ..errors import DecodeError
 from .decode import VideoReader, center_crop
-from .sampling import plan_segments, uniform_indices
+from .sampling import SegmentPlan, plan_segments, uniform_indices
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class DecodeJob:
     resize: str
     segment_seconds: float
     min_tail_seconds: float
+    #: Explicit segments ``(index, start_frame, end_frame, start_s, end_s)`` instead of cutting by
+    #: time, e.g. to re-embed the segments a store already has with a new encoder.
+    segments: tuple[tuple[int, int, int, float, float], ...] | None = None
     #: Fault injection for tests of crash handling: "segfault" or "hang" in a worker process.
     #: Ignored when decoding in-process. Never set by vsearch itself.
     fault: str | None = None
@@ -62,7 +65,10 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
     """All messages for one job. Every failure becomes an ``error`` message, never an exception."""
     try:
         with VideoReader(job.path, job.image_size, job.resize) as reader:
-            plans = plan_segments(reader.info.frame_times, job.segment_seconds, job.min_tail_seconds)
+            if job.segments is not None:
+                plans = [SegmentPlan(*seg) for seg in job.segments]
+            else:
+                plans = plan_segments(reader.info.frame_times, job.segment_seconds, job.min_tail_seconds)
             if not plans:
                 raise DecodeError(job.path, "no video frames")
             yield (
