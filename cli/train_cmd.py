@@ -17,60 +17,37 @@ train_app = typer.Typer(help="Fine-tune an encoder (contrastive, CLIP-ViP style)
 app.add_typer(train_app, name="train")
 
 
-@train_app.command("retrieval")
-@handle_errors
-def train_retrieval(
-    data: Annotated[
-        Path, typer.Option("--data", help="Captions CSV/JSONL: `path,caption` (one row per caption).", show_default=False)
-    ],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output model folder (checkpoints go in OUT/checkpoints).", show_default=False)
-    ],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Starting model: a name, a folder, a hub id, or an official .pt with --base.")
-    ] = "clip-b32",
-    base: BaseOpt = None,
-    val: Annotated[Path | None, typer.Option("--val", help="Held-out captions file, evaluated at the end.")] = None,
-    video_root: Annotated[Path | None, typer.Option(help="Folder that relative paths / video ids refer to.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps [default: from --epochs].")] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the videos (one random caption per video each).")] = 1.0,
-    batch_size: Annotated[
-        int,
-        typer.Option(
-            help="Videos per micro-batch. Contrastive results depend on the effective batch (batch x accumulate): every other pair is a negative; CLIP-ViP used 128."
-        ),
-    ] = 32,
-    accumulate: Annotated[
-        int, typer.Option(help="Micro-batches per step, contrastive-exact (GradCache): 16 x 8 trains like 128.")
-    ] = 1,
-    lr: float = 1e-5,
-    weight_decay: float = 0.2,
-    warmup: Annotated[float, typer.Option(help="Warmup: a fraction of the steps (<1) or a step count.")] = 0.01,
-    grad_clip: float = 1.0,
-    frames: Annotated[int | None, typer.Option(help="Frames per clip [default: the model's].")] = None,
-    workers: Annotated[int, typer.Option(help="DataLoader decode workers.")] = 2,
-    seed: int = 42,
-    checkpoint_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps (0: only at the end).")] = 0,
-    eval_every: Annotated[int, typer.Option(help="Evaluate --val every N steps (0: only at the end).")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints when there is one.")] = True,
-    cache_frames: Annotated[bool, typer.Option(help="Decode every clip once and keep it in memory (small datasets).")] = False,
-    save_dtype: Annotated[str, typer.Option(help="float32 or float16 for the saved weights.")] = "float32",
-    device: DeviceOpt = "auto",
-    as_json: JsonOpt = False,
-) -> None:
-    """Fine-tune on captioned videos with symmetric InfoNCE and a learnable temperature.
+Steps = Annotated[int | None, typer.Option(help="Optimizer steps [default: from --epochs].")]
+Epochs = Annotated[float, typer.Option(help="Passes over the videos (one random caption per video each).")]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        help="Videos per micro-batch. Contrastive results depend on the effective batch (batch x accumulate): "
+        "every other pair is a negative; CLIP-ViP used 128."
+    ),
+]
+Accumulate = Annotated[int, typer.Option(help="Micro-batches per step, contrastive-exact (GradCache): 16 x 8 trains like 128.")]
+Warmup = Annotated[float, typer.Option(help="Warmup: a fraction of the steps (<1) or a step count.")]
+Frames = Annotated[int | None, typer.Option(help="Frames per clip [default: the model's].")]
+Workers = Annotated[int, typer.Option(help="DataLoader decode workers.")]
+CkptEvery = Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps (0: only at the end).")]
+EvalEvery = Annotated[int, typer.Option(help="Evaluate --val every N steps (0: only at the end).")]
+Resume = Annotated[bool, typer.Option(help="Continue from OUT/checkpoints when there is one.")]
+CacheFrames = Annotated[bool, typer.Option(help="Decode every clip once and keep it in memory (small datasets).")]
+SaveDtype = Annotated[str, typer.Option(help="float32 or float16 for the saved weights.")]
+VideoRoot = Annotated[Path | None, typer.Option(help="Folder that relative paths / video ids refer to.")]
+Out = Annotated[
+    Path, typer.Option("--out", "-o", help="Output model folder (checkpoints go in OUT/checkpoints).", show_default=False)
+]
+Model = Annotated[
+    str, typer.Option("--model", "-m", help="Starting model: a name, a folder, a hub id, or an official .pt with --base.")
+]
 
-    Example: [bold]vsearch train retrieval --data train.csv --val val.csv --model clip-b32 --out my-model[/]
-    """
-    from vsearch.train.loop import TrainConfig, train
 
-    cfg = TrainConfig(
-        data=str(data), model=model, base=base, out=str(out), val_data=str(val) if val else None,
-        video_root=str(video_root) if video_root else None, steps=steps, epochs=epochs, batch_size=batch_size,
-        accumulate=accumulate, lr=lr, weight_decay=weight_decay, warmup=warmup, grad_clip=grad_clip,
-        frames=frames, workers=workers, seed=seed, checkpoint_every=checkpoint_every, eval_every=eval_every,
-        resume=resume, cache_frames=cache_frames, device=device, save_dtype=save_dtype,
-    )  # fmt: skip
+def run_training(cfg, as_json: bool) -> None:
+    """Run ``vsearch.train.loop.train`` with a progress bar; Ctrl-C stops after the step and checkpoints."""
+    from vsearch.train.loop import train
+
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
 
@@ -83,7 +60,7 @@ def train_retrieval(
 
     signal.signal(signal.SIGINT, on_sigint)
     bar = Progress(
-        TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+        TextColumn(f"[bold]{cfg.task}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]} · {task.fields[rate]} samples/s"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=err_console, disable=as_json,
     )  # fmt: skip
@@ -102,6 +79,7 @@ def train_retrieval(
         signal.signal(signal.SIGINT, previous)
     summary = {
         "out": str(result.out),
+        "task": cfg.task,
         "steps": result.steps,
         "finished": result.finished,
         "final_loss": result.final_loss,
@@ -114,13 +92,169 @@ def train_retrieval(
         print_json(summary)
         return
     if not result.finished:
-        console.print(f"[yellow]stopped at step {result.steps}[/]; run the same command again to resume from {out}/checkpoints")
+        console.print(
+            f"[yellow]stopped at step {result.steps}[/]; run the same command again to resume from {cfg.out}/checkpoints"
+        )
         return
     console.print(
-        f"saved {out} after {result.steps} steps (final loss {result.final_loss:.3f}, {result.samples_per_s:.1f} samples/s)"
+        f"saved {cfg.out} after {result.steps} steps (final loss {result.final_loss:.3f}, {result.samples_per_s:.1f} samples/s)"
     )
-    if result.eval:
-        t2v = result.eval["t2v"]
+    if result.skipped:
+        console.print(f"[yellow]{result.skipped} videos could not be decoded and were skipped[/]")
+    ev = result.eval or {}
+    if "t2v" in ev:
+        t2v = ev["t2v"]
         console.print(
             f"held-out text→video: R@1 {t2v['R@1']:.1f}  R@5 {t2v['R@5']:.1f}  R@10 {t2v['R@10']:.1f}  MdR {t2v['MdR']:.1f}"
         )
+    elif "top1" in ev:
+        console.print(f"held-out accuracy: top-1 {ev['top1']:.1f}  top-5 {ev['top5']:.1f}")
+
+
+@train_app.command("retrieval")
+@handle_errors
+def train_retrieval(
+    data: Annotated[
+        Path, typer.Option("--data", help="Captions CSV/JSONL: `path,caption` (one row per caption).", show_default=False)
+    ],
+    out: Out,
+    model: Model = "clip-b32",
+    base: BaseOpt = None,
+    val: Annotated[Path | None, typer.Option("--val", help="Held-out captions file, evaluated at the end.")] = None,
+    video_root: VideoRoot = None,
+    steps: Steps = None,
+    epochs: Epochs = 1.0,
+    batch_size: BatchSize = 32,
+    accumulate: Accumulate = 1,
+    lr: float = 1e-5,
+    weight_decay: float = 0.2,
+    warmup: Warmup = 0.01,
+    grad_clip: float = 1.0,
+    frames: Frames = None,
+    workers: Workers = 2,
+    seed: int = 42,
+    checkpoint_every: CkptEvery = 0,
+    eval_every: EvalEvery = 0,
+    resume: Resume = True,
+    cache_frames: CacheFrames = False,
+    save_dtype: SaveDtype = "float32",
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune on captioned videos with symmetric InfoNCE and a learnable temperature.
+
+    Example: [bold]vsearch train retrieval --data train.csv --val val.csv --model clip-b32 --out my-model[/]
+    """
+    from vsearch.train.loop import TrainConfig
+
+    run_training(TrainConfig(**_common(locals()), task="retrieval", val_data=str(val) if val else None), as_json)
+
+
+@train_app.command("recognition")
+@handle_errors
+def train_recognition(
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="Class folders (ROOT/CLASS/clip.mp4), a `path,label` CSV, or UCF101/HMDB51/Kinetics split files.",
+            show_default=False,
+        ),
+    ],
+    out: Out,
+    model: Model = "clip-b32",
+    base: BaseOpt = None,
+    classes: Annotated[
+        Path | None, typer.Option("--classes", help="Class names, one per line (when labels are indices).")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Training split: UCF101 trainlist01, HMDB51 train1, Kinetics train.")] = None,
+    val: Annotated[Path | None, typer.Option("--val", help="Held-out data in any of the --data forms.")] = None,
+    val_split: Annotated[str | None, typer.Option(help="Held-out split: testlist01, test1, val, ...")] = None,
+    prompt: Annotated[
+        str | None, typer.Option(help='Class-name template, e.g. "a video of a person {}." [default: the model\'s].')
+    ] = None,
+    freeze_text: Annotated[
+        bool, typer.Option("--freeze-text", help="Keep the text tower fixed (class embeddings computed once).")
+    ] = False,
+    video_root: VideoRoot = None,
+    steps: Steps = None,
+    epochs: Epochs = 1.0,
+    batch_size: BatchSize = 32,
+    accumulate: Accumulate = 1,
+    lr: float = 1e-5,
+    weight_decay: float = 0.2,
+    warmup: Warmup = 0.01,
+    grad_clip: float = 1.0,
+    frames: Frames = None,
+    workers: Workers = 2,
+    seed: int = 42,
+    checkpoint_every: CkptEvery = 0,
+    eval_every: EvalEvery = 0,
+    resume: Resume = True,
+    cache_frames: CacheFrames = False,
+    save_dtype: SaveDtype = "float32",
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune for action recognition: each video against every class prompt (ViFi-CLIP style).
+
+    Example: [bold]vsearch train recognition --data ucf101/splits --split trainlist01 --video-root ucf101/videos --model clip-b16 --out ucf-model[/]
+    """
+    from vsearch.train.loop import TrainConfig
+
+    cfg = TrainConfig(
+        **_common(locals()), task="recognition", val_data=str(val) if val else None, prompt=prompt, freeze_text=freeze_text,
+        classes=str(classes) if classes else None, split=split, val_split=val_split,
+    )  # fmt: skip
+    run_training(cfg, as_json)
+
+
+@app.command("pretrain")
+@handle_errors
+def pretrain(
+    data: Annotated[
+        Path, typer.Option("--data", help="CSV/JSONL with `path` and `subtitle` and/or `caption`.", show_default=False)
+    ],
+    out: Out,
+    model: Model = "clip-vip-b32",
+    base: BaseOpt = None,
+    val: Annotated[Path | None, typer.Option("--val", help="Held-out captions (`path,caption`) for retrieval metrics.")] = None,
+    video_root: VideoRoot = None,
+    steps: Steps = None,
+    epochs: Epochs = 1.0,
+    batch_size: BatchSize = 32,
+    accumulate: Accumulate = 1,
+    lr: float = 5e-6,
+    weight_decay: float = 0.05,
+    warmup: Warmup = 0.01,
+    grad_clip: float = 5.0,
+    frames: Frames = None,
+    workers: Workers = 2,
+    seed: int = 42,
+    checkpoint_every: CkptEvery = 0,
+    eval_every: EvalEvery = 0,
+    resume: Resume = True,
+    cache_frames: CacheFrames = False,
+    save_dtype: SaveDtype = "float32",
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Post-pretrain with CLIP-ViP's omnisource loss: clip, subtitle, caption and middle frame.
+
+    With both text columns: the six-term loss (joint subtitle+caption negatives, frame<->caption).
+    With one: the plain two-term loss (the log says which). Defaults follow CLIP-ViP's pretraining.
+    Example: [bold]vsearch pretrain --data clips.csv --model clip-vip-b32 --out vip-post[/]
+    """
+    from vsearch.train.loop import TrainConfig
+
+    run_training(TrainConfig(**_common(locals()), task="pretrain", val_data=str(val) if val else None), as_json)
+
+
+def _common(args: dict) -> dict:
+    keys = (
+        "model base steps epochs batch_size accumulate lr weight_decay warmup grad_clip frames workers seed "
+        "checkpoint_every eval_every resume cache_frames device save_dtype"
+    ).split()
+    out = {k: args[k] for k in keys}
+    out.update(data=str(args["data"]), out=str(args["out"]), video_root=str(args["video_root"]) if args["video_root"] else None)
+    return out

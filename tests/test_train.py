@@ -55,14 +55,20 @@ def test_parameter_groups_exempt_biases_norms_embeddings_and_temperature(tiny_en
 
 def test_accumulation_is_contrastive_exact(micro_model_dir):
     """8 pairs as 2 micro-batches of 4 give the same gradients as one batch of 8."""
+    from vsearch.train.tasks import RetrievalTask
+
     rng = np.random.default_rng(0)
     frames = torch.from_numpy(rng.integers(0, 256, (8, 4, 32, 32, 3), dtype=np.uint8))
     caps = [f"a {c} shape number {i}" for i, c in enumerate("abcdefgh")]
+    whole = {"frames": frames, "text": caps, "size": 8}
+    halves = [{"frames": frames[:4], "text": caps[:4], "size": 4}, {"frames": frames[4:], "text": caps[4:], "size": 4}]
     grads = []
-    for micro in ([(frames, caps)], [(frames[:4], caps[:4]), (frames[4:], caps[4:])]):
-        tr = Trainer(TrainConfig(data="-", model=str(micro_model_dir), out="-", grad_clip=0))
+    for micro in ([whole], halves):
+        cfg = TrainConfig(data="-", model=str(micro_model_dir), out="-", grad_clip=0)
+        tr = Trainer(cfg)
         tr.device = torch.device("cpu")
         tr.encoder = load_encoder(micro_model_dir, cache=False).train()
+        tr.task = RetrievalTask(cfg, tr.encoder, tr.device)
         tr.optimizer = torch.optim.SGD(tr.encoder.parameters(), lr=0.0)
         tr.scheduler = torch.optim.lr_scheduler.LambdaLR(tr.optimizer, lambda s: 1.0)
         tr.optimizer.zero_grad = lambda set_to_none=True: None  # keep the gradients to compare
@@ -112,3 +118,37 @@ def test_training_data_errors(tmp_path, micro_model_dir):
     bad.write_text("video,notes\nx.mp4,hi\n")
     with pytest.raises(DatasetError, match="no caption"):
         read_captions(bad)
+
+
+def _slow_ocl(v, s, c, f, scale):
+    """The six terms written out one sample at a time, as the note states them."""
+    b = v.shape[0]
+    a, a2 = scale * v @ s.T, scale * v @ c.T
+    total = 0.0
+    for i in range(b):
+        total += -torch.log_softmax(a[:, i], 0)[i] / b  # subtitle i -> videos
+        total += -torch.log_softmax(a2[:, i], 0)[i] / b  # caption i -> videos
+        others = [j for j in range(b) if j != i]
+        p1 = torch.cat([a[i, i : i + 1], a[i, others], a2[i, others]])
+        p2 = torch.cat([a2[i, i : i + 1], a[i, others], a2[i, others]])
+        total += -torch.log_softmax(p1, 0)[0] / b
+        total += -torch.log_softmax(p2, 0)[0] / b
+        fc, cf = scale * f @ c.T, scale * c @ f.T
+        total += -torch.log_softmax(fc[i], 0)[i] / b
+        total += -torch.log_softmax(cf[i], 0)[i] / b
+    return total
+
+
+def test_omnisource_loss_equals_a_slow_reference():
+    from vsearch.train.loss import omnisource_loss
+
+    g = torch.Generator().manual_seed(3)
+    v, s, c, f = (F.normalize(torch.randn(6, 8, generator=g), dim=1) for _ in range(4))
+    scale = torch.tensor(math.log(15.0))
+    loss, terms = omnisource_loss(v, s, c, f, scale)
+    assert terms == ["C->F", "C->V", "F->C", "S->V", "V->C|S", "V->S|C"]
+    assert loss.item() == pytest.approx(_slow_ocl(v, s, c, f, 15.0).item(), rel=1e-5)
+    # Without captions (and so without the frame terms): the plain two-term loss on subtitles.
+    plain, terms = omnisource_loss(v, s, None, f, scale)
+    assert terms == ["S->V", "V->S"]
+    assert plain.item() == pytest.approx(contrastive_loss(v, s, scale).item(), rel=1e-5)

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DatasetError
-from .data import EpochBatchSampler, VideoTextDataset, collate, read_captions
-from .loss import clamp_logit_scale, contrastive_loss
+from .data import EpochBatchSampler, collate
+from .loss import clamp_logit_scale
 
 NO_DECAY_MARKERS = ("bias", "norm", "layrnorm", "embedding", "class_embedding", "added_cls", "logit_scale")
 
@@ -36,6 +36,8 @@ class TrainConfig:
     data: str
     model: str
     out: str
+    #: "retrieval" (captions), "pretrain" (CLIP-ViP omnisource), "recognition" (class labels)
+    task: str = "retrieval"
     val_data: str | None = None
     #: With ``model`` an official checkpoint file: the CLIP it was trained from.
     base: str | None = None
@@ -63,6 +65,12 @@ class TrainConfig:
     log_every: int = 10
     #: Stop after this many steps in this call (a time budget; the run can be resumed).
     max_steps_this_run: int | None = None
+    # recognition
+    prompt: str | None = None  # class-name template [default: the model's spec]
+    freeze_text: bool = False
+    classes: str | None = None  # a class list file, when labels are indices
+    split: str | None = None  # split file name (UCF101 trainlist01, HMDB51 train1, Kinetics train)
+    val_split: str | None = None
 
 
 @dataclass
@@ -99,11 +107,6 @@ def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
     return factor
 
 
-def _group_ids(captions: list[str], device) -> torch.Tensor:
-    ids: dict[str, int] = {}
-    return torch.tensor([ids.setdefault(c, len(ids)) for c in captions], device=device)
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, progress: Callable[[dict], None] | None = None, stop: threading.Event | None = None):
         self.cfg = cfg
@@ -128,11 +131,14 @@ class Trainer:
         if cfg.frames:
             self.encoder.spec = self.encoder.spec.with_frames(cfg.frames)
         self.encoder.train()
-        items = read_captions(cfg.data, cfg.video_root)
-        if len(items) < cfg.batch_size:
-            raise DatasetError(f"{cfg.data}: {len(items)} videos, fewer than one batch of {cfg.batch_size}")
-        spec = self.encoder.spec
-        self.dataset = VideoTextDataset(items, spec.frames, spec.pixels, train=True, seed=cfg.seed, cache=cfg.cache_frames)
+        from .tasks import TASKS
+
+        if cfg.task not in TASKS:
+            raise ConfigError(f"unknown task {cfg.task!r} (choose from {', '.join(TASKS)})")
+        self.task = TASKS[cfg.task](cfg, self.encoder, self.device)
+        self.dataset = self.task.dataset()
+        if len(self.dataset) < cfg.batch_size:
+            raise DatasetError(f"{cfg.data}: {len(self.dataset)} videos, fewer than one batch of {cfg.batch_size}")
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed)
         self.batches_per_epoch = len(self.sampler.batches())
         self.total = cfg.steps or max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.accumulate))
@@ -145,44 +151,33 @@ class Trainer:
             self._restore(Path(start))
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = open(self.out / "train_log.jsonl", "a", encoding="utf-8")
+        if self.task.info:
+            self.log.write(json.dumps({"step": self.step, **self.task.info}) + "\n")
+            self.log.flush()
         self.tb = _tensorboard(self.out)
 
     # -- one optimizer step ------------------------------------------------------------------
-    def _forward(self, frames: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        from ..video.transforms import to_pixels
-
-        enc = self.encoder
-        pixels = to_pixels(frames, enc.spec.pixels, device=self.device)
-        tok = enc.tokenize(captions)
-        with enc.autocast():
-            v = enc.embed_videos(pixels)
-            t = enc.embed_texts(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
-        return v, t
-
-    def _step(self, micro: list[tuple[torch.Tensor, list[str]]]) -> float:
-        enc = self.encoder
-        captions = [c for _f, caps in micro for c in caps]
-        groups = _group_ids(captions, self.device)
+    def _step(self, micro: list[dict]) -> float:
+        """One optimizer step over the micro-batches in ``micro`` (contrastive-exact when several)."""
+        enc, task = self.encoder, self.task
         if len(micro) == 1:
-            v, t = self._forward(*micro[0])
-            loss = contrastive_loss(v, t, enc.logit_scale, groups)
+            loss = task.loss(task.embed(micro[0]), micro)
             loss.backward()
         else:
             # GradCache: loss over the whole effective batch, gradients pushed back per micro-batch.
             with torch.no_grad():
-                parts = [self._forward(f, c) for f, c in micro]
-            v_all = torch.cat([p[0] for p in parts]).requires_grad_(True)
-            t_all = torch.cat([p[1] for p in parts]).requires_grad_(True)
-            loss = contrastive_loss(v_all, t_all, enc.logit_scale, groups)
+                parts = [task.embed(b) for b in micro]
+            whole = tuple(torch.cat(cols).requires_grad_(True) for cols in zip(*parts))
+            loss = task.loss(whole, micro)
             loss.backward()
             offset = 0
-            for f, c in micro:
-                v, t = self._forward(f, c)
-                n = len(c)
-                torch.autograd.backward([v, t], [v_all.grad[offset : offset + n], t_all.grad[offset : offset + n]])
+            for b in micro:
+                embs = task.embed(b)
+                n = embs[0].shape[0]
+                torch.autograd.backward(list(embs), [w.grad[offset : offset + n] for w in whole])
                 offset += n
         if self.cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(enc.parameters(), self.cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for p in enc.parameters() if p.requires_grad], self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -199,7 +194,7 @@ class Trainer:
         budget = cfg.max_steps_this_run
         steps_this_run = 0
         micro_step = self.step * cfg.accumulate
-        buf: list[tuple[torch.Tensor, list[str]]] = []
+        buf: list[dict] = []
         finished = True
         eval_report = None
         while self.step < self.total:
@@ -212,17 +207,17 @@ class Trainer:
                 self.dataset, batch_sampler=self.sampler, num_workers=workers, collate_fn=collate
             )
             stop_now = False
-            for frames, caps, _idx, failed in loader:
+            for batch in loader:
                 micro_step += 1
-                self.skipped += failed
-                if frames is not None and len(caps) >= 2:
-                    buf.append((frames, caps))
+                self.skipped += batch["failed"]
+                if batch["size"] >= 2:
+                    buf.append(batch)
                 if micro_step % cfg.accumulate:
                     continue
                 if not buf:
                     continue
                 loss = self._step(buf)
-                samples += sum(len(c) for _f, c in buf)
+                samples += sum(b["size"] for b in buf)
                 buf = []
                 self.step += 1
                 steps_this_run += 1
@@ -245,8 +240,7 @@ class Trainer:
         if finished:
             self.encoder.save_pretrained(self.out, dtype=getattr(torch, cfg.save_dtype))
             (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-            if cfg.val_data:
-                eval_report = self._evaluate()
+            eval_report = self._evaluate()
         self._checkpoint()
         self.log.close()
         if self.tb is not None:
@@ -276,13 +270,12 @@ class Trainer:
         if self.progress:
             self.progress({**record, "total": self.total})
 
-    def _evaluate(self) -> dict:
-        from ..eval.retrieval import evaluate_retrieval
-
+    def _evaluate(self) -> dict | None:
         self.encoder.eval()
-        items = read_captions(self.cfg.val_data, self.cfg.video_root)
-        report = evaluate_retrieval(self.encoder, items, workers=self.cfg.workers)
+        report = self.task.evaluate()
         self.encoder.train()
+        if report is None:
+            return None
         record = {"step": self.step, "eval": report}
         self.log.write(json.dumps(record) + "\n")
         self.log.flush()

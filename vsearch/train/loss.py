@@ -56,3 +56,69 @@ def contrastive_loss(
 def clamp_logit_scale(logit_scale: torch.nn.Parameter) -> None:
     with torch.no_grad():
         logit_scale.clamp_(0.0, LOGIT_SCALE_MAX)
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, target)
+
+
+def omnisource_loss(
+    video: torch.Tensor,
+    subtitle: torch.Tensor | None,
+    caption: torch.Tensor | None,
+    frame: torch.Tensor | None,
+    logit_scale: torch.Tensor,
+) -> tuple[torch.Tensor, list[str]]:
+    """CLIP-ViP's omnisource cross-modal loss, L_{V<->S,C} + L_{F<->C} (paper variant d).
+
+    With A = s·V·Sᵀ and A' = s·V·Cᵀ (s = exp(logit_scale), one temperature for all terms):
+
+    - text→video: CE(Aᵀ) + CE(A'ᵀ): each subtitle and each caption finds its video;
+    - video→text over a **joint negative pool**: video i solves two problems with 2B-1 logits,
+      ``[A_ii, A_i,j≠i, A'_i,j≠i]`` and ``[A'_ii, A_i,j≠i, A'_i,j≠i]``: the other positive of the
+      same video is excluded from the negatives;
+    - frame↔caption: CE(s·F·Cᵀ) + CE(s·C·Fᵀ), F = the middle frame as a one-frame video.
+
+    The total is the plain sum of the six mean cross-entropies (no weights). Returns the loss
+    and the names of the terms used: a missing input (no subtitles, no captions, no frame)
+    degrades to the terms that remain, and with one text stream to the plain two-term loss.
+    """
+    feats = [x for x in (video, subtitle, caption, frame) if x is not None]
+    (*gathered,), offset = batch_global_view(*feats)
+    it = iter(gathered)
+    v_all = next(it)
+    s_all = next(it) if subtitle is not None else None
+    c_all = next(it) if caption is not None else None
+    f_all = next(it) if frame is not None else None
+    scale = logit_scale.exp()
+    b = video.shape[0]
+    rows = torch.arange(b, device=video.device) + offset
+    terms: dict[str, torch.Tensor] = {}
+    texts = [(n, t, ta) for n, t, ta in (("S", subtitle, s_all), ("C", caption, c_all)) if t is not None]
+    if not texts:
+        raise ValueError("the omnisource loss needs subtitles or captions")
+    for name, text, _t_all in texts:
+        terms[f"{name}->V"] = _ce(scale * text @ v_all.T, rows)  # text i finds video i among all videos
+    if len(texts) == 1:
+        name, _t, t_all = texts[0]
+        terms[f"V->{name}"] = _ce(scale * video @ t_all.T, rows)
+    else:
+        a = scale * video @ s_all.T  # (b, B)
+        a2 = scale * video @ c_all.T  # (b, B)
+        own = torch.zeros_like(a, dtype=torch.bool)
+        own[torch.arange(b), rows] = True
+        big = a.shape[1]
+        # Subtitle problem: the caption of the same video is not a negative (and vice versa).
+        terms["V->S|C"] = _ce(torch.cat([a, a2.masked_fill(own, float("-inf"))], 1), rows)
+        terms["V->C|S"] = _ce(torch.cat([a.masked_fill(own, float("-inf")), a2], 1), rows + big)
+    if frame is not None and caption is not None:
+        terms["F->C"] = _ce(scale * frame @ c_all.T, rows)
+        terms["C->F"] = _ce(scale * caption @ f_all.T, rows)
+    return sum(terms.values()), sorted(terms)
+
+
+def recognition_loss(
+    video: torch.Tensor, class_text: torch.Tensor, labels: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """ViFi-CLIP style: each video against every class prompt, cross-entropy on its label."""
+    return F.cross_entropy(logit_scale.exp() * video @ class_text.T, labels)

@@ -1,0 +1,88 @@
+"""Evaluation runs as library calls (``vsearch eval`` is a thin wrapper around these)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..train.data import read_captions
+from .cache import EmbeddingCache
+from .metrics import retrieval_report
+from .retrieval import similarity
+
+PROTOCOL = (
+    "tie-safe ranks (rank = candidates scoring strictly higher); R@K in %, MdR/MnR 1-based; "
+    "t2v: every caption is a query; v2t: a video's rank is that of its best caption; "
+    "DSL (dual softmax over the query axis, temperature 100) reported apart"
+)
+
+
+def evaluate(
+    encoder,
+    *,
+    dataset: str = "captions",
+    data: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | None = None,
+    split: str = "1k-A",
+    video_root: str | os.PathLike[str] | None = None,
+    workers: int = 2,
+    use_cache: bool = True,
+    save_similarity: str | os.PathLike[str] | None = None,
+    allow_missing_videos: bool = False,
+) -> dict:
+    """Text↔video retrieval metrics on a captions file or MSR-VTT; writes next to a model folder."""
+    if dataset == "msrvtt":
+        from ..train.msrvtt import load_split
+
+        if root is None:
+            raise ConfigError("--dataset msrvtt needs --root (the folder with the MSR-VTT videos and split files)")
+        items = load_split(root, split, allow_missing_videos=allow_missing_videos)
+        name = f"msrvtt-{split}"
+    elif dataset == "captions":
+        if data is None:
+            raise ConfigError("give --data captions.csv (or --dataset msrvtt --root ...)")
+        items = read_captions(data, video_root)
+        name = Path(data).stem
+    else:
+        raise ConfigError(f"unknown dataset {dataset!r} (captions or msrvtt)")
+    cache = EmbeddingCache(encoder.fingerprint) if use_cache else None
+    try:
+        sim, text_video, texts, failed = similarity(encoder, items, workers=workers, cache=cache)
+    finally:
+        if cache:
+            cache.close()
+    report = {
+        "model": encoder.name,
+        "fingerprint": encoder.fingerprint,
+        "dataset": name,
+        "videos": len(items),
+        "texts": len(texts),
+        "failed_videos": len(failed),
+        "frames": encoder.spec.frames,
+        "protocol": PROTOCOL,
+        **retrieval_report(sim, text_video),
+    }
+    if save_similarity:
+        out = Path(save_similarity)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, sim.astype(np.float32))
+        side = {
+            "shape": list(sim.shape),
+            "rows": [{"text": t, "video": int(v)} for t, v in zip(texts, text_video)],
+            "columns": [it.path for it in items],
+            "model": encoder.name,
+            "fingerprint": encoder.fingerprint,
+        }
+        out.with_suffix(".json").write_text(json.dumps(side, ensure_ascii=False) + "\n", encoding="utf-8")
+        report["similarity"] = str(out)
+    src = encoder.source
+    if src and os.path.isdir(src) and os.access(src, os.W_OK):
+        target = Path(src) / "eval" / f"{name}.json"
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(json.dumps(report, indent=2) + "\n")
+        report["written_to"] = str(target)
+    return report

@@ -1,0 +1,162 @@
+"""What is being trained: the dataset, the embeddings of a batch, the loss, the evaluation.
+
+The loop (``loop.Trainer``) is shared; a task supplies four things. ``embed`` returns a tuple
+of tensors per micro-batch so contrastive-exact accumulation can concatenate them, and ``loss``
+sees the whole effective batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import DatasetError
+from ..video.transforms import to_pixels
+from .data import PretrainDataset, RecognitionDataset, VideoTextDataset, read_captions, read_pretrain
+from .loss import contrastive_loss, omnisource_loss, recognition_loss
+
+
+def _group_ids(texts: list[str], device) -> torch.Tensor:
+    ids: dict[str, int] = {}
+    return torch.tensor([ids.setdefault(t, len(ids)) for t in texts], device=device)
+
+
+class RetrievalTask:
+    """Video-text pairs, symmetric InfoNCE (identical captions in a batch are shared positives)."""
+
+    name = "retrieval"
+
+    def __init__(self, cfg, encoder, device):
+        self.cfg, self.encoder, self.device = cfg, encoder, device
+        self.info: dict = {}
+
+    def dataset(self):
+        spec = self.encoder.spec
+        items = read_captions(self.cfg.data, self.cfg.video_root)
+        return VideoTextDataset(items, spec.frames, spec.pixels, train=True, seed=self.cfg.seed, cache=self.cfg.cache_frames)
+
+    def _texts(self, texts: list[str]) -> torch.Tensor:
+        tok = self.encoder.tokenize(texts)
+        return self.encoder.embed_texts(tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device))
+
+    def _videos(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.encoder.embed_videos(to_pixels(frames, self.encoder.spec.pixels, device=self.device))
+
+    def embed(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        with self.encoder.autocast():
+            return self._videos(batch["frames"]), self._texts(batch["text"])
+
+    def loss(self, embs: tuple[torch.Tensor, ...], batches: list[dict]) -> torch.Tensor:
+        texts = [t for b in batches for t in b["text"]]
+        return contrastive_loss(embs[0], embs[1], self.encoder.logit_scale, _group_ids(texts, self.device))
+
+    def evaluate(self) -> dict | None:
+        if not self.cfg.val_data:
+            return None
+        from ..eval.retrieval import evaluate_retrieval
+
+        return evaluate_retrieval(self.encoder, read_captions(self.cfg.val_data, self.cfg.video_root), workers=self.cfg.workers)
+
+
+class PretrainTask(RetrievalTask):
+    """CLIP-ViP post-pretraining: clip, subtitle, caption and middle frame (omnisource loss)."""
+
+    name = "pretrain"
+
+    def dataset(self):
+        spec = self.encoder.spec
+        rows, columns = read_pretrain(self.cfg.data, self.cfg.video_root)
+        self.columns = columns
+        terms = {("subtitle", "caption"): "six-term omnisource loss (V<->S,C joint pool + F<->C)"}
+        self.info = {
+            "task": "pretrain",
+            "columns": columns,
+            "loss": terms.get(
+                tuple(columns),
+                f"plain two-term loss on {columns[0]} (no {'caption' if 'subtitle' in columns else 'subtitle'} column)",
+            ),
+        }
+        return PretrainDataset(rows, spec.frames, spec.pixels, train=True, seed=self.cfg.seed, cache=self.cfg.cache_frames)
+
+    def embed(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        with self.encoder.autocast():
+            out = [self._videos(batch["frames"])]
+            if "caption" in self.columns:
+                out.append(self._videos(batch["middle"]))  # the middle frame as a one-frame video
+            for col in ("subtitle", "caption"):
+                if col in self.columns:
+                    out.append(self._texts(batch[col]))
+        return tuple(out)
+
+    def loss(self, embs: tuple[torch.Tensor, ...], batches: list[dict]) -> torch.Tensor:
+        it = iter(embs)
+        video = next(it)
+        frame = next(it) if "caption" in self.columns else None
+        subtitle = next(it) if "subtitle" in self.columns else None
+        caption = next(it) if "caption" in self.columns else None
+        loss, _terms = omnisource_loss(video, subtitle, caption, frame, self.encoder.logit_scale)
+        return loss
+
+    def evaluate(self) -> dict | None:
+        return RetrievalTask.evaluate(self)
+
+
+class RecognitionTask(RetrievalTask):
+    """Videos against every class prompt (ViFi-CLIP style), cross-entropy on the label."""
+
+    name = "recognition"
+
+    def dataset(self):
+        from .recognition_data import read_recognition
+
+        spec = self.encoder.spec
+        data = read_recognition(self.cfg.data, split=self.cfg.split, classes=self.cfg.classes, video_root=self.cfg.video_root)
+        if len(data.classes) < 2:
+            raise DatasetError(f"{self.cfg.data}: recognition needs at least two classes, found {len(data.classes)}")
+        self.classes = data.classes
+        self.prompts = data.prompts(self.cfg.prompt or spec.prompt)
+        self._frozen = None
+        if self.cfg.freeze_text:
+            for p in self.encoder.clip.text_model.parameters():
+                p.requires_grad_(False)
+            self.encoder.clip.text_projection.weight.requires_grad_(False)
+        self.info = {
+            "task": "recognition",
+            "classes": len(self.classes),
+            "prompt": self.prompts[0],
+            "freeze_text": self.cfg.freeze_text,
+        }
+        return RecognitionDataset(
+            data.items, spec.frames, spec.pixels, train=True, seed=self.cfg.seed, cache=self.cfg.cache_frames
+        )
+
+    def class_embeddings(self) -> torch.Tensor:
+        if self.cfg.freeze_text:
+            if self._frozen is None:
+                with torch.no_grad():
+                    self._frozen = self._texts(self.prompts)
+            return self._frozen
+        return self._texts(self.prompts)
+
+    def embed(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        with self.encoder.autocast():
+            return (self._videos(batch["frames"]),)
+
+    def loss(self, embs: tuple[torch.Tensor, ...], batches: list[dict]) -> torch.Tensor:
+        labels = torch.cat([b["label"] for b in batches]).to(self.device)
+        with self.encoder.autocast():
+            text = self.class_embeddings()
+        return recognition_loss(embs[0], text, labels, self.encoder.logit_scale)
+
+    def evaluate(self) -> dict | None:
+        if not self.cfg.val_data:
+            return None
+        from ..eval.recognition import evaluate_recognition
+        from .recognition_data import read_recognition
+
+        val = read_recognition(
+            self.cfg.val_data, split=self.cfg.val_split, classes=self.cfg.classes, video_root=self.cfg.video_root
+        )
+        return evaluate_recognition(self.encoder, val, prompt=self.cfg.prompt, workers=self.cfg.workers)
+
+
+TASKS = {"retrieval": RetrievalTask, "pretrain": PretrainTask, "recognition": RecognitionTask}
