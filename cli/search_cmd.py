@@ -45,10 +45,18 @@ def search(
     table = Table(title=f"“{escape(resp.query)}” · {len(resp.hits)} of {resp.searched} segments · {resp.took_ms:.0f} ms")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("time")
-    table.add_column("video")
+    table.add_column("time", no_wrap=True)
+    table.add_column("video", overflow="fold")
     for i, h in enumerate(resp.hits, 1):
         d = h.as_dict()
         seg = f" (segment {h.segment})" if segments else ""
-        table.add_row(str(i), f"{h.score:.3f}", d["range"], escape(d["path"]) + seg)
+        table.add_row(str(i), f"{h.score:.3f}", d["range"], escape(_short(d["path"])) + seg)
     console.print(table)
+
+
+def _short(path: str) -> str:
+    """Relative to the working directory when the file is under it: the name is what matters."""
+    import os
+
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel

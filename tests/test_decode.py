@@ -1,7 +1,5 @@
 """Decoding real mp4 files: the right frames, at the right size, and clear errors for bad files."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -63,19 +61,20 @@ def test_one_frame_video(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content,reason",
+    "content,reasons",
     [
-        (b"", "empty file"),
-        (os.urandom(5000), "not a readable video"),
-        (b"this is a text file, not a video\n" * 20, "not a readable video"),
+        (b"", ("empty file",)),
+        # Random bytes sometimes probe as some container (then: no video stream).
+        (np.random.default_rng(0).bytes(5000), ("not a readable video", "no video stream")),
+        (b"this is a text file, not a video\n" * 20, ("not a readable video",)),
     ],
 )
-def test_bad_files_raise_decode_error_with_a_reason(tmp_path, content, reason):
+def test_bad_files_raise_decode_error_with_a_reason(tmp_path, content, reasons):
     path = tmp_path / "bad.mp4"
     path.write_bytes(content)
     with pytest.raises(DecodeError) as err:
         VideoReader(str(path))
-    assert reason in err.value.reason
+    assert any(r in err.value.reason for r in reasons), err.value.reason
     assert "\n" not in err.value.reason
 
 

@@ -92,6 +92,7 @@ class EncodedVideo:
     frame_idx: dict[int, list[int]] = field(default_factory=dict)
     vectors: dict[int, np.ndarray] = field(default_factory=dict)
     seg_errors: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     decoded: bool = False
     _waiting: set[int] = field(default_factory=set)
 
@@ -143,6 +144,8 @@ def encode_stream(messages, batcher: SegmentBatcher, times: StageTimes | None = 
             yield from deliver(batcher.add((job_id, msg[2]), msg[4]))
         elif kind == "segment_error":
             st.seg_errors.append((msg[2], msg[3]))
+        elif kind == "note":
+            st.notes.append(msg[2])
         elif kind == "done":
             st.decoded = True
             if st.complete:

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from .embedding import EncodedVideo, SegmentBatcher, StageTimes, default_batch_size, default_workers, encode_stream
 from .store.store import SegmentWrite, Store, VideoWrite
-from .video.discover import FoundFile, Listing, content_hash, list_videos
+from .video.discover import FoundFile, Listing, content_hash, is_video_name, list_videos
 from .video.workers import DecodeJob, DecodePool
 
 #: Write this many finished videos per transaction (or whatever is ready after COMMIT_SECONDS).
@@ -75,6 +75,7 @@ class _Plan:
     moved: list[tuple[str, str]]
     missing: dict[str, int]  # path -> video id
     failed: list[tuple[FoundFile | None, str, str]]  # (file, path, reason)
+    skipped: list[tuple[str, str]]  # folders that could not be walked (path, reason)
 
 
 def index(
@@ -115,6 +116,7 @@ def index(
             listing = list_videos(roots)
             plan = _diff(store, listing)
             report.unchanged, report.moved = plan.unchanged, plan.moved
+            report.warnings += [(p, f"folder skipped: {r}") for p, r in plan.skipped]
             store.prune_failures(listing.roots, {f.path for f in listing.files})
             for f, path, reason in plan.failed:
                 _fail(store, report, run_id, path, reason, f)
@@ -148,7 +150,10 @@ def _diff(store: Store, listing: Listing) -> _Plan:
     found = {f.path for f in listing.files}
     unreadable = {p for p, _ in listing.problems}
     missing = {p: k for p, k in known.items() if p not in found and p not in unreadable}
-    failed: list[tuple[FoundFile | None, str, str]] = [(None, p, r) for p, r in listing.problems]
+    # A folder that cannot be walked (a symlink loop, no permission) is skipped with a warning; a
+    # video file that cannot be read is a failed file.
+    failed: list[tuple[FoundFile | None, str, str]] = [(None, p, r) for p, r in listing.problems if is_video_name(p)]
+    skipped = [(p, r) for p, r in listing.problems if not is_video_name(p)]
     todo: list[tuple[FoundFile, str]] = []
     unchanged = 0
     for f in listing.files:
@@ -178,7 +183,7 @@ def _diff(store: Store, listing: Listing) -> _Plan:
             moved.append((old, f.path))
         else:
             still_todo.append((f, chash))
-    return _Plan(still_todo, unchanged, moved, {p: k.id for p, k in missing.items()}, failed)
+    return _Plan(still_todo, unchanged, moved, {p: k.id for p, k in missing.items()}, failed, skipped)
 
 
 def _fail(store: Store, report: IndexReport, run_id: int, path: str, reason: str, f: FoundFile | None) -> None:
@@ -209,7 +214,7 @@ def _encode_and_write(
     files = {i: f for i, (f, _h) in enumerate(todo)}
     hashes = {i: h for i, (_f, h) in enumerate(todo)}
     jobs = (
-        DecodeJob(i, f.path, spec.frames, spec.pixels.image_size, spec.pixels.resize, seg_s, tail_s, faults.get(f.path))
+        DecodeJob(i, f.path, spec.frames, spec.pixels.image_size, spec.pixels.resize, seg_s, tail_s, fault=faults.get(f.path))
         for i, (f, _h) in enumerate(todo)
     )
     pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
@@ -250,8 +255,11 @@ def _encode_and_write(
             elif kind == "video":
                 if progress:
                     progress.update(files=1, current=os.path.basename(f.path))
-                video = _to_write(payload, f, hashes[job_id], report)
-                if video is None:
+                changed = _changed_since_listing(f)
+                video = None if changed else _to_write(payload, f, hashes[job_id], report)
+                if changed:
+                    _fail(store, report, report.run_id, f.path, changed, f)
+                elif video is None:
                     why = payload.seg_errors[0][1] if payload.seg_errors else "no frames decoded"
                     _fail(store, report, report.run_id, f.path, f"no segment could be decoded ({why})", f)
                 else:
@@ -261,13 +269,26 @@ def _encode_and_write(
         write(force=True)
 
 
+def _changed_since_listing(f: FoundFile) -> str | None:
+    """A file replaced or deleted while it was decoded must not be stored under its old identity."""
+    try:
+        st = os.stat(f.path)
+    except OSError:
+        return "file disappeared while it was being indexed"
+    if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
+        return "file changed while it was being indexed; it will be indexed on the next run"
+    return None
+
+
 def _to_write(video: EncodedVideo, f: FoundFile, chash: str, report: IndexReport) -> VideoWrite | None:
     """The store rows of a finished video; None when no segment could be decoded."""
     if not video.vectors:
         return None
-    warning = None
+    notes = list(video.notes)
     if video.seg_errors:
-        warning = f"{len(video.seg_errors)} of {len(video.plans)} segments could not be decoded ({video.seg_errors[0][1]})"
+        notes.insert(0, f"{len(video.seg_errors)} of {len(video.plans)} segments could not be decoded ({video.seg_errors[0][1]})")
+    warning = "; ".join(notes) or None
+    if warning:
         report.warnings.append((f.path, warning))
     segments = [
         SegmentWrite(seg, p[3], p[4], p[1], p[2], video.frame_idx[seg], video.vectors[seg])

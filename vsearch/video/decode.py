@@ -114,11 +114,17 @@ class VideoReader:
 
     def __init__(self, path: str, image_size: int | None = None, resize: str = "squash", backend: str = "auto"):
         self.path = path
+        #: Frames that could not be decoded and were replaced by the nearest decoded one.
+        self.substituted = 0
+        #: Problems worked around while opening (shown as warnings of an indexed file).
+        self.notes: list[str] = []
+        self._alias_dir: str | None = None
         if not os.path.exists(path):
             raise DecodeError(path, "file disappeared before it could be read")
         if os.path.getsize(path) == 0:
             raise DecodeError(path, "empty file (0 bytes)")
-        codec, w, h, fps, header_frames, header_duration = _header(path)
+        self._open_path = self._decodable_path(path)
+        codec, w, h, fps, header_frames, header_duration = _header(self._open_path)
         if w <= 0 or h <= 0:
             raise DecodeError(path, f"video stream has no frame size ({w}x{h})")
         if w * h > MAX_PIXELS:
@@ -127,6 +133,7 @@ class VideoReader:
             raise DecodeError(path, f"absurd duration in metadata ({header_duration:.0f} s)")
         self.size = decode_size(w, h, image_size, resize) if image_size else None
         self._codec, self._src = codec, (w, h)
+        self._header_fps = fps
         self._vr = None
         self._av = None
         errors = []
@@ -153,7 +160,7 @@ class VideoReader:
         if self.size:
             kwargs["width"], kwargs["height"] = self.size
         try:
-            vr = decord.VideoReader(self.path, **kwargs)
+            vr = decord.VideoReader(self._open_path, **kwargs)
             n = len(vr)
             if n <= 0:
                 raise DecodeError(self.path, "no decodable video frames")
@@ -161,7 +168,10 @@ class VideoReader:
             fps = float(vr.get_avg_fps() or 0.0)
         except (RuntimeError, decord.DECORDError) as exc:
             raise DecodeError(self.path, _decord_reason(exc)) from None
-        times = _repair_times(times, fps)
+        times, note = _repair_times(times, fps, self._header_fps)
+        if note:
+            self.notes.append(note)
+            fps = 1.0 / float(times[0, 1] - times[0, 0])
         duration = float(times[-1, 1] - times[0, 0]) if n else 0.0
         if duration > MAX_DURATION_S:
             raise DecodeError(self.path, f"absurd duration in timestamps ({duration:.0f} s)")
@@ -180,7 +190,7 @@ class VideoReader:
         if frames <= 0:
             raise DecodeError(self.path, "frame count unknown and no duration")
         w, h = self._src
-        self._av = _PyAVSequential(self.path, self.size)
+        self._av = _PyAVSequential(self._open_path, self.size)
         self.info = VideoInfo(frames, fps, frames / fps, w, h, self._codec, "pyav", frame_times_from_fps(frames, fps))
 
     @property
@@ -206,7 +216,7 @@ class VideoReader:
             self._vr = None
             self.info.backend = "pyav"
         if self._av is None:
-            self._av = _PyAVSequential(self.path, self.size)
+            self._av = _PyAVSequential(self._open_path, self.size)
         return self._av.get(idx)
 
     def _get_one_by_one(self, idx: list[int]) -> np.ndarray | None:
@@ -229,13 +239,37 @@ class VideoReader:
         if not good:
             return None
         keys = np.array(sorted(good))
+        self.substituted += sum(1 for i in idx if i not in good)
         return np.stack([good[int(keys[np.abs(keys - i).argmin()])] for i in idx])
+
+    def _decodable_path(self, path: str) -> str:
+        """A path the decoders can open. decord and PyAV encode ``str`` paths as UTF-8, so a name
+        with non-UTF-8 bytes (valid on Linux) is opened through an ASCII-named symlink."""
+        try:
+            os.fsencode(path).decode("utf-8")
+            return path
+        except UnicodeDecodeError:
+            import tempfile
+
+            self._alias_dir = tempfile.mkdtemp(prefix="vsearch-")
+            alias = os.path.join(self._alias_dir, "video" + os.path.splitext(os.fsencode(path))[1].decode("ascii", "replace"))
+            os.symlink(os.path.abspath(path), alias)
+            return alias
 
     def close(self) -> None:
         self._vr = None
         if self._av is not None:
             self._av.close()
             self._av = None
+        if self._alias_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._alias_dir, ignore_errors=True)
+            self._alias_dir = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_alias_dir", None):
+            self.close()
 
     def __enter__(self) -> VideoReader:
         return self
@@ -313,15 +347,31 @@ class _PyAVSequential:
         self._frames = None
 
 
-def _repair_times(times: np.ndarray, fps: float) -> np.ndarray:
-    """Fall back to evenly spaced times when the container's timestamps are unusable."""
+#: Fewer frames per second than this means the file's timing cannot be right for a video.
+MIN_PLAUSIBLE_FPS = 0.1
+
+
+def _repair_times(times: np.ndarray, fps: float, header_fps: float) -> tuple[np.ndarray, str | None]:
+    """Evenly spaced times when the container's timestamps are unusable, and why.
+
+    Unusable: non-finite or non-increasing, a frame rate of 0, or frames so sparse (under
+    0.1 per second) that the header must be wrong. The header's rate is used if it is sane,
+    else 25 fps.
+    """
     n = len(times)
-    bad = not np.all(np.isfinite(times)) or (n > 1 and times[-1, 0] <= times[0, 0])
-    if bad and fps and fps > 0 and math.isfinite(fps):
-        return frame_times_from_fps(n, fps)
-    if bad:
-        return frame_times_from_fps(n, 25.0)
-    return times
+    span = float(times[-1, 1] - times[0, 0]) if n and np.all(np.isfinite(times)) else float("nan")
+    bad = (
+        not np.all(np.isfinite(times))
+        or (n > 1 and times[-1, 0] <= times[0, 0])
+        or not fps
+        or not math.isfinite(fps)
+        or fps <= 0
+        or (n > 1 and span > 0 and n / span < MIN_PLAUSIBLE_FPS)
+    )
+    if not bad:
+        return times, None
+    rate = header_fps if header_fps and math.isfinite(header_fps) and MIN_PLAUSIBLE_FPS <= header_fps <= 1000 else 25.0
+    return frame_times_from_fps(n, rate), f"the file's frame timing is unusable (fps {fps:g}); assumed {rate:g} fps"
 
 
 def _decord_reason(exc: BaseException) -> str:

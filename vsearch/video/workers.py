@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
 
@@ -44,6 +44,7 @@ class DecodeJob:
     resize: str
     segment_seconds: float
     min_tail_seconds: float
+    _: KW_ONLY
     #: Explicit segments ``(index, start_frame, end_frame, start_s, end_s)`` instead of cutting by
     #: time, e.g. to re-embed the segments a store already has with a new encoder.
     segments: tuple[tuple[int, int, int, float, float], ...] | None = None
@@ -56,6 +57,7 @@ class DecodeJob:
 #   ("info", job_id, info: dict, plans: list[tuple])    plans as (index, start_frame, end_frame, start_s, end_s)
 #   ("segment", job_id, seg_index, frame_indices, frames uint8 (T, S, S, 3))
 #   ("segment_error", job_id, seg_index, reason)
+#   ("note", job_id, text)                                a warning about a file that still indexed
 #   ("done", job_id)
 #   ("error", job_id, reason)
 FINAL = ("done", "error")
@@ -85,6 +87,14 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                     yield ("segment_error", job.id, p.index, exc.reason)
                     continue
                 yield ("segment", job.id, p.index, idx, frames)
+            for note in reader.notes:
+                yield ("note", job.id, note)
+            if reader.substituted:
+                yield (
+                    "note",
+                    job.id,
+                    f"{reader.substituted} sampled frames could not be decoded; the nearest decoded frames stand in",
+                )
         yield ("done", job.id)
     except DecodeError as exc:
         yield ("error", job.id, exc.reason)
