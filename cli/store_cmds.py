@@ -61,7 +61,7 @@ def index(
     from vsearch.models import load_encoder
     from vsearch.store import Store
 
-    with Store.open(store) as st:
+    with Store.open(store) as st, st.lock("index", wait=wait):  # refuse (or wait) before loading a model
         rec = st.encoder()
         ref = model or (rec.source if rec else DEFAULT_MODEL)
         family = rec.spec.get("family") if (rec and not model) else None
@@ -329,7 +329,7 @@ def reembed(
     from vsearch.store import Store
     from vsearch.video import display_path
 
-    with Store.open(store, create=False) as st:
+    with Store.open(store, create=False) as st, st.lock("reembed", wait=wait):
         with err_console.status(f"loading model {model} ..."):
             encoder = load_encoder(model, device=device, base=base)
         stop = threading.Event()

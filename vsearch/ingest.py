@@ -164,7 +164,12 @@ def _diff(store: Store, listing: Listing) -> _Plan:
         try:
             chash = content_hash(f.path, f.size)
         except OSError as exc:
-            reason = "permission denied" if isinstance(exc, PermissionError) else f"cannot read: {exc.strerror or exc}"
+            if isinstance(exc, FileNotFoundError):
+                reason = "file disappeared before it could be read"
+            elif isinstance(exc, PermissionError):
+                reason = "permission denied"
+            else:
+                reason = f"cannot read: {exc.strerror or exc}"
             failed.append((f, f.path, reason))
             continue
         if k is not None and k.content_hash == chash:

@@ -18,12 +18,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..errors import StoreError
 
 #: The newest Alembic revision this code knows; a test checks it against ``migrations/``.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(db_path: Path, readonly: bool = False) -> Engine:
-    url = f"sqlite:///{db_path}"
+    """An engine on the store database; ``readonly`` for stores on read-only media.
+
+    A read-only WAL database cannot create its shared-memory file, so it is opened
+    ``immutable`` (SQLite then reads the file as it is, without locks: fine, nobody can write it).
+    """
+    if readonly:
+        url = f"sqlite:///file:{db_path}?mode=ro&immutable=1&uri=true"
+    else:
+        url = f"sqlite:///{db_path}"
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

@@ -147,3 +147,13 @@ class Run(Base):
     counts: Mapped[dict | None] = mapped_column(JSON)
     timings: Mapped[dict | None] = mapped_column(JSON)
     pid: Mapped[int | None] = mapped_column(Integer)
+
+
+class VectorIndexConfig(Base):
+    """How an encoder's FAISS index is built: ``flat``, ``ivf`` or ``ivf-pq``, with its parameters."""
+
+    __tablename__ = "vector_indexes"
+    encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -27,7 +27,7 @@ from ..errors import EmptyStore, EncoderMismatch, StoreError, StoreNotFound
 from ..video.discover import display_path as printable
 from . import db as dbmod
 from .lock import WriteLock
-from .schema import Embedding, Encoder, Failure, Meta, Run, Segment, Tombstone, Video, utcnow
+from .schema import Embedding, Encoder, Failure, Meta, Run, Segment, Tombstone, VectorIndexConfig, Video, utcnow
 from .vectors import VectorIndex, index_file_name, list_index_files
 
 DB_NAME = "vsearch.db"
@@ -113,11 +113,42 @@ class CheckReport:
         return not (self.only_in_index or self.only_in_db or self.segments_without_vector or self.videos_without_segments)
 
 
+def _storage_errors(fn):
+    """Turn a full disk or a read-only medium into a ``StoreError`` that says so.
+
+    Whatever was being written is rolled back (SQLite) or never renamed into place (FAISS
+    files), so the store opens as it was before the failed write.
+    """
+    import errno
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except (OperationalError, OSError, RuntimeError) as exc:
+            text = str(getattr(exc, "orig", exc)).lower()
+            code = getattr(exc, "errno", None)
+            if "disk is full" in text or "no space left" in text or code == errno.ENOSPC:
+                raise StoreError(
+                    f"the disk holding the store at {self.root} is full. Nothing already committed was lost; "
+                    "free some space and run the command again (finished files are skipped)."
+                ) from None
+            if "readonly" in text or "read-only" in text or code in (errno.EROFS, errno.EACCES):
+                raise StoreError(
+                    f"the store at {self.root} cannot be written (read-only or no permission): {text[:120]}"
+                ) from None
+            raise
+
+    return wrapper
+
+
 class Store:
     """Open with ``Store.open(path)``; close with ``close()`` or a ``with`` block."""
 
-    def __init__(self, root: Path, engine):
+    def __init__(self, root: Path, engine, readonly: bool = False):
         self.root = root
+        self.readonly = readonly
         self.engine = engine
         self.Session = dbmod.sessions(engine)
         self.index_dir = root / INDEX_DIR
@@ -125,13 +156,15 @@ class Store:
         self._index_gen = -1
         self._index_encoder: int | None = None
         self._index_lock = threading.RLock()
+        self._lock: _ReentrantLock | None = None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, root: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
         """Open (and with ``create``, initialise) the store at ``root`` or the default location.
 
-        Pending Alembic migrations are applied here, so code always sees the current schema.
+        Pending Alembic migrations are applied here, so code always sees the current schema. A
+        store on read-only media opens read-only: search works, writing says why it cannot.
         """
         path = Path(root).expanduser() if root is not None else default_store_dir()
         db_path = path / DB_NAME
@@ -142,16 +175,33 @@ class Store:
                 (path / INDEX_DIR).mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create a store at {path}: {exc.strerror or exc}") from None
-        if not os.access(path, os.W_OK) and create and not db_path.exists():
-            raise StoreError(f"cannot create a store at {path}: the folder is not writable")
-        engine = dbmod.make_engine(db_path)
+            if not os.access(path, os.W_OK):
+                raise StoreError(f"cannot create a store at {path}: the folder is not writable")
+        readonly = not os.access(path, os.W_OK) or (db_path.exists() and not os.access(db_path, os.W_OK))
+        engine = dbmod.make_engine(db_path, readonly=readonly)
         try:
-            dbmod.upgrade(engine)
-            store = cls(path.resolve(), engine)
-            store._init_meta()
+            if readonly:
+                if dbmod.current_revision(engine) != dbmod.SCHEMA_HEAD:
+                    raise StoreError(
+                        f"the store at {path} is read-only and needs a schema upgrade; open it once where it is writable"
+                    )
+            else:
+                dbmod.upgrade(engine)
+            store = cls(path.resolve(), engine, readonly=readonly)
+            if not readonly:
+                store._init_meta()
         except OperationalError as exc:
             engine.dispose()
+            import shutil
+
+            if shutil.disk_usage(path).free < (256 << 10):
+                raise StoreError(
+                    f"cannot open the store at {path}: its disk is full (free some space; nothing was lost)"
+                ) from None
             raise StoreError(f"cannot open the store database {db_path}: {exc.orig}") from None
+        except StoreError:
+            engine.dispose()
+            raise
         return store
 
     def _init_meta(self) -> None:
@@ -160,7 +210,6 @@ class Store:
                 s.add(Meta(key="generation", value="0"))
                 s.add(Meta(key="segment_seconds", value=repr(DEFAULT_SEGMENT_SECONDS)))
                 s.add(Meta(key="min_tail_seconds", value=repr(DEFAULT_MIN_TAIL_SECONDS)))
-                s.add(Meta(key="index_kind", value="flat"))
 
     def close(self) -> None:
         with self._index_lock:
@@ -173,9 +222,19 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def lock(self, purpose: str, wait: bool = False) -> WriteLock:
-        lock = WriteLock(self.root / LOCK_NAME, purpose)
-        lock.acquire(wait=wait)
+    def lock(self, purpose: str, wait: bool = False) -> _ReentrantLock:
+        """The store's write lock. Re-entrant per ``Store`` object: a caller may take it early
+        (the CLI does, before loading a model) and the library call inside takes it again."""
+        if self.readonly:
+            raise StoreError(
+                f"the store at {self.root} is read-only (read-only folder or medium): it can be searched, not changed"
+            )
+        if self._lock is not None:
+            self._lock.depth += 1
+            return self._lock
+        lock = _ReentrantLock(self, WriteLock(self.root / LOCK_NAME, purpose))
+        lock.inner.acquire(wait=wait)
+        self._lock = lock
         return lock
 
     # -- meta --------------------------------------------------------------------------------
@@ -225,6 +284,7 @@ class Store:
             row = s.get(Encoder, int(eid))
             return EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
 
+    @_storage_errors
     def bind_encoder(self, encoder) -> EncoderRecord:
         """Make ``encoder`` the store's encoder if it has none; refuse a different one."""
         current = self.encoder()
@@ -302,6 +362,7 @@ class Store:
                 out += [(vid, videos[vid].path, videos[vid].size, videos[vid].mtime_ns, segs.get(vid, [])) for vid in chunk]
             return out
 
+    @_storage_errors
     def add_embeddings(self, encoder_id: int, rows: Sequence[tuple[int, list[int], np.ndarray]]) -> int:
         """Store vectors of existing segments for a (staged) encoder, in one transaction."""
         if not rows:
@@ -324,6 +385,7 @@ class Store:
             )
         return gen
 
+    @_storage_errors
     def swap_encoder(self, target_id: int) -> list[str]:
         """Make the staged encoder the store's encoder, atomically; returns videos dropped.
 
@@ -365,6 +427,7 @@ class Store:
         s.execute(update(Meta).where(Meta.key == "generation").values(value=func.cast(func.cast(Meta.value, Integer) + 1, Text)))
         return int(self._meta(s, "generation"))
 
+    @_storage_errors
     def commit(self, encoder_id: int, videos: Sequence[VideoWrite] = (), remove_video_ids: Iterable[int] = ()) -> int:
         """Write whole videos and remove others in one transaction; returns the new generation.
 
@@ -440,6 +503,7 @@ class Store:
             s.execute(delete(Video).where(Video.id.in_(chunk)))
         return pairs
 
+    @_storage_errors
     def remove_paths(self, paths: Iterable[str]) -> list[str]:
         """Delete these videos (exact paths, or everything under a folder); returns what was removed."""
         targets: dict[int, str] = {}
@@ -456,6 +520,7 @@ class Store:
             self.commit(enc.id if enc else -1, (), targets.keys())
         return sorted(targets.values())
 
+    @_storage_errors
     def record_failure(self, path: str, reason: str, size: int | None, mtime_ns: int | None, run_id: int | None) -> None:
         with self.Session.begin() as s:
             s.execute(delete(Failure).where(Failure.path == path))
@@ -485,6 +550,7 @@ class Store:
             return [{"path": r.path, "reason": r.reason, "failed_at": r.failed_at.isoformat(), "run_id": r.run_id} for r in rows]
 
     # -- runs --------------------------------------------------------------------------------
+    @_storage_errors
     def start_run(self, kind: str, roots: Sequence[str] | None = None, encoder_id: int | None = None) -> int:
         with self.Session.begin() as s:
             # We hold the write lock, so any run still marked running died without saying so.
@@ -494,6 +560,7 @@ class Store:
             s.flush()
             return run.id
 
+    @_storage_errors
     def finish_run(self, run_id: int, status: str, counts: dict, timings: dict | None = None) -> None:
         with self.Session.begin() as s:
             s.execute(
@@ -672,6 +739,7 @@ class Store:
                 self._index.add(added, vectors)
             self._index_gen = gen
 
+    @_storage_errors
     def save_index(self) -> int | None:
         """Persist the loaded index as of its generation; drop older files and spent tombstones.
 
@@ -696,6 +764,7 @@ class Store:
                 path.unlink(missing_ok=True)
         return gen
 
+    @_storage_errors
     def rebuild_index(self) -> int:
         """Rebuild FAISS from the database and save it (``vsearch reindex``)."""
         rec = self.encoder()
@@ -763,7 +832,9 @@ class Store:
             seconds = float(s.scalar(select(func.coalesce(func.sum(Video.duration), 0.0))))
             gen = int(self._meta(s, "generation"))
             seg_s = float(self._meta(s, "segment_seconds"))
-            kind = self._meta(s, "index_kind", "flat")
+            cfg = s.get(VectorIndexConfig, rec.id) if rec else None
+            kind = cfg.kind if cfg else "flat"
+            index_params = dict(cfg.params) if cfg else {}
             last = s.scalars(select(Run).where(Run.kind == "index").order_by(Run.id.desc()).limit(1)).first()
             last_run = None
             if last is not None:
@@ -796,10 +867,34 @@ class Store:
             "video_seconds": seconds,
             "segment_seconds": seg_s,
             "generation": gen,
-            "index": {"kind": kind, "file_generation": files[0][0] if files else None, "bytes": idx_bytes},
+            "index": {
+                "kind": kind,
+                "params": index_params,
+                "file_generation": files[0][0] if files else None,
+                "bytes": idx_bytes,
+            },
             "database_bytes": db_bytes,
             "last_run": last_run,
         }
+
+
+class _ReentrantLock:
+    """What ``Store.lock`` returns: release() undoes one lock() call."""
+
+    def __init__(self, store: Store, inner: WriteLock):
+        self.store, self.inner, self.depth = store, inner, 1
+
+    def release(self) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.inner.release()
+            self.store._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def _prefix_range(root: str) -> tuple[str, str]:
