@@ -76,7 +76,7 @@ def test_index_search_status_remove_reindex_round_trip(tmp_path, folder, tiny_en
     assert r4.counts()["indexed"] == 1 and r4.counts()["removed"] == 0
     assert st.count_videos() == 12
 
-    assert st.rebuild_index() == 12
+    assert st.rebuild_index()["vectors"] == 12
     consistent(st)
     st.close()
 
@@ -133,12 +133,16 @@ def test_encoder_mismatch_and_lock(tmp_path, folder, tiny_encoder):
         index(st, [folder], other, workers=0)
     with pytest.raises(EncoderMismatch):
         search(st, "x", encoder=other)
-    lock = st.lock("index")
+    other_writer = Store.open(st.root)  # like another process: its own lock file handle
+    lock = other_writer.lock("index")
     try:
         with pytest.raises(StoreBusy):
             index(st, [folder], tiny_encoder, workers=0)
     finally:
         lock.release()
+        other_writer.close()
+    with st.lock("remove"):  # re-entrant for the same Store: a caller may hold it around a library call
+        index(st, [folder], tiny_encoder, workers=0)
 
 
 def test_vectors_stored_match_a_direct_encoding(tmp_path, tiny_encoder):

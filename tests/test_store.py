@@ -190,13 +190,19 @@ def test_store_refuses_another_encoder(store):
 
 
 def test_write_lock_names_its_holder(store):
+    other = Store.open(store.root)  # a second handle, as another process would have
     lock = store.lock("index")
     try:
         with pytest.raises(StoreBusy, match=f"pid {os.getpid()}.*index"):
-            store.lock("remove")
+            other.lock("remove")
+        assert store.lock("nested") is lock  # re-entrant for the holder
+        lock.release()
+        with pytest.raises(StoreBusy):
+            other.lock("remove")  # still held: one release per lock()
     finally:
         lock.release()
-    store.lock("remove").release()
+    other.lock("remove").release()
+    other.close()
 
 
 def test_paths_are_stored_as_exact_bytes(store):

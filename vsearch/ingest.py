@@ -52,6 +52,8 @@ class IndexReport:
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
     interrupted: bool = False
+    #: Set when the size policy rebuilt the FAISS index (flat -> IVF, or an IVF retrained).
+    index_change: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -135,6 +137,8 @@ def index(
             t0 = time.perf_counter()
             if store.encoder() is not None:
                 store.save_index()
+                if not report.interrupted:
+                    report.index_change = store.apply_index_policy()
             times.write += time.perf_counter() - t0
             report.seconds = time.perf_counter() - t_start
             report.timings = {**times.as_dict(), "total": round(report.seconds, 3)}

@@ -116,6 +116,7 @@ def reembed(
             report.dropped = store.swap_encoder(target.id)
             report.swapped = True
             store.save_index()
+            store.apply_index_policy()
             times.write += time.perf_counter() - t0
     finally:
         lock.release()

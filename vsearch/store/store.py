@@ -28,7 +28,7 @@ from ..video.discover import display_path as printable
 from . import db as dbmod
 from .lock import WriteLock
 from .schema import Embedding, Encoder, Failure, Meta, Run, Segment, Tombstone, VectorIndexConfig, Video, utcnow
-from .vectors import VectorIndex, index_file_name, list_index_files
+from .vectors import IndexPlan, VectorIndex, choose_index, index_file_name, list_index_files, recall_meter, tune_nprobe
 
 DB_NAME = "vsearch.db"
 INDEX_DIR = "index"
@@ -684,8 +684,7 @@ class Store:
                     except (RuntimeError, StoreError, OSError):
                         continue  # damaged or vanished: try an older one, else rebuild
                 if index is None:
-                    index = VectorIndex(dim)
-                    self._add_from_db(s, index, rec.id, -1, gen)
+                    index = self._fresh_index(s, rec, gen)
                 else:
                     self._replay(s, index, rec.id, base, gen)
             self._index, self._index_gen, self._index_encoder = index, gen, rec.id
@@ -705,6 +704,31 @@ class Store:
                 self._index_gen = gen
                 return True
         return self._load_index(rec)
+
+    def _fresh_index(self, s: Session, rec: EncoderRecord, gen: int) -> VectorIndex:
+        """Build this encoder's index from the database as configured (flat, or a trained IVF)."""
+        dim = int(rec.spec["dim"])
+        cfg = s.get(VectorIndexConfig, rec.id)
+        if cfg is None or cfg.kind == "flat":
+            index = VectorIndex(dim)
+            self._add_from_db(s, index, rec.id, -1, gen)
+            return index
+        ids, vecs = self._all_vectors(s, rec.id, gen)
+        p = cfg.params
+        plan = IndexPlan(cfg.kind, int(p["nlist"]), int(p.get("pq_m", 0)), int(p.get("pq_bits", 8)))
+        index = VectorIndex.build(plan, dim, _training_sample(vecs, plan.nlist))
+        index.add(ids, vecs)
+        index.nprobe = int(p.get("nprobe", 1))
+        return index
+
+    def _all_vectors(self, s: Session, encoder_id: int, until: int) -> tuple[np.ndarray, np.ndarray]:
+        q = select(Embedding.segment_id, Embedding.vector).where(Embedding.encoder_id == encoder_id, Embedding.gen <= until)
+        ids, blobs = [], []
+        for sid, blob in s.execute(q).yield_per(20000):
+            ids.append(sid)
+            blobs.append(blob)
+        dim = len(blobs[0]) // np.dtype(VECTOR_DTYPE).itemsize if blobs else 0
+        return np.array(ids, np.int64), unpack_vectors(blobs, dim)
 
     def _replay(self, s: Session, index: VectorIndex, encoder_id: int, since: int, until: int) -> None:
         gone = s.scalars(
@@ -765,21 +789,65 @@ class Store:
         return gen
 
     @_storage_errors
-    def rebuild_index(self) -> int:
-        """Rebuild FAISS from the database and save it (``vsearch reindex``)."""
+    def rebuild_index(self, kind: str | None = None, nlist: int | None = None, nprobe: int | None = None) -> dict:
+        """Rebuild FAISS from the database (``vsearch reindex``), optionally as another kind.
+
+        ``kind``: None keeps the configured kind; "auto" applies the size policy; "flat", "ivf",
+        "ivf-pq" force one. IVF kinds are trained on (a sample of) the stored vectors and their
+        nprobe tuned for recall@10 >= 0.95 against exact search (or pinned with ``nprobe``).
+        The choice is recorded (``vector_indexes``) and shown by ``status``.
+        """
         rec = self.encoder()
         if rec is None:
             raise EmptyStore(f"the store at {self.root} is empty")
+        dim = int(rec.spec["dim"])
         with self._index_lock:
             with self.Session() as s, s.begin():
                 gen = int(self._meta(s, "generation"))
-                index = VectorIndex(int(rec.spec["dim"]))
-                self._add_from_db(s, index, rec.id, -1, gen)
+                cfg = s.get(VectorIndexConfig, rec.id)
+                current = cfg.kind if cfg else "flat"
+                policy = (cfg.params.get("policy") if cfg else None) or "auto"
+                want = kind or (policy if policy == "auto" else current)
+                ids, vecs = self._all_vectors(s, rec.id, gen)
+            plan = choose_index(len(ids), dim, want, nlist)
+            params = {"policy": "auto" if want == "auto" else "pinned", **plan.as_params()}
+            if plan.kind == "flat":
+                index = VectorIndex(dim)
+                index.add(ids, vecs)
+            else:
+                index = VectorIndex.build(plan, dim, _training_sample(vecs, plan.nlist))
+                index.add(ids, vecs)
+                if nprobe:
+                    index.nprobe = nprobe
+                    params["nprobe"], params["recall_at_10"] = nprobe, round(recall_meter(index, ids, vecs)(nprobe), 4)
+                else:
+                    probe, recall = tune_nprobe(index, ids, vecs)
+                    params["nprobe"], params["recall_at_10"] = probe, round(recall, 4)
+                params["trained_on"] = len(ids)
+            with self.Session.begin() as s:
+                s.merge(VectorIndexConfig(encoder_id=rec.id, kind=plan.kind, params=params, updated_at=utcnow()))
             self._index, self._index_gen, self._index_encoder = index, gen, rec.id
             for _fgen, path in list_index_files(self.index_dir, rec.id):
                 path.unlink(missing_ok=True)
         self.save_index()
-        return index.ntotal
+        return {"kind": plan.kind, "vectors": index.ntotal, **params}
+
+    def apply_index_policy(self) -> dict | None:
+        """After indexing: switch flat→IVF past the size threshold, retrain an IVF that outgrew
+        its training 4x. Only for the automatic policy; a pinned kind is left alone."""
+        rec = self.encoder()
+        if rec is None:
+            return None
+        with self.Session() as s:
+            cfg = s.get(VectorIndexConfig, rec.id)
+        if cfg is not None and cfg.params.get("policy") == "pinned":
+            return None
+        n = self.vector_index().ntotal
+        kind = cfg.kind if cfg else "flat"
+        wanted = choose_index(n, int(rec.spec["dim"]), "auto").kind
+        if wanted != kind or (kind != "flat" and n > 4 * int(cfg.params.get("trained_on", n))):
+            return self.rebuild_index("auto")
+        return None
 
     def check(self, repair: bool = False) -> CheckReport:
         """Compare FAISS with SQLite and look for half-written videos; optionally repair.
@@ -895,6 +963,14 @@ class _ReentrantLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _training_sample(vectors: np.ndarray, nlist: int, per_list: int = 256, seed: int = 0) -> np.ndarray:
+    """At most ``per_list`` points per centroid for k-means (FAISS's own default cap)."""
+    cap = per_list * nlist
+    if len(vectors) <= cap:
+        return vectors
+    return vectors[np.random.default_rng(seed).choice(len(vectors), size=cap, replace=False)]
 
 
 def _prefix_range(root: str) -> tuple[str, str]:

@@ -1,0 +1,194 @@
+"""Reliability under abuse, measured: SIGKILL trials, concurrent readers, long-video memory.
+
+    python bench/reliability.py                  # 25 kill trials, 4 readers, 2-hour video (~10 min)
+    python bench/reliability.py --trials 50 --readers 8
+
+1. **Kill trials.** ``vsearch index`` on 72 clips is SIGKILLed at a random moment, ``vsearch
+   check`` must then report a consistent store (FAISS ids == SQLite segment ids, no half-written
+   video), files are added/removed between trials, and a final run must finish with every clip
+   indexed exactly once.
+2. **Concurrent readers.** Reader processes search in a loop while ``vsearch index`` runs;
+   every error is counted, and each reader's result counts must never go backwards.
+3. **Memory.** Peak RSS of ``vsearch index`` (worker processes included) on a 2-minute and on a
+   2-hour video: streaming segments should keep them close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+VSEARCH = [sys.executable, "-m", "vsearch_cli.main"]
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([*VSEARCH, *args], capture_output=True, text=True, check=check)
+
+
+def kill_trials(work: Path, trials: int, seed: int) -> dict:
+    from vsearch.data.synthetic import generate
+
+    rng = random.Random(seed)
+    src = work / "clips"
+    generate(src, 72, seed=11)
+    folder, store = work / "kill-videos", work / "kill-store"
+    shutil.copytree(src / "videos", folder)
+    outcomes = []
+    for t in range(trials):
+        proc = subprocess.Popen([*VSEARCH, "index", str(folder), "--store", str(store), "--model", "tiny-clip", "--workers", "1", "--batch-size", "2"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        delay = rng.uniform(0.5, 8.0)
+        time.sleep(delay)
+        killed = proc.poll() is None
+        proc.kill()
+        proc.wait()
+        check = json.loads(run("check", "--store", str(store), "--json", check=False).stdout or "{}")
+        videos = json.loads(run("status", "--store", str(store), "--json", check=False).stdout or "{}").get("videos")
+        outcomes.append(
+            {
+                "trial": t,
+                "delay_s": round(delay, 2),
+                "killed_mid_run": killed,
+                "consistent": bool(check.get("ok")),
+                "videos": videos,
+            }
+        )
+        # Change the folder between trials: remove one file, bring back one removed earlier.
+        files = sorted(folder.iterdir())
+        if t % 3 == 1 and files:
+            files[rng.randrange(len(files))].unlink()
+        if t % 3 == 2:
+            for f in sorted((src / "videos").iterdir()):
+                if not (folder / f.name).exists():
+                    shutil.copy(f, folder / f.name)
+                    break
+        print(
+            f"  trial {t + 1}/{trials}: killed after {delay:.1f}s (mid-run: {killed}), consistent: {outcomes[-1]['consistent']}, videos {videos}",
+            flush=True,
+        )
+    final = run("index", str(folder), "--store", str(store), "--json", check=False)
+    status = json.loads(run("status", "--store", str(store), "--json").stdout)
+    check = json.loads(run("check", "--store", str(store), "--json", check=False).stdout)
+    expected = len(list(folder.iterdir()))
+    return {
+        "trials": trials,
+        "killed_mid_run": sum(o["killed_mid_run"] for o in outcomes),
+        "consistent_after_kill": sum(o["consistent"] for o in outcomes),
+        "final_exit_code": final.returncode,
+        "final_videos": status["videos"],
+        "expected_videos": expected,
+        "final_consistent": check["ok"],
+    }
+
+
+READER = """
+import json, sys, time
+from vsearch.store import Store
+from vsearch.search import search
+store, seconds = sys.argv[1], float(sys.argv[2])
+st = Store.open(store, create=False)
+ok = err = back = 0; last = 0; errors = []
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        n = len(search(st, "a red circle", k=1000, segments=True).hits)
+        ok += 1; back += n < last; last = max(last, n)
+    except Exception as e:
+        err += 1; errors.append(repr(e)[:200])
+print(json.dumps({"ok": ok, "errors": err, "went_back": back, "last": last, "first_errors": errors[:3]}))
+"""
+
+
+def concurrent_readers(work: Path, readers: int) -> dict:
+    from vsearch.data.synthetic import generate
+
+    src = work / "readers-clips"
+    generate(src, 150, seed=12)
+    store = work / "readers-store"
+    seed_dir = work / "readers-seed"
+    seed_dir.mkdir()
+    shutil.copy(sorted((src / "videos").iterdir())[0], seed_dir / "seed.mp4")
+    run("index", str(seed_dir), "--store", str(store), "--model", "tiny-clip")
+    t0 = time.monotonic()
+    writer = subprocess.Popen([*VSEARCH, "index", str(src / "videos"), "--store", str(store), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", READER, str(store), "40"], stdout=subprocess.PIPE, text=True)
+        for _ in range(readers)
+    ]
+    writer.wait()
+    index_seconds = time.monotonic() - t0
+    results = [json.loads(p.communicate()[0]) for p in procs]
+    return {
+        "readers": readers,
+        "reader_seconds": 40,
+        "index_seconds": round(index_seconds, 1),
+        "searches": sum(r["ok"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "went_backwards": sum(r["went_back"] for r in results),
+        "first_errors": [e for r in results for e in r["first_errors"]][:3],
+    }
+
+
+def peak_rss(work: Path) -> dict:
+    """Peak RSS (MB) of `vsearch index` and its decode workers on short and long videos."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.videos import write_video
+
+    out = {}
+    for label, seconds in (("2 min", 120), ("2 h", 7200)):
+        folder = work / f"rss-{label.replace(' ', '')}"
+        frames = np.zeros((seconds // 2, 48, 64, 3), np.uint8)
+        frames[:, :, :, 1] = (np.arange(len(frames)) % 200)[:, None, None]
+        write_video(folder / "v.mp4", frames, fps=Fraction(1, 2))
+        code = (
+            "import resource, subprocess, sys, json; "
+            f"p = subprocess.run({[*VSEARCH, 'index', str(folder), '--store', str(folder / 'store'), '--model', 'tiny-clip', '--workers', '1']!r}, capture_output=True); "
+            "print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, p.returncode]))"
+        )
+        rss, rc = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+        out[label] = {"peak_rss_mb": round(rss, 1), "segments": seconds // 10, "exit_code": rc}
+    out["ratio_2h_over_2min"] = round(out["2 h"]["peak_rss_mb"] / out["2 min"]["peak_rss_mb"], 2)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=25)
+    p.add_argument("--readers", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip", default="", help="comma list of parts to skip: kill,readers,memory")
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="vsearch-reliability-"))
+    os.environ["VSEARCH_HOME"] = str(work / "home")
+    report = {}
+    skip = set(filter(None, args.skip.split(",")))
+    try:
+        if "kill" not in skip:
+            print(f"kill trials ({args.trials}):", flush=True)
+            report["kill"] = kill_trials(work, args.trials, args.seed)
+            print(json.dumps(report["kill"]), flush=True)
+        if "readers" not in skip:
+            report["readers"] = concurrent_readers(work, args.readers)
+            print("concurrent readers:", json.dumps(report["readers"]), flush=True)
+        if "memory" not in skip:
+            report["memory"] = peak_rss(work)
+            print("memory:", json.dumps(report["memory"]), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
