@@ -60,3 +60,37 @@ def _short(path: str) -> str:
 
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
+
+
+@app.command()
+@handle_errors
+def serve(
+    store: StoreOpt = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind. Anything but loopback exposes your index to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8765,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Serve search over HTTP (JSON): /search?q=...&k=10, /status. Loads the model once.
+
+    Example: [bold]vsearch serve --port 8765[/]  then  [bold]curl 'http://127.0.0.1:8765/search?q=a+red+circle&k=3'[/]
+    """
+    from vsearch.serve import SearchService, is_loopback, make_server
+
+    if not is_loopback(host):
+        err_console.print(
+            f"[yellow]warning:[/] binding to {escape(host)}: anyone who can reach this machine can search the store"
+        )
+    with err_console.status("loading the store and its model ..."):
+        service = SearchService(store, model=model, device=device)
+    server = make_server(service, host, port)
+    err_console.print(f"serving {escape(str(service.store.root))} on http://{host}:{server.server_address[1]} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        service.close()
