@@ -109,21 +109,23 @@ def embed(
 @handle_errors
 def convert_checkpoint(
     src: Annotated[
-        Path, typer.Argument(help="Official CLIP-ViP checkpoint (pretrain_clipvip_base_32.pt, ...).", show_default=False)
+        Path, typer.Argument(help="Official CLIP-ViP .pt, ViFi-CLIP .pth, or an OpenAI CLIP state dict.", show_default=False)
     ],
     out: Annotated[Path, typer.Argument(help="Output model folder (HF layout + vsearch.json).", show_default=False)],
     base: Annotated[
-        str, typer.Option("--base", help="The CLIP it was trained from: hub id or folder (B/32 file: ...-patch32).")
+        str, typer.Option("--base", help="The CLIP it was trained from: hub id or folder (B/16 files need ...-patch16).")
     ] = "openai/clip-vit-base-patch32",
     fp16: Annotated[bool, typer.Option("--fp16", help="Store the weights as float16 (half the size).")] = False,
 ) -> None:
-    """Convert an official CLIP-ViP .pt checkpoint into a model folder, checking every key and shape.
+    """Convert a third-party checkpoint into a model folder, checking every key and shape.
 
+    The layout is detected from the keys: official CLIP-ViP (clipmodel.*) or OpenAI-layout
+    CLIP (ViFi-CLIP's image_encoder.*/text_encoder.*, OpenAI's visual.*).
     Example: [bold]vsearch convert-checkpoint pretrain_clipvip_base_32.pt clipvip-b32 --base openai/clip-vit-base-patch32[/]
     """
     import torch
 
-    from vsearch.models.clip_vip import convert_official_checkpoint
+    from vsearch.models.registry import convert_checkpoint as convert
 
-    path = convert_official_checkpoint(src, out, base, dtype=torch.float16 if fp16 else None)
+    path = convert(src, out, base, dtype=torch.float16 if fp16 else None)
     console.print(f"wrote {escape(str(path))}: load it with --model {escape(str(path))}")

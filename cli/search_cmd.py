@@ -20,6 +20,12 @@ def search(
     segments: Annotated[
         bool, typer.Option("--segments", help="List raw segments instead of one best segment per video.")
     ] = False,
+    rerank: Annotated[
+        int,
+        typer.Option(
+            "--rerank", help="Re-score the best N segments with the model's re-ranker (X-CLIP's video-conditioned prompts)."
+        ),
+    ] = 0,
     store: StoreOpt = None,
     model: ModelOpt = None,
     base: BaseOpt = None,
@@ -36,7 +42,7 @@ def search(
 
     with Store.open(store, create=False) as st:
         encoder = load_store_encoder(st, model, device, base=base)
-        resp = run_search(st, query, k, encoder=encoder, segments=segments)
+        resp = run_search(st, query, k, encoder=encoder, segments=segments, rerank=rerank)
     for w in resp.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if as_json:

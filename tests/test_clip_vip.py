@@ -10,12 +10,11 @@ from vsearch.models import load_encoder
 from vsearch.models.clip_vip import (
     ClipVipConfig,
     ClipVipEncoder,
-    convert_official_checkpoint,
     proxy_guided_attention,
     proxy_mask,
     resample_temporal,
 )
-from vsearch.models.registry import tiny_clip_config
+from vsearch.models.registry import convert_checkpoint, tiny_clip_config
 
 
 def vip(add_cls_num=3, temporal_size=12, image_size=32, seed=0, **kw):
@@ -159,7 +158,7 @@ def test_official_checkpoint_loads_strictly(tmp_path):
     assert cos.min() > 0.999  # fp16 storage
     for k, v in trained.clip.state_dict().items():
         assert torch.allclose(enc.clip.state_dict()[k], v.half().float()), k
-    out = convert_official_checkpoint(ckpt, tmp_path / "converted", str(tmp_path / "base"))
+    out = convert_checkpoint(ckpt, tmp_path / "converted", str(tmp_path / "base"))
     assert load_encoder(out, cache=False).family == "clip-vip"
 
 

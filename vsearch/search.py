@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import EmptyStore, EncoderLoadError, EncoderMismatch, QueryError
+from .errors import DecodeError, EmptyStore, EncoderLoadError, EncoderMismatch, QueryError
 from .store.store import Store
 from .video.discover import display_path
 from .video.sampling import format_range
@@ -51,6 +51,8 @@ class SearchResponse:
     searched: int = 0
     took_ms: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: True when scores are the encoder's re-ranking scores (X-CLIP's prompted logits), not cosines.
+    reranked: bool = False
 
 
 def load_store_encoder(store: Store, model: str | None = None, device: str | None = None, base: str | None = None):
@@ -81,10 +83,12 @@ def clean_query(query: str) -> str:
     return q
 
 
-def search(store: Store, query: str, k: int = 10, *, encoder=None, segments: bool = False) -> SearchResponse:
+def search(store: Store, query: str, k: int = 10, *, encoder=None, segments: bool = False, rerank: int = 0) -> SearchResponse:
     """Top ``k`` videos (best segment each), or the top ``k`` segments with ``segments=True``.
 
-    ``k`` larger than what the store holds returns everything. Scores are cosine similarities.
+    ``k`` larger than what the store holds returns everything. Scores are cosine similarities;
+    with ``rerank=N`` (encoders that have a re-ranker, i.e. X-CLIP) the best N segments are
+    re-scored by the model's trained, video-conditioned score, recomputed from their frames.
     """
     t0 = time.perf_counter()
     q = clean_query(query)
@@ -93,7 +97,7 @@ def search(store: Store, query: str, k: int = 10, *, encoder=None, segments: boo
     own = encoder is None
     for attempt in range(2):
         try:
-            return _search(store, q, k, load_store_encoder(store) if own else encoder, segments, t0)
+            return _search(store, q, k, load_store_encoder(store) if own else encoder, segments, t0, rerank)
         except EncoderMismatch:
             # The store switched encoders (a re-embedding finished) between loading ours and
             # reading the index: with the store's own encoder, load the new one and retry.
@@ -102,7 +106,7 @@ def search(store: Store, query: str, k: int = 10, *, encoder=None, segments: boo
     raise AssertionError("unreachable")
 
 
-def _search(store: Store, q: str, k: int, encoder, segments: bool, t0: float) -> SearchResponse:
+def _search(store: Store, q: str, k: int, encoder, segments: bool, t0: float, rerank: int = 0) -> SearchResponse:
     store.check_encoder(encoder)
     warnings = []
     limit = encoder.spec.max_text_len
@@ -113,6 +117,13 @@ def _search(store: Store, q: str, k: int, encoder, segments: bool, t0: float) ->
     if total == 0:
         raise EmptyStore(f"the store at {store.root} has no segments yet: index some videos first")
     qv = encoder.encode_query(q).numpy()[None, :]
+    if rerank:
+        if not hasattr(encoder, "rerank_scores"):
+            raise QueryError(f"{encoder.family} encoders have no re-ranker (X-CLIP has one)")
+        hits = _reranked(store, index, encoder, q, qv, max(rerank, k), total)
+        if not segments:
+            hits = _first_per_video(hits)
+        return SearchResponse(q, hits[:k], total, (time.perf_counter() - t0) * 1000, warnings, reranked=True)
     if segments:
         res = index.search(qv, min(k, total))
         rows = store.segment_rows([i for i in res.ids[0] if i >= 0])
@@ -138,6 +149,44 @@ def _best_per_video(store: Store, index, qv: np.ndarray, k: int, total: int) -> 
         if len(best) >= k or fetch >= total:
             return list(best.values())[:k]
         fetch = min(total, fetch * 4)
+
+
+def _reranked(store: Store, index, encoder, q: str, qv: np.ndarray, n: int, total: int) -> list[Hit]:
+    """The top ``n`` segments by cosine, re-scored from their frames (decoded again: nothing
+    per segment is stored for re-ranking, so it costs a decode and a forward pass per candidate)."""
+    from .video.decode import VideoReader
+    from .video.transforms import to_pixels
+
+    res = index.search(qv, min(n, total))
+    ids = [int(i) for i in res.ids[0] if i >= 0]
+    rows = store.segment_rows(ids)
+    frames_of = store.frame_indices(ids)
+    spec = encoder.spec
+    hits, clips = [], []
+    for sid in ids:
+        row = rows.get(sid)
+        if row is None or sid not in frames_of:
+            continue
+        try:
+            with VideoReader(row.path, spec.pixels.image_size, spec.pixels.resize) as reader:
+                clips.append(reader.get(frames_of[sid]))
+        except DecodeError:
+            continue  # the file changed or vanished since indexing: drop the candidate
+        hits.append(_hit(row, 0.0))
+    if not hits:
+        return []
+    from .video.decode import center_crop
+
+    stack = np.stack([center_crop(c, spec.pixels.image_size) for c in clips])
+    scores = encoder.rerank_scores(q, to_pixels(stack, spec.pixels, device=encoder.device)).numpy()
+    for h, sc in zip(hits, scores):
+        h.score = float(sc)
+    return sorted(hits, key=lambda h: -h.score)
+
+
+def _first_per_video(hits: list[Hit]) -> list[Hit]:
+    seen: set[int] = set()
+    return [h for h in hits if not (h.video_id in seen or seen.add(h.video_id))]
 
 
 def _hit(row, score) -> Hit:

@@ -182,3 +182,99 @@ def read_preprocessor_config(ref: str) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def strict_load(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str, hint: str = "") -> None:
+    """Load ``sd`` into ``module``, refusing any missing, unknown or mis-shaped key, by name.
+
+    Reference loaders often use ``strict=False`` and skip mismatches silently; a wrong file then
+    trains from scratch without a word (XPretrain issue #43). Floating tensors are cast to fp32.
+    """
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in sd.items()}
+    missing = sorted(set(expected) - set(got))
+    unknown = sorted(set(got) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    if missing or unknown or wrong:
+        parts = []
+        if wrong:
+            parts.append(
+                "shape mismatch: " + "; ".join(f"{k} is {got[k]} in the file, {expected[k]} in the model" for k in wrong[:6])
+            )
+        if missing:
+            parts.append(f"missing {len(missing)} keys: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+        if unknown:
+            parts.append(f"unknown {len(unknown)} keys: {', '.join(unknown[:6])}{' ...' if len(unknown) > 6 else ''}")
+        raise CheckpointError(f"{source}: does not fit this model{hint if wrong else ''}: " + " | ".join(parts))
+    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True)
+
+
+def restore_position_ids(model: torch.nn.Module) -> None:
+    """Non-persistent ``position_ids`` buffers are not in state dicts; rebuild them after a meta init."""
+    for sub in model.modules():
+        if isinstance(getattr(sub, "position_ids", None), torch.Tensor):
+            sub.position_ids = torch.arange(sub.position_ids.shape[-1]).expand((1, -1))
+
+
+def openai_clip_to_hf(sd: Mapping[str, torch.Tensor], visual: str, text: str) -> dict[str, torch.Tensor]:
+    """OpenAI CLIP parameter names (``visual.transformer.resblocks.0.attn.in_proj_weight``, ...)
+    to transformers' ``CLIPModel`` names, splitting fused q/k/v and transposing projections.
+
+    ``visual`` / ``text`` are the prefixes of the image and text towers in ``sd`` (OpenAI's own
+    files: "visual." and ""; ViFi-CLIP's: "image_encoder." and "text_encoder.").
+    """
+    out: dict[str, torch.Tensor] = {}
+
+    def blocks(src: str, dst: str) -> None:
+        layer_keys = {k[len(src) :].split(".", 1)[0] for k in sd if k.startswith(src)}
+        for i in sorted(layer_keys, key=int):
+            a, b = f"{src}{i}.", f"{dst}{i}."
+            w = sd[a + "attn.in_proj_weight"]
+            bias = sd[a + "attn.in_proj_bias"]
+            for name, ws, bs in zip(("q_proj", "k_proj", "v_proj"), w.chunk(3), bias.chunk(3)):
+                out[b + f"self_attn.{name}.weight"], out[b + f"self_attn.{name}.bias"] = ws, bs
+            pairs = {
+                "attn.out_proj": "self_attn.out_proj",
+                "ln_1": "layer_norm1",
+                "ln_2": "layer_norm2",
+                "mlp.c_fc": "mlp.fc1",
+                "mlp.c_proj": "mlp.fc2",
+            }
+            for o, h in pairs.items():
+                out[b + h + ".weight"], out[b + h + ".bias"] = sd[a + o + ".weight"], sd[a + o + ".bias"]
+
+    v = visual
+    out["vision_model.embeddings.patch_embedding.weight"] = sd[v + "conv1.weight"]
+    out["vision_model.embeddings.class_embedding"] = sd[v + "class_embedding"]
+    out["vision_model.embeddings.position_embedding.weight"] = sd[v + "positional_embedding"]
+    for o, h in (("ln_pre", "vision_model.pre_layrnorm"), ("ln_post", "vision_model.post_layernorm")):
+        out[h + ".weight"], out[h + ".bias"] = sd[v + o + ".weight"], sd[v + o + ".bias"]
+    out["visual_projection.weight"] = sd[v + "proj"].T.contiguous()
+    blocks(v + "transformer.resblocks.", "vision_model.encoder.layers.")
+    t = text
+    if t + "token_embedding.weight" in sd:
+        out["text_model.embeddings.token_embedding.weight"] = sd[t + "token_embedding.weight"]
+    out["text_model.embeddings.position_embedding.weight"] = sd[t + "positional_embedding"]
+    out["text_model.final_layer_norm.weight"], out["text_model.final_layer_norm.bias"] = (
+        sd[t + "ln_final.weight"],
+        sd[t + "ln_final.bias"],
+    )
+    out["text_projection.weight"] = sd[t + "text_projection"].T.contiguous()
+    blocks(t + "transformer.resblocks.", "text_model.encoder.layers.")
+    if "logit_scale" in sd:
+        out["logit_scale"] = sd["logit_scale"]
+    return out
+
+
+def checkpoint_layout(path: str | os.PathLike[str]) -> str:
+    """Which third-party layout a checkpoint file is in: ``clip-vip`` (official CLIP-ViP) or
+    ``openai-clip`` (ViFi-CLIP releases, OpenAI CLIP state dicts)."""
+    keys = list(load_state_dict(path))
+    if any(k.startswith("clipmodel.") for k in keys):
+        return "clip-vip"
+    if any(k.startswith(("image_encoder.", "visual.")) for k in keys):
+        return "openai-clip"
+    sample = ", ".join(sorted(keys)[:3])
+    raise CheckpointError(
+        f"{path}: unrecognised checkpoint layout (keys like {sample}); expected an official CLIP-ViP or a ViFi-CLIP/OpenAI CLIP file"
+    )

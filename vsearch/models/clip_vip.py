@@ -22,7 +22,6 @@ Parameter names are the official checkpoint's (after its ``clipmodel.`` prefix),
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -35,7 +34,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from ..errors import CheckpointError
 from ..video.transforms import PixelSpec
-from .checkpoints import WEIGHTS_NAME, from_pretrained_hf, load_state_dict, save_model_dir
+from .checkpoints import WEIGHTS_NAME, from_pretrained_hf, load_state_dict, restore_position_ids, save_model_dir, strict_load
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
 from .mean_pool import pooled
@@ -219,27 +218,8 @@ class ClipVipEncoder(VideoTextEncoder):
 
     def load_clip_state(self, sd: dict[str, torch.Tensor], source: str) -> None:
         """Load a full CLIP-ViP state dict, refusing any missing, unknown or mis-shaped key."""
-        expected = {k: tuple(v.shape) for k, v in self.clip.state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in sd.items()}
-        missing = sorted(set(expected) - set(got))
-        unknown = sorted(set(got) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-        if missing or unknown or wrong:
-            parts = []
-            if wrong:
-                parts.append(
-                    "shape mismatch: " + "; ".join(f"{k} is {got[k]} in the file, {expected[k]} in the model" for k in wrong[:6])
-                )
-            if missing:
-                parts.append(f"missing {len(missing)} keys: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
-            if unknown:
-                parts.append(f"unknown {len(unknown)} keys: {', '.join(unknown[:6])}{' ...' if len(unknown) > 6 else ''}")
-            hint = " (a B/16 checkpoint into a B/32 base? pass the matching --base)" if wrong else ""
-            raise CheckpointError(f"{source}: does not fit this CLIP-ViP model{hint}: " + " | ".join(parts))
-        self.clip.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True, assign=False
-        )
-        _restore_buffers(self.clip)
+        strict_load(self.clip, sd, source, hint=" (a B/16 checkpoint into a B/32 base? pass the matching --base)")
+        restore_position_ids(self.clip)
         self._fingerprint = None
 
     # -- forward -----------------------------------------------------------------------------
@@ -291,24 +271,6 @@ class ClipVipEncoder(VideoTextEncoder):
         config = self.clip.config
         config.vision_additional_config = self.vip.weights_options() | {"type": "ViP"}
         return save_model_dir(directory, self, config, self.clip.state_dict(), dtype)
-
-
-def _restore_buffers(clip: CLIPModel) -> None:
-    """Non-persistent ``position_ids`` buffers are not in state dicts; rebuild them after a meta init."""
-    for module in clip.modules():
-        if isinstance(getattr(module, "position_ids", None), torch.Tensor):
-            module.position_ids = torch.arange(module.position_ids.shape[-1]).expand((1, -1))
-
-
-def convert_official_checkpoint(
-    src: str | os.PathLike[str], out: str | os.PathLike[str], base: str, dtype: torch.dtype | None = None
-) -> Path:
-    """``vsearch convert-checkpoint``: an official ``.pt`` → a vsearch/HF-layout model folder."""
-    enc = ClipVipEncoder.from_official_checkpoint(src, base)
-    path = enc.save_pretrained(out, dtype=dtype)
-    meta = {"converted_from": os.path.basename(os.fspath(src)), "base": base}
-    (path / "conversion.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return path
 
 
 def flops_per_layer(frames: int, patches: int, proxies: int, dim: int) -> dict[str, float]:

@@ -19,9 +19,17 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
+from ..errors import CheckpointError
 from ..video.transforms import PixelSpec
-from .checkpoints import from_pretrained_hf, read_preprocessor_config, save_model_dir
-from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from .checkpoints import (
+    from_pretrained_hf,
+    load_state_dict,
+    openai_clip_to_hf,
+    read_preprocessor_config,
+    save_model_dir,
+    strict_load,
+)
+from .constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
 from .tokenizer import load_tokenizer
 
@@ -90,6 +98,43 @@ class MeanPoolEncoder(VideoTextEncoder):
         enc = cls(clip, tok, spec)
         enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
         return enc
+
+    @classmethod
+    def from_openai_checkpoint(cls, path: str | os.PathLike[str], base: str, frames: int = 16) -> MeanPoolEncoder:
+        """A ViFi-CLIP release (or any OpenAI-layout CLIP state dict) over ``base``'s config.
+
+        ViFi-CLIP is frame CLIP + temporal mean with fine-tuned weights. Its checkpoints hold
+        ``image_encoder.*`` / ``text_encoder.*`` in OpenAI's names (fused q/k/v, x @ W
+        projections) but no token embedding (the prompt learner keeps only its output), so that
+        comes from ``base`` (the CLIP it was fine-tuned from, e.g. openai/clip-vit-base-patch16).
+        Preprocessing follows ViFi-CLIP: ImageNet mean/std, no per-frame normalisation before
+        the mean, "a photo of a {}." for class names.
+        """
+        raw = load_state_dict(path)
+        if any(k.startswith("image_encoder.") for k in raw):
+            visual, text = "image_encoder.", "text_encoder."
+        elif any(k.startswith("visual.") for k in raw):
+            visual, text = "visual.", ""
+        else:
+            raise CheckpointError(f"{path}: not an OpenAI-layout CLIP checkpoint (no image_encoder.* or visual.* keys)")
+        try:
+            sd = openai_clip_to_hf(raw, visual, text)
+        except KeyError as exc:
+            raise CheckpointError(f"{path}: OpenAI-layout checkpoint is missing {exc.args[0]}") from None
+        clip = from_pretrained_hf(CLIPModel, base).eval()
+        for key in ("text_model.embeddings.token_embedding.weight", "logit_scale"):
+            sd.setdefault(key, clip.state_dict()[key])  # not in ViFi-CLIP files: the base's
+        strict_load(clip, sd, os.fspath(path), hint=" (pass the CLIP it was trained from as --base)")
+        spec = cls.default_spec(clip.config, frames=frames, resize="crop", frame_norm=False)
+        spec = EncoderSpec.from_dict(
+            {
+                **spec.as_dict(),
+                "pixels": {**spec.pixels.as_dict(), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+                "prompt": "a photo of a {}.",
+            }
+        )
+        tok = _hub_tokenizer(base, spec.max_text_len) if not os.path.isdir(base) else None
+        return cls(clip, tok or load_tokenizer(base if os.path.isdir(base) else None, spec.max_text_len), spec)
 
     def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
         b, t, c, h, w = pixels.shape  # (B, T, 3, S, S)

@@ -24,13 +24,19 @@ if TYPE_CHECKING:
 FAMILIES: dict[str, str] = {
     "clip-vip": "vsearch.models.clip_vip:ClipVipEncoder",
     "mean-pool": "vsearch.models.mean_pool:MeanPoolEncoder",
+    "stan": "vsearch.models.stan:StanEncoder",
+    "xclip": "vsearch.models.xclip:XClipEncoder",
 }
 
 FAMILY_SUMMARY: dict[str, str] = {
     "clip-vip": "CLIP + video proxy tokens with proxy-guided attention and a temporal embedding (CLIP-ViP); "
     "frames: any (12 default, temporal table resampled); 224 px squash; CLIP mean/std",
-    "mean-pool": "frame CLIP + temporal mean (zero-shot CLIP, CLIP4Clip meanP, ViFi-CLIP); blind to temporal order; "
-    "frames: any (12 default); short side + centre crop; CLIP mean/std",
+    "mean-pool": "frame CLIP + temporal mean (zero-shot CLIP, CLIP4Clip meanP, ViFi-CLIP checkpoints); blind to temporal order; "
+    "frames: any (12 default); short side + centre crop; CLIP mean/std (ViFi-CLIP: ImageNet mean/std, no per-frame norm)",
+    "stan": "CLIP + a spatial-temporal side branch on its last 4 layers, fused into the frame CLS (STAN); "
+    "frames: any up to 64 (12 default); short side + centre crop; CLIP mean/std",
+    "xclip": "X-CLIP (cross-frame message tokens + multi-frame integration transformer), transformers' XCLIPModel; "
+    "frames: exactly the checkpoint's (8 or 16 or 32); short side + centre crop; ImageNet mean/std; optional prompted re-ranking",
 }
 
 
@@ -107,11 +113,27 @@ def _tiny_clip_vip() -> VideoTextEncoder:
     return enc
 
 
-def _hub_clip_vip(hub_id: str) -> Callable[[], VideoTextEncoder]:
-    def build() -> VideoTextEncoder:
-        from .clip_vip import ClipVipEncoder
+def _tiny_xclip() -> VideoTextEncoder:
+    from .xclip import XClipEncoder, tiny_xclip_config
 
-        return ClipVipEncoder.from_clip(hub_id)
+    enc = _seeded(lambda: XClipEncoder.from_config(tiny_xclip_config()))
+    enc.source = "tiny-xclip"
+    return enc
+
+
+def _tiny_stan() -> VideoTextEncoder:
+    from .stan import StanEncoder
+
+    enc = _seeded(lambda: StanEncoder.from_config(tiny_clip_config(), frames=12))
+    enc.spec = enc.spec.__class__.from_dict({**enc.spec.as_dict(), "pixels": {**enc.spec.pixels.as_dict(), "resize": "squash"}})
+    enc.source = "tiny-stan"
+    return enc
+
+
+def _hub(family: str, hub_id: str) -> Callable[[], VideoTextEncoder]:
+    def build() -> VideoTextEncoder:
+        cls = family_class(family)
+        return cls.from_clip(hub_id) if family in ("clip-vip", "stan") else cls.from_pretrained(hub_id)
 
     return build
 
@@ -144,14 +166,14 @@ REGISTRY: dict[str, ModelEntry] = {
         "clip-vip-b32",
         "clip-vip",
         "CLIP-ViP on OpenAI CLIP ViT-B/32: proxies and temporal embedding new (train, or convert the official checkpoint)",
-        _hub_clip_vip("openai/clip-vit-base-patch32"),
+        _hub("clip-vip", "openai/clip-vit-base-patch32"),
         {"params": "151.3M", "frames": "12 (any)", "resolution": "224, squash", "norm": "CLIP"},
     ),
     "clip-vip-b16": ModelEntry(
         "clip-vip-b16",
         "clip-vip",
         "CLIP-ViP on OpenAI CLIP ViT-B/16: proxies and temporal embedding new (train, or convert the official checkpoint)",
-        _hub_clip_vip("openai/clip-vit-base-patch16"),
+        _hub("clip-vip", "openai/clip-vit-base-patch16"),
         {"params": "149.6M", "frames": "12 (any)", "resolution": "224, squash", "norm": "CLIP"},
     ),
     "tiny-clip-vip": ModelEntry(
@@ -160,6 +182,41 @@ REGISTRY: dict[str, ModelEntry] = {
         "tiny random CLIP-ViP (64 px, 4 proxies, 12 temporal slots), for tests and from-scratch training",
         _tiny_clip_vip,
         {"params": "1.8M", "frames": "12 (any)", "resolution": "64, squash", "norm": "CLIP"},
+    ),
+    "xclip-b32": ModelEntry(
+        "xclip-b32",
+        "xclip",
+        "Microsoft X-CLIP ViT-B/32, Kinetics-400 (microsoft/xclip-base-patch32)",
+        _hub("xclip", "microsoft/xclip-base-patch32"),
+        {"params": "196.8M", "frames": "exactly 8", "resolution": "224, short side + centre crop", "norm": "ImageNet"},
+    ),
+    "xclip-b16": ModelEntry(
+        "xclip-b16",
+        "xclip",
+        "Microsoft X-CLIP ViT-B/16, Kinetics-400 (microsoft/xclip-base-patch16)",
+        _hub("xclip", "microsoft/xclip-base-patch16"),
+        {"params": "194.9M", "frames": "exactly 8", "resolution": "224, short side + centre crop", "norm": "ImageNet"},
+    ),
+    "stan-b32": ModelEntry(
+        "stan-b32",
+        "stan",
+        "STAN on OpenAI CLIP ViT-B/32: branch new (spatial levels from CLIP's last 4 layers); train before use",
+        _hub("stan", "openai/clip-vit-base-patch32"),
+        {"params": "191.5M", "frames": "12 (any, up to 64)", "resolution": "224, short side + centre crop", "norm": "CLIP"},
+    ),
+    "tiny-xclip": ModelEntry(
+        "tiny-xclip",
+        "xclip",
+        "tiny random X-CLIP (64 px, 8 frames), for tests and from-scratch training",
+        _tiny_xclip,
+        {"params": "2.1M", "frames": "exactly 8", "resolution": "64, short side + centre crop", "norm": "ImageNet"},
+    ),
+    "tiny-stan": ModelEntry(
+        "tiny-stan",
+        "stan",
+        "tiny random CLIP + STAN branch (64 px, 4 levels), for tests and from-scratch training",
+        _tiny_stan,
+        {"params": "2.0M", "frames": "12 (any, up to 64)", "resolution": "64, squash", "norm": "CLIP"},
     ),
     "tiny-clip": ModelEntry(
         "tiny-clip",
@@ -224,12 +281,21 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
     from .encoder import read_spec_file
 
     if ref.startswith(CHECKPOINT_SCHEME):
-        path, _, base = ref[len(CHECKPOINT_SCHEME) :].partition("#base=")
-        if family not in (None, "clip-vip"):
-            raise EncoderLoadError(f"checkpoint files load as clip-vip models, not {family}")
-        from .clip_vip import ClipVipEncoder
+        from .checkpoints import checkpoint_layout
 
-        enc = ClipVipEncoder.from_official_checkpoint(path, base)
+        path, _, base = ref[len(CHECKPOINT_SCHEME) :].partition("#base=")
+        layout = checkpoint_layout(path)
+        fam = "clip-vip" if layout == "clip-vip" else "mean-pool"
+        if family not in (None, fam):
+            raise EncoderLoadError(f"{path} is a {layout} checkpoint, which loads as {fam}, not {family}")
+        if layout == "clip-vip":
+            from .clip_vip import ClipVipEncoder
+
+            enc = ClipVipEncoder.from_official_checkpoint(path, base)
+        else:
+            from .mean_pool import MeanPoolEncoder
+
+            enc = MeanPoolEncoder.from_openai_checkpoint(path, base)
         enc.source = ref
         return enc
     if ref in REGISTRY:
@@ -258,3 +324,15 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+
+
+def convert_checkpoint(src: str | os.PathLike[str], out: str | os.PathLike[str], base: str, dtype=None) -> Path:
+    """``vsearch convert-checkpoint``: a third-party checkpoint file (official CLIP-ViP, ViFi-CLIP,
+    OpenAI CLIP) → a model folder that loads anywhere ``--model`` is accepted."""
+    import json
+
+    enc = load_encoder(src, base=base, device="cpu", cache=False)
+    path = enc.save_pretrained(out, dtype=dtype)
+    meta = {"converted_from": os.path.basename(os.fspath(src)), "base": base, "family": enc.family}
+    (path / "conversion.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path

@@ -617,6 +617,18 @@ class Store:
                     out[row[0]] = SegmentRow(*row)
         return out
 
+    def frame_indices(self, segment_ids: Sequence[int]) -> dict[int, list[int]]:
+        """The frames each segment's vector was computed from (under the store's encoder)."""
+        rec = self.encoder()
+        out: dict[int, list[int]] = {}
+        with self.Session() as s:
+            for chunk in _chunks([int(i) for i in segment_ids], 900):
+                q = select(Embedding.segment_id, Embedding.frame_indices).where(
+                    Embedding.encoder_id == rec.id, Embedding.segment_id.in_(chunk)
+                )
+                out.update({sid: list(idx) for sid, idx in s.execute(q)})
+        return out
+
     def iter_embeddings(self, encoder_id: int, batch: int = 20000):
         """(segment ids, float32 vectors) in batches, for exports and rebuilds."""
         dim = None

@@ -1,0 +1,205 @@
+"""X-CLIP, STAN and ViFi-CLIP behind the one encoder interface."""
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import CLIPModel, XCLIPModel
+from typer.testing import CliRunner
+
+from vsearch.errors import CheckpointError
+from vsearch.models import load_encoder
+from vsearch.models.constants import IMAGENET_MEAN, IMAGENET_STD
+from vsearch.models.mean_pool import MeanPoolEncoder
+from vsearch.models.registry import convert_checkpoint, tiny_clip_config
+from vsearch.models.stan import StanConfig, StanEncoder
+from vsearch.models.xclip import XClipEncoder, tiny_xclip_config
+from vsearch_cli.main import app
+
+
+def pixels(b=2, t=8, s=64, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).normal(size=(b, t, 3, s, s)).astype(np.float32))
+
+
+# -- X-CLIP ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def xclip():
+    torch.manual_seed(0)
+    return XClipEncoder.from_config(tiny_xclip_config())
+
+
+def test_xclip_outputs_equal_xclipmodel(xclip):
+    model: XCLIPModel = xclip.model
+    px = pixels()
+    tok = xclip.tokenize(["a red circle moving left", "a blue square"])
+    with torch.no_grad():
+        ref_v = F.normalize(model.get_video_features(pixel_values=px).pooler_output, dim=-1)
+        ref_t = F.normalize(model.get_text_features(**tok).pooler_output, dim=-1)
+    assert (xclip.encode_videos(px) - ref_v).abs().max() < 1e-6
+    assert (xclip.encode_texts(["a red circle moving left", "a blue square"]) - ref_t).abs().max() < 1e-6
+    assert xclip.spec.frame_rule == "fixed" and xclip.spec.frames == 8
+    assert xclip.spec.pixels.mean == IMAGENET_MEAN and xclip.spec.pixels.std == IMAGENET_STD
+    with pytest.raises(ValueError, match="exactly 8 frames"):
+        xclip.encode_videos(pixels(t=12))
+
+
+def test_xclip_reranker_orders_like_logits_per_video(xclip):
+    px = pixels(b=5, seed=3)
+    scores = xclip.rerank_scores("a red circle", px)
+    tok = xclip.tokenize(["a red circle"])
+    with torch.no_grad():
+        ref = xclip.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"], pixel_values=px).logits_per_video[
+            :, 0
+        ]
+    assert torch.allclose(scores, ref, atol=1e-5)
+    assert scores.argsort().tolist() == ref.argsort().tolist()
+
+
+def test_xclip_save_load(tmp_path, xclip):
+    out = xclip.save_pretrained(tmp_path / "x")
+    loaded = load_encoder(out, cache=False)
+    assert loaded.family == "xclip" and loaded.fingerprint == xclip.fingerprint
+    assert torch.equal(loaded.encode_videos(pixels()), xclip.encode_videos(pixels()))
+
+
+# -- STAN ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stan():
+    torch.manual_seed(0)
+    return StanEncoder.from_config(tiny_clip_config(image_size=32), StanConfig(depth=2), frames=8)
+
+
+def test_stan_without_its_branch_is_mean_pooling(stan):
+    off = StanEncoder(stan.clip, stan.tokenizer, stan.spec, dataclasses.replace(stan.cfg, branch_scale=0.0))
+    off.stan = stan.stan
+    mean = MeanPoolEncoder(stan.clip, stan.tokenizer, MeanPoolEncoder.default_spec(stan.clip.config, frames=8, frame_norm=False))
+    px = pixels(s=32)
+    assert (off.encode_videos(px) - mean.encode_videos(px)).abs().max() < 1e-6
+    # With the branch on, the output differs and depends on frame order.
+    assert (stan.encode_videos(px) - mean.encode_videos(px)).abs().max() > 1e-4
+    assert not torch.allclose(stan.encode_videos(px), stan.encode_videos(px.flip(1)), atol=1e-5)
+
+
+def test_stan_projection_flag_starts_as_the_public_code(stan):
+    torch.manual_seed(0)
+    plain = StanEncoder.from_config(tiny_clip_config(image_size=32), StanConfig(depth=2, project=False), frames=8)
+    plain.clip.load_state_dict(stan.clip.state_dict())
+    shared = {k: v for k, v in stan.stan.state_dict().items() if not k.startswith("proj.")}
+    plain.stan.load_state_dict(shared)
+    assert stan.cfg.project and all(torch.equal(p.weight, torch.eye(64)) for p in stan.stan.proj)
+    px = pixels(s=32)
+    assert (plain.encode_videos(px) - stan.encode_videos(px)).abs().max() < 1e-5  # identity W_proj at init
+
+
+def test_stan_shapes_frames_and_round_trip(tmp_path, stan):
+    for t in (1, 8, 12):
+        assert stan.encode_videos(pixels(b=2, t=t, s=32)).shape == (2, 64)
+    with pytest.raises(ValueError, match="at most 64 frames"):
+        stan.encode_videos(pixels(b=1, t=65, s=32))
+    out = stan.save_pretrained(tmp_path / "s")
+    loaded = load_encoder(out, cache=False)
+    assert loaded.family == "stan" and loaded.cfg == stan.cfg and loaded.fingerprint == stan.fingerprint
+    assert torch.equal(loaded.encode_videos(pixels(s=32)), stan.encode_videos(pixels(s=32)))
+
+
+# -- ViFi-CLIP checkpoints ---------------------------------------------------------------------
+
+
+def hf_to_openai(sd, visual, text):
+    """The inverse mapping, to write a checkpoint the way ViFi-CLIP's trainer stores it."""
+    out = {}
+
+    def blocks(src, dst, n):
+        for i in range(n):
+            a, b = f"{src}{i}.", f"{dst}{i}."
+            out[b + "attn.in_proj_weight"] = torch.cat([sd[a + f"self_attn.{p}_proj.weight"] for p in "qkv"])
+            out[b + "attn.in_proj_bias"] = torch.cat([sd[a + f"self_attn.{p}_proj.bias"] for p in "qkv"])
+            for h, o in {
+                "self_attn.out_proj": "attn.out_proj",
+                "layer_norm1": "ln_1",
+                "layer_norm2": "ln_2",
+                "mlp.fc1": "mlp.c_fc",
+                "mlp.fc2": "mlp.c_proj",
+            }.items():
+                out[b + o + ".weight"], out[b + o + ".bias"] = sd[a + h + ".weight"], sd[a + h + ".bias"]
+
+    out[visual + "conv1.weight"] = sd["vision_model.embeddings.patch_embedding.weight"]
+    out[visual + "class_embedding"] = sd["vision_model.embeddings.class_embedding"]
+    out[visual + "positional_embedding"] = sd["vision_model.embeddings.position_embedding.weight"]
+    for h, o in (("vision_model.pre_layrnorm", "ln_pre"), ("vision_model.post_layernorm", "ln_post")):
+        out[visual + o + ".weight"], out[visual + o + ".bias"] = sd[h + ".weight"], sd[h + ".bias"]
+    out[visual + "proj"] = sd["visual_projection.weight"].T
+    blocks("vision_model.encoder.layers.", visual + "transformer.resblocks.", 4)
+    out[text + "positional_embedding"] = sd["text_model.embeddings.position_embedding.weight"]
+    out[text + "ln_final.weight"], out[text + "ln_final.bias"] = (
+        sd["text_model.final_layer_norm.weight"],
+        sd["text_model.final_layer_norm.bias"],
+    )
+    out[text + "text_projection"] = sd["text_projection.weight"].T
+    blocks("text_model.encoder.layers.", text + "transformer.resblocks.", 2)
+    out["logit_scale"] = sd["logit_scale"]
+    return out
+
+
+def test_vifi_clip_checkpoint_loads_with_its_preprocessing(tmp_path):
+    torch.manual_seed(1)
+    base = CLIPModel(tiny_clip_config(image_size=32))
+    base.save_pretrained(tmp_path / "base")
+    torch.manual_seed(2)
+    tuned = CLIPModel(tiny_clip_config(image_size=32))  # "fine-tuned" weights
+    tuned.text_model.embeddings.token_embedding.weight.data = base.text_model.embeddings.token_embedding.weight.data.clone()
+    sd = hf_to_openai(tuned.state_dict(), "image_encoder.", "text_encoder.")
+    sd["prompt_learner.complete_text_embeddings"] = torch.zeros(3, 77, 32)  # the prompt learner's buffer, ignored
+    torch.save(
+        {"model": {"module." + k: v.half() for k, v in sd.items()}, "epoch": 30, "max_accuracy": 83.9}, tmp_path / "vifi_k400.pth"
+    )
+    enc = load_encoder(tmp_path / "vifi_k400.pth", base=str(tmp_path / "base"), cache=False)
+    assert enc.family == "mean-pool" and not enc.spec.options["frame_norm"]
+    assert enc.spec.pixels.mean == IMAGENET_MEAN and enc.spec.prompt == "a photo of a {}."
+    reference = MeanPoolEncoder(tuned, enc.tokenizer, MeanPoolEncoder.default_spec(tuned.config, frames=4, frame_norm=False))
+    px = pixels(b=2, t=4, s=32)
+    assert (enc.encode_videos(px) - reference.encode_videos(px)).abs().max() < 2e-3  # fp16 file
+    assert (enc.encode_texts(["a red circle"]) - reference.encode_texts(["a red circle"])).abs().max() < 2e-3
+    out = convert_checkpoint(tmp_path / "vifi_k400.pth", tmp_path / "vifi", str(tmp_path / "base"))
+    assert load_encoder(out, cache=False).spec == enc.spec
+    with pytest.raises(CheckpointError, match="unrecognised checkpoint layout"):
+        torch.save({"foo.bar": torch.zeros(1)}, tmp_path / "other.pt")
+        load_encoder(tmp_path / "other.pt", base=str(tmp_path / "base"), cache=False)
+
+
+# -- every family through the pipeline ---------------------------------------------------------
+
+
+def test_models_lists_all_four_families():
+    res = CliRunner().invoke(app, ["models", "--json"])
+    data = json.loads(res.stdout)
+    assert set(data["families"]) == {"clip-vip", "mean-pool", "stan", "xclip"}
+    for summary in data["families"].values():
+        assert "frames:" in summary and "mean/std" in summary
+
+
+@pytest.mark.parametrize("model", ["tiny-xclip", "tiny-stan", "tiny-clip-vip"])
+def test_each_family_indexes_and_searches(tmp_path, synth_dir, model):
+    videos = tmp_path / "v"
+    shutil.copytree(synth_dir / "videos", videos)
+    r = CliRunner().invoke(
+        app, ["index", str(videos), "--store", str(tmp_path / "s"), "--model", model, "--workers", "0", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["counts"]["indexed"] == 12
+    args = ["search", "a red circle", "--store", str(tmp_path / "s"), "-k", "3", "--json"]
+    if model == "tiny-xclip":
+        args += ["--rerank", "6"]
+    hits = json.loads(CliRunner().invoke(app, args).stdout)
+    assert len(hits) == 3
+    status = json.loads(CliRunner().invoke(app, ["status", "--store", str(tmp_path / "s"), "--json"]).stdout)
+    expected_frames = 8 if model == "tiny-xclip" else 12
+    assert status["encoder"]["frames"] == expected_frames

@@ -1,0 +1,118 @@
+"""X-CLIP (Ni et al., ECCV 2022) through transformers' ``XCLIPModel``.
+
+Cross-frame message tokens in every vision layer and a one-layer multi-frame integration
+transformer (MIT) give one vector per video: ``get_video_features`` is what the index stores,
+``get_text_features`` what a query becomes. Two facts from ``shared/research/peers.md`` shape it:
+
+- the frame count is fixed by the checkpoint (the MIT position table and the message-token
+  reshape use ``num_frames``): the spec says "exactly N" and the pipeline samples N;
+- the model was trained with a *video-conditioned* text side (a prompt generator reads the
+  clip's patch tokens), which an index of unconditioned vectors cannot use. It is offered as
+  optional re-ranking of the top results (``rerank_scores``), recomputed from the frames at
+  query time; nothing extra is stored per segment.
+
+Normalisation is ImageNet's, as its processor (VideoMAE defaults): short side to 224, centre crop.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import XCLIPConfig, XCLIPModel
+
+from ..video.transforms import PixelSpec
+from .checkpoints import from_pretrained_hf, read_preprocessor_config, save_model_dir
+from .constants import IMAGENET_MEAN, IMAGENET_STD
+from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
+from .mean_pool import pooled
+from .tokenizer import load_tokenizer
+
+
+class XClipEncoder(VideoTextEncoder):
+    family = "xclip"
+
+    def __init__(self, model: XCLIPModel, tokenizer, spec: EncoderSpec):
+        super().__init__(spec, tokenizer)
+        self.model = model
+
+    @classmethod
+    def default_spec(cls, config: XCLIPConfig, preprocessor: dict | None = None) -> EncoderSpec:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        if preprocessor:
+            mean = tuple(float(m) for m in preprocessor.get("image_mean", mean))
+            std = tuple(float(s) for s in preprocessor.get("image_std", std))
+        return EncoderSpec(
+            family=cls.family,
+            dim=config.projection_dim,
+            frames=config.vision_config.num_frames,
+            frame_rule="fixed",
+            pixels=PixelSpec(config.vision_config.image_size, "crop", mean, std),
+            max_text_len=config.text_config.max_position_embeddings,
+            prompt="{}",  # X-CLIP's text side saw bare class names
+        )
+
+    @classmethod
+    def from_config(cls, config: XCLIPConfig, tokenizer=None) -> XClipEncoder:
+        spec = cls.default_spec(config)
+        return cls(XCLIPModel(config).eval(), tokenizer or load_tokenizer(None, spec.max_text_len), spec)
+
+    @classmethod
+    def from_pretrained(cls, ref: str | os.PathLike[str], **_ignored) -> XClipEncoder:
+        """``microsoft/xclip-base-patch32`` (and the other hub checkpoints) or a folder."""
+        ref = os.fspath(ref)
+        saved = read_spec_file(ref) if os.path.isdir(ref) else None
+        model = from_pretrained_hf(XCLIPModel, ref).eval()
+        spec = EncoderSpec.from_dict(saved["spec"]) if saved else cls.default_spec(model.config, read_preprocessor_config(ref))
+        enc = cls(model, load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len), spec)
+        enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
+        return enc
+
+    def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pooled(self.model.get_video_features(pixel_values=pixels))  # (B, E), MIT-pooled
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+    @torch.inference_mode()
+    def rerank_scores(self, query: str, pixels: torch.Tensor) -> torch.Tensor:
+        """X-CLIP's trained score of ``query`` against each clip: the text embedding is
+        conditioned on the clip by the prompt generator. (B, T, 3, S, S) → (B,) logits."""
+        self._check_frames(pixels.shape[1])
+        tok = self.tokenize([query])
+        with self.autocast():
+            out = self.model(
+                input_ids=tok["input_ids"].to(self.device),
+                attention_mask=tok["attention_mask"].to(self.device),
+                pixel_values=pixels.to(self.device),
+            )
+        return out.logits_per_video[:, 0].float().cpu()
+
+    @property
+    def logit_scale(self) -> torch.nn.Parameter:
+        return self.model.logit_scale
+
+    def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
+        return save_model_dir(directory, self, self.model.config, self.model.state_dict(), dtype)
+
+
+def tiny_xclip_config(image_size: int = 64, patch_size: int = 8, frames: int = 8, projection_dim: int = 64) -> XCLIPConfig:
+    """A tiny X-CLIP built in code (tests, from-scratch training on the synthetic benchmark)."""
+    return XCLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
+        vision_config={
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "num_frames": frames,
+            "mit_hidden_size": projection_dim,
+            "mit_intermediate_size": 4 * projection_dim,
+            "mit_num_attention_heads": 4,
+        },
+        projection_dim=projection_dim,
+        prompt_num_attention_heads=4,
+    )
