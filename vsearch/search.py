@@ -124,13 +124,18 @@ def _search(store: Store, q: str, k: int, encoder, segments: bool, t0: float, re
         if not segments:
             hits = _first_per_video(hits)
         return SearchResponse(q, hits[:k], total, (time.perf_counter() - t0) * 1000, warnings, reranked=True)
+    hits = search_vector(store, index, qv, k, segments)
+    return SearchResponse(q, hits, total, (time.perf_counter() - t0) * 1000, warnings)
+
+
+def search_vector(store: Store, index, qv: np.ndarray, k: int, segments: bool = False) -> list[Hit]:
+    """The search path after text encoding: FAISS, then SQLite rows, then best segment per video."""
+    total = index.ntotal
     if segments:
         res = index.search(qv, min(k, total))
         rows = store.segment_rows([i for i in res.ids[0] if i >= 0])
-        hits = [_hit(rows[i], s) for s, i in zip(res.scores[0], res.ids[0]) if i in rows]
-    else:
-        hits = _best_per_video(store, index, qv, k, total)
-    return SearchResponse(q, hits, total, (time.perf_counter() - t0) * 1000, warnings)
+        return [_hit(rows[i], s) for s, i in zip(res.scores[0], res.ids[0]) if i in rows]
+    return _best_per_video(store, index, qv, k, total)
 
 
 def _best_per_video(store: Store, index, qv: np.ndarray, k: int, total: int) -> list[Hit]:
