@@ -1,11 +1,13 @@
 """Temporal order, learned or not: tiny encoders trained with one budget on the motion benchmark.
 
-    python bench/motion.py --work /tmp/vsearch-motion            # ~1 h on 2 CPU cores
+    python bench/motion.py --work /tmp/vsearch-motion            # ~2 h on 2 CPU cores (4 encoders)
     python bench/motion.py --work /tmp/vsearch-motion --steps 200 --encoders tiny-clip-vip
+(a finished model under --work is resumed at its last step: only evaluated again)
 
 Data: ``generate_motion_benchmark`` (2,000 training clips of the 36 training combinations; a
 test set of 10 groups of 24 clips: each held-out combination next to its direction-flipped
-twin). Every encoder starts from random weights (``tiny-clip``, ``tiny-clip-vip``) and is trained
+twin). Every encoder starts from random weights (``tiny-clip``, ``tiny-clip-vip``,
+``tiny-xclip``, ``tiny-stan``: the same 64 px CLIP size) and is trained
 by ``vsearch.train`` with the same data, steps, batch, learning rate, frames and seed. Printed:
 R@1 / R@5 inside a group (chance 4.2 / 20.8), direction accuracy (chance 50), top-1 colour+shape,
 parameters, and CPU encoding throughput (segments/s). Trained models are kept under --work.
@@ -18,24 +20,13 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
-
-def throughput(encoder, frames: int, batch: int = 8, repeats: int = 3) -> float:
-    """Segments per second of ``encode_videos`` on random pixels (warm-up excluded)."""
-    size = encoder.spec.pixels.image_size
-    px = torch.randn(batch, frames, 3, size, size)
-    encoder.encode_videos(px)  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        encoder.encode_videos(px)
-    return batch * repeats / (time.perf_counter() - t0)
+from encoders import rate  # bench/encoders.py: segments/s of encode_videos
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True)
-    p.add_argument("--encoders", default="tiny-clip,tiny-clip-vip")
+    p.add_argument("--encoders", default="tiny-clip,tiny-clip-vip,tiny-xclip,tiny-stan")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -47,7 +38,11 @@ def main() -> None:
     from vsearch.data.synthetic import generate_motion_benchmark
     from vsearch.eval.motion import motion_benchmark
     from vsearch.models import load_encoder
+    from vsearch.models.registry import FAMILIES, family_class
     from vsearch.train.loop import TrainConfig, train
+
+    for family in FAMILIES:  # import every model now: a long run must not pick up later edits halfway
+        family_class(family)
 
     data = args.work / "data"
     train_csv, test_csv = data / "train" / "captions.csv", data / "test" / "captions.csv"
@@ -86,7 +81,7 @@ def main() -> None:
                 "train_samples_per_s": round(result.samples_per_s, 1),
                 "untrained": base,
                 "trained": bench,
-                "segments_per_s": round(throughput(model, args.frames), 1),
+                "segments_per_s": round(rate(model, args.frames, batch=8, repeats=3), 1),
             }
         )
         (args.work / "results.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -7,9 +7,12 @@ and tables for humans go to stderr and stdout respectively.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,3 +81,24 @@ def human_seconds(s: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+@contextlib.contextmanager
+def graceful_stop(message: str):
+    """The first Ctrl-C sets the yielded event (the work stops at its next safe point and saves);
+    a second one aborts at once."""
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        stop.set()
+        err_console.print(f"[yellow]{message} (Ctrl-C again to abort now)[/]")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +20,7 @@ from .common import (
     StoreOpt,
     console,
     err_console,
+    graceful_stop,
     handle_errors,
     human_bytes,
     human_seconds,
@@ -67,18 +66,7 @@ def index(
         family = rec.spec.get("family") if (rec and not model) else None
         with err_console.status(f"loading model {ref} ..."):
             encoder = load_encoder(ref, family=family, device=device, base=base)
-        stop = threading.Event()
-        previous = signal.getsignal(signal.SIGINT)
-
-        def on_sigint(signum, frame):
-            if stop.is_set():
-                signal.signal(signal.SIGINT, previous)
-                raise KeyboardInterrupt
-            stop.set()
-            err_console.print("[yellow]stopping after the files in progress (Ctrl-C again to abort now)...[/]")
-
-        signal.signal(signal.SIGINT, on_sigint)
-        try:
+        with graceful_stop("stopping after the files in progress") as stop:
             if reembed_store and rec is not None and rec.fingerprint != encoder.fingerprint:
                 from vsearch.reembed import reembed as run_reembed
 
@@ -101,8 +89,6 @@ def index(
                     workers=workers, batch_size=batch_size, decode_timeout=decode_timeout,
                     segment_seconds=segment_seconds, progress=bar, wait=wait, stop=stop,
                 )  # fmt: skip
-        finally:
-            signal.signal(signal.SIGINT, previous)
     if as_json:
         from vsearch.video import display_path
 
@@ -343,25 +329,12 @@ def reembed(
     with Store.open(store, create=False) as st, st.lock("reembed", wait=wait):
         with err_console.status(f"loading model {model} ..."):
             encoder = load_encoder(model, device=device, base=base)
-        stop = threading.Event()
-        previous = signal.getsignal(signal.SIGINT)
-
-        def on_sigint(signum, frame):
-            if stop.is_set():
-                signal.signal(signal.SIGINT, previous)
-                raise KeyboardInterrupt
-            stop.set()
-            err_console.print("[yellow]stopping after the files in progress; run the command again to continue[/]")
-
-        signal.signal(signal.SIGINT, on_sigint)
-        try:
+        with graceful_stop("stopping after the files in progress; run the command again to continue") as stop:
             with IndexProgressBar(err_console, enabled=not as_json, label="re-embedding") as bar:
                 rep = run_reembed(
                     st, encoder, workers=workers, batch_size=batch_size, decode_timeout=decode_timeout,
                     wait=wait, stop=stop, progress=bar, restart=restart,
                 )  # fmt: skip
-        finally:
-            signal.signal(signal.SIGINT, previous)
     data = {
         "videos": rep.videos,
         "segments": rep.segments,

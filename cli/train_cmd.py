@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .app import app
-from .common import BaseOpt, DeviceOpt, JsonOpt, console, err_console, handle_errors, print_json
+from .common import BaseOpt, DeviceOpt, JsonOpt, console, err_console, graceful_stop, handle_errors, print_json
 
 train_app = typer.Typer(help="Fine-tune an encoder (contrastive, CLIP-ViP style).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -48,17 +46,6 @@ def run_training(cfg, as_json: bool) -> None:
     """Run ``vsearch.train.loop.train`` with a progress bar; Ctrl-C stops after the step and checkpoints."""
     from vsearch.train.loop import train
 
-    stop = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum, frame):
-        if stop.is_set():
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        stop.set()
-        err_console.print("[yellow]stopping after this step; a checkpoint will be saved (Ctrl-C again to abort)[/]")
-
-    signal.signal(signal.SIGINT, on_sigint)
     bar = Progress(
         TextColumn(f"[bold]{cfg.task}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]} · {task.fields[rate]} samples/s"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -72,11 +59,8 @@ def run_training(cfg, as_json: bool) -> None:
             task = bar.add_task("train", total=rec["total"], completed=rec["step"] - 1, loss="-", rate="-")
         bar.update(task, completed=rec["step"], loss=f"{rec['loss']:.3f}", rate=f"{rec['samples_per_s']:.1f}")
 
-    try:
-        with bar:
-            result = train(cfg, progress=on_step, stop=stop)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with graceful_stop("stopping after this step; a checkpoint will be saved") as stop, bar:
+        result = train(cfg, progress=on_step, stop=stop)
     summary = {
         "out": str(result.out),
         "task": cfg.task,

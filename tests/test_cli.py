@@ -137,3 +137,25 @@ def test_installed_console_script(built):
     assert len(json.loads(proc.stdout)) == 2
     synth = shutil.which("vsearch-synth", path=str(Path(sys.executable).parent))
     assert synth
+
+
+def test_status_and_help_do_not_import_torch(built):
+    store = built[0]
+    code = (
+        "import sys; from vsearch_cli.main import app; from typer.testing import CliRunner; "
+        f"r = CliRunner().invoke(app, ['status', '--store', {str(store)!r}, '--json']); "
+        "h = CliRunner().invoke(app, ['--help']); "
+        "print(r.exit_code, h.exit_code, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
+    assert out == ["0", "0", "False", "False"]
+
+
+def test_missing_faiss_names_the_extras(monkeypatch):
+    import vsearch.store.vectors as vectors
+    from vsearch.errors import FaissMissing
+
+    monkeypatch.setattr(vectors, "_faiss", None)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if neither faiss-cpu nor faiss-gpu were installed
+    with pytest.raises(FaissMissing, match=r"vsearch\[cpu\].*vsearch\[gpu\]"):
+        vectors.import_faiss()

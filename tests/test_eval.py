@@ -126,3 +126,12 @@ def test_eval_embeddings_are_cached(tmp_path, msrvtt_like, micro_model_dir):
 def test_eval_argument_errors(tmp_path, micro_model_dir):
     res = CliRunner().invoke(app, ["eval", "retrieval", "--model", str(micro_model_dir), "--dataset", "msrvtt"])
     assert res.exit_code == 1 and "needs --root" in res.stderr
+
+
+def test_training_reads_msrvtt_splits_by_reference(msrvtt_like):
+    from vsearch.train.data import read_captions
+
+    items = read_captions(f"msrvtt:{msrvtt_like}@1k-A")
+    assert len(items) == 12 and items[0].path.endswith("video7010.mp4")
+    with pytest.raises(DatasetError, match="msrvtt:ROOT@SPLIT"):
+        read_captions("msrvtt:1k-A")

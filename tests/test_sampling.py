@@ -93,3 +93,12 @@ def test_formatting():
     assert format_timestamp(75.9) == "01:15"
     assert format_timestamp(3725) == "1:02:05"
     assert format_range(10, 20) == "00:10–00:20"
+
+
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_jittered_indices_small_counts_stay_in_range(count):
+    rng = np.random.default_rng(1)
+    for n in range(count + 1, 40):
+        for _ in range(50):
+            idx = jittered_indices(0, n, count, rng)
+            assert len(idx) == count and 0 <= idx[0] <= idx[-1] < n

@@ -73,7 +73,9 @@ def test_ucf101_hmdb51_and_kinetics_layouts(tmp_path):
     kin = tmp_path / "k400"
     (kin / "val" / "abseiling").mkdir(parents=True)
     (kin / "val" / "abseiling" / "abc123_000010_000020.mp4").touch()
-    (kin / "val.csv").write_text("label,youtube_id,time_start,time_end,split\nabseiling,abc123,10,20,val\nair drumming,zzz,0,10,val\n")
+    (kin / "val.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\nabseiling,abc123,10,20,val\nair drumming,zzz,0,10,val\n"
+    )
     k = read_recognition(kin / "val.csv", video_root=kin)
     assert k.classes == ["abseiling", "air drumming"] and len(k.items) == 1
 

@@ -152,3 +152,30 @@ def test_omnisource_loss_equals_a_slow_reference():
     plain, terms = omnisource_loss(v, s, None, f, scale)
     assert terms == ["S->V", "V->S"]
     assert plain.item() == pytest.approx(contrastive_loss(v, s, scale).item(), rel=1e-5)
+
+
+def test_a_few_dozen_steps_improve_held_out_retrieval(tmp_path):
+    """Measured (seed 0, 80 steps): t2v R@1 2.1 -> 8.3 and top-1 colour+shape 8.3 -> 29.2 on 48
+    held-out clips. Asserted with margin: +2 R@1 points, +10 colour+shape points."""
+    from vsearch.data.synthetic import RenderSettings, generate
+    from vsearch.eval.motion import attribute_accuracy
+    from vsearch.eval.retrieval import evaluate_retrieval
+    from vsearch.models.mean_pool import MeanPoolEncoder
+    from vsearch.models.registry import tiny_clip_config
+
+    rs = RenderSettings(width=64, height=48, fps=8, seconds=2.0)
+    generate(tmp_path / "train", 192, seed=21, settings=rs)
+    generate(tmp_path / "val", 48, seed=22, settings=rs)
+    torch.manual_seed(0)
+    start = MeanPoolEncoder.from_config(tiny_clip_config(image_size=32), resize="squash", frames=2).save_pretrained(
+        tmp_path / "m0"
+    )
+    cfg = TrainConfig(data=str(tmp_path / "train" / "captions.csv"), model=str(start), out=str(tmp_path / "out"), steps=80,
+                      batch_size=32, lr=3e-3, warmup=5, workers=0, seed=0, weight_decay=0.05, cache_frames=True)  # fmt: skip
+    train(cfg)
+    val = read_captions(tmp_path / "val" / "captions.csv")
+    before, after = load_encoder(start, cache=False), load_encoder(tmp_path / "out", cache=False)
+    r1 = [evaluate_retrieval(m, val, workers=0, dsl=False)["t2v"]["R@1"] for m in (before, after)]
+    cs = [attribute_accuracy(m, val, workers=0)["colour+shape"] for m in (before, after)]
+    assert r1[1] >= r1[0] + 2.0, r1
+    assert cs[1] >= cs[0] + 10.0, cs

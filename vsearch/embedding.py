@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .errors import ConfigError
 from .video.discover import display_path
@@ -22,9 +23,19 @@ from .video.transforms import to_pixels
 from .video.workers import DecodeJob, DecodePool
 
 
-def default_batch_size(device: str) -> int:
-    """Segments per encoder call. GPU: large enough to fill it; CPU: small (latency, memory)."""
-    return 32 if str(device).startswith("cuda") else 8
+def default_batch_size(device: str, spec=None) -> int:
+    """Segments per encoder call. CPU: 8 (latency, memory). CUDA: from free memory: half of it,
+    at roughly 64x a segment's input size per segment (inputs, activations and autocast copies),
+    between 8 and 256. A heuristic, not yet measured on a GPU (see README)."""
+    if not str(device).startswith("cuda"):
+        return 8
+    if spec is None:
+        return 32
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    per_segment = spec.frames * 3 * spec.pixels.image_size**2 * 4 * 64
+    return int(min(256, max(8, (free // 2) // per_segment)))
 
 
 def default_workers() -> int:
@@ -73,7 +84,10 @@ class SegmentBatcher:
         keys, frames = self._keys, self._frames
         self._keys, self._frames = [], []
         t0 = time.perf_counter()
-        pixels = to_pixels(np.stack(frames), self.encoder.spec.pixels, device=self.encoder.device)
+        batch = torch.from_numpy(np.stack(frames))
+        if self.encoder.device.type == "cuda":
+            batch = batch.pin_memory()  # page-locked: the copy to the GPU runs asynchronously
+        pixels = to_pixels(batch, self.encoder.spec.pixels, device=self.encoder.device)
         t1 = time.perf_counter()
         vectors = self.encoder.encode_videos(pixels).numpy()
         t2 = time.perf_counter()
@@ -187,7 +201,7 @@ def embed_videos(
         for i, p in enumerate(paths)
     ]
     pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
-    batcher = SegmentBatcher(encoder, batch_size or default_batch_size(encoder.device.type))
+    batcher = SegmentBatcher(encoder, batch_size or default_batch_size(str(encoder.device), spec))
     done: dict[int, EncodedVideo] = {}
     failed: dict[int, str] = {}
     for kind, job_id, payload in encode_stream(pool.messages(jobs), batcher):

@@ -227,7 +227,7 @@ def _encode_and_write(
         for i, (f, _h) in enumerate(todo)
     )
     pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
-    batcher = SegmentBatcher(encoder, batch_size or default_batch_size(encoder.device.type), times)
+    batcher = SegmentBatcher(encoder, batch_size or default_batch_size(str(encoder.device), spec), times)
     ready: list[VideoWrite] = []
     last_commit = last_save = time.monotonic()
 

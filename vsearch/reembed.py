@@ -87,7 +87,7 @@ def reembed(
             for i, (_vid, path, _size, _mtime, segs) in enumerate(todo)
         )
         pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
-        batcher = SegmentBatcher(encoder, batch_size or default_batch_size(encoder.device.type), times)
+        batcher = SegmentBatcher(encoder, batch_size or default_batch_size(str(encoder.device), spec), times)
 
         def check_stop(_msg) -> None:
             if stop is not None and stop.is_set():

@@ -33,7 +33,6 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel
 
 from ..errors import CheckpointError
-from ..video.transforms import PixelSpec
 from .checkpoints import WEIGHTS_NAME, from_pretrained_hf, load_state_dict, restore_position_ids, save_model_dir, strict_load
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
@@ -134,13 +133,13 @@ class ClipVipEncoder(VideoTextEncoder):
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def default_spec(cls, config: CLIPConfig, vip: ClipVipConfig, frames: int = 12) -> EncoderSpec:
-        return EncoderSpec(
-            family=cls.family,
-            dim=config.projection_dim,
+        return EncoderSpec.for_clip(
+            cls.family,
+            config,
             frames=frames,
-            frame_rule="any",
-            pixels=PixelSpec(config.vision_config.image_size, "squash", OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
-            max_text_len=config.text_config.max_position_embeddings,
+            resize="squash",
+            mean=OPENAI_CLIP_MEAN,
+            std=OPENAI_CLIP_STD,
             options=vip.weights_options(),
         )
 

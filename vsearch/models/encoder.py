@@ -73,6 +73,33 @@ class EncoderSpec:
             options=dict(d.get("options", {})),
         )
 
+    @classmethod
+    def for_clip(
+        cls,
+        family: str,
+        config,
+        *,
+        frames: int,
+        resize: str,
+        mean,
+        std,
+        options: Mapping[str, Any] | None = None,
+        prompt: str = "a video of {}.",
+    ) -> EncoderSpec:
+        """The spec of an encoder on a CLIP-shaped ``config`` (projection, image size, text length)."""
+        return cls(
+            family=family,
+            dim=config.projection_dim,
+            frames=frames,
+            frame_rule="any",
+            pixels=PixelSpec(
+                config.vision_config.image_size, resize, tuple(float(m) for m in mean), tuple(float(x) for x in std)
+            ),
+            max_text_len=config.text_config.max_position_embeddings,
+            prompt=prompt,
+            options=dict(options or {}),
+        )
+
     def with_frames(self, frames: int) -> EncoderSpec:
         if self.frame_rule == "fixed" and frames != self.frames:
             raise ValueError(f"{self.family} needs exactly {self.frames} frames per clip, not {frames}")

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
 from ..errors import CheckpointError
-from ..video.transforms import PixelSpec
 from .checkpoints import (
     from_pretrained_hf,
     load_state_dict,
@@ -39,16 +38,6 @@ def pooled(out) -> torch.Tensor:
     return out if torch.is_tensor(out) else out.pooler_output
 
 
-def clip_pixel_spec(config: CLIPConfig, resize: str = "crop", preprocessor: dict | None = None) -> PixelSpec:
-    """Pixel spec from the model config, overridden by a ``preprocessor_config.json`` if given."""
-    size = config.vision_config.image_size
-    mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-    if preprocessor:
-        mean = tuple(preprocessor.get("image_mean", mean))
-        std = tuple(preprocessor.get("image_std", std))
-    return PixelSpec(size, resize, tuple(float(m) for m in mean), tuple(float(s) for s in std))
-
-
 class MeanPoolEncoder(VideoTextEncoder):
     family = "mean-pool"
 
@@ -65,14 +54,10 @@ class MeanPoolEncoder(VideoTextEncoder):
         frame_norm: bool = True,
         preprocessor: dict | None = None,
     ) -> EncoderSpec:
-        return EncoderSpec(
-            family=cls.family,
-            dim=config.projection_dim,
-            frames=frames,
-            frame_rule="any",
-            pixels=clip_pixel_spec(config, resize, preprocessor),
-            max_text_len=config.text_config.max_position_embeddings,
-            options={"frame_norm": frame_norm},
+        pre = preprocessor or {}  # a preprocessor_config.json overrides the constants
+        mean, std = pre.get("image_mean", OPENAI_CLIP_MEAN), pre.get("image_std", OPENAI_CLIP_STD)
+        return EncoderSpec.for_clip(
+            cls.family, config, frames=frames, resize=resize, mean=mean, std=std, options={"frame_norm": frame_norm}
         )
 
     @classmethod

@@ -35,7 +35,6 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel
 from transformers.models.clip.modeling_clip import CLIPAttention
 
-from ..video.transforms import PixelSpec
 from .checkpoints import WEIGHTS_NAME, from_pretrained_hf, load_state_dict, restore_position_ids, save_model_dir, strict_load
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
@@ -158,14 +157,9 @@ class StanEncoder(VideoTextEncoder):
 
     @classmethod
     def default_spec(cls, config: CLIPConfig, cfg: StanConfig, frames: int = 12) -> EncoderSpec:
-        return EncoderSpec(
-            family=cls.family,
-            dim=config.projection_dim,
-            frames=frames,
-            frame_rule="any",
-            pixels=PixelSpec(config.vision_config.image_size, "crop", OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
-            max_text_len=config.text_config.max_position_embeddings,
-            options={k: v for k, v in asdict(cfg).items() if k != "drop_path"},
+        options = {k: v for k, v in asdict(cfg).items() if k != "drop_path"}
+        return EncoderSpec.for_clip(
+            cls.family, config, frames=frames, resize="crop", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, options=options
         )
 
     @classmethod

@@ -281,8 +281,7 @@ class Store:
             eid = self._meta(s, "encoder_id")
             if eid is None:
                 return None
-            row = s.get(Encoder, int(eid))
-            return EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
+            return _record(s.get(Encoder, int(eid)))
 
     @_storage_errors
     def bind_encoder(self, encoder) -> EncoderRecord:
@@ -292,15 +291,19 @@ class Store:
             self.check_encoder(encoder, current)
             return current
         with self.Session.begin() as s:
-            row = s.scalars(select(Encoder).where(Encoder.fingerprint == encoder.fingerprint)).first()
-            if row is None:
-                row = Encoder(
-                    name=encoder.name, source=encoder.source, fingerprint=encoder.fingerprint, spec=encoder.spec.as_dict()
-                )
-                s.add(row)
-                s.flush()
+            row = self._encoder_row(s, encoder)
             self._set_meta(s, "encoder_id", str(row.id))
-            return EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
+            return _record(row)
+
+    @staticmethod
+    def _encoder_row(s: Session, encoder) -> Encoder:
+        """The row of ``encoder`` (by fingerprint), created when the store has not seen it."""
+        row = s.scalars(select(Encoder).where(Encoder.fingerprint == encoder.fingerprint)).first()
+        if row is None:
+            row = Encoder(name=encoder.name, source=encoder.source, fingerprint=encoder.fingerprint, spec=encoder.spec.as_dict())
+            s.add(row)
+            s.flush()
+        return row
 
     def check_encoder(self, encoder, record: EncoderRecord | None = None) -> None:
         record = record or self.encoder()
@@ -317,15 +320,9 @@ class Store:
     def stage_encoder(self, encoder) -> EncoderRecord:
         """Register ``encoder`` as the re-embedding target (searches keep using the current one)."""
         with self.Session.begin() as s:
-            row = s.scalars(select(Encoder).where(Encoder.fingerprint == encoder.fingerprint)).first()
-            if row is None:
-                row = Encoder(
-                    name=encoder.name, source=encoder.source, fingerprint=encoder.fingerprint, spec=encoder.spec.as_dict()
-                )
-                s.add(row)
-                s.flush()
+            row = self._encoder_row(s, encoder)
             self._set_meta(s, "reembed_target", str(row.id))
-            return EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
+            return _record(row)
 
     def unstage_encoder(self) -> None:
         """Forget an unfinished re-embedding: its vectors and the target marker."""
@@ -342,7 +339,7 @@ class Store:
         with self.Session() as s:
             eid = self._meta(s, "reembed_target")
             row = s.get(Encoder, int(eid)) if eid else None
-            return None if row is None else EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
+            return None if row is None else _record(row)
 
     def videos_missing_vectors(
         self, encoder_id: int
@@ -975,6 +972,10 @@ class _ReentrantLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _record(row: Encoder) -> EncoderRecord:
+    return EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
 
 
 def _training_sample(vectors: np.ndarray, nlist: int, per_list: int = 256, seed: int = 0) -> np.ndarray:

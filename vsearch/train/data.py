@@ -35,7 +35,17 @@ class CaptionedVideo:
 
 def read_captions(path: str | os.PathLike[str], video_root: str | os.PathLike[str] | None = None) -> list[CaptionedVideo]:
     """Videos with their captions, in first-seen order. Relative paths resolve against the
-    file's folder (or ``video_root``, which also turns ``video_id`` into ``ROOT/ID.mp4``)."""
+    file's folder (or ``video_root``, which also turns ``video_id`` into ``ROOT/ID.mp4``).
+
+    ``msrvtt:ROOT@SPLIT`` (e.g. ``msrvtt:~/data/msrvtt@train-9k``) reads an MSR-VTT split.
+    """
+    if os.fspath(path).startswith("msrvtt:"):
+        from .msrvtt import load_split
+
+        root, _, split = os.fspath(path)[len("msrvtt:") :].rpartition("@")
+        if not root:
+            raise DatasetError(f"{path}: write msrvtt:ROOT@SPLIT, e.g. msrvtt:/data/msrvtt@train-9k")
+        return load_split(os.path.expanduser(root), split)
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such captions file")

@@ -103,7 +103,7 @@ def jittered_indices(start: int, end: int, count: int, rng: np.random.Generator)
     if count <= 1 or n <= count:
         return uniform_indices(start, end, count)
     interval = n // (count - 1)
-    lo = int(rng.integers(0, interval + 1))
+    lo = int(rng.integers(0, min(interval, n - 1) + 1))  # with 2 frames the interval is the whole range
     hi = int(rng.integers(max(n - 1 - interval, lo), n))
     return [start + int(i) for i in np.linspace(lo, hi, count).astype(np.int64)]
 
