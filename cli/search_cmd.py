@@ -41,7 +41,7 @@ def search(
     from vsearch.store import Store
 
     with Store.open(store, create=False) as st:
-        encoder = load_store_encoder(st, model, device, base=base)
+        encoder = load_store_encoder(st, model, device, base=base, query_only=not rerank)
         resp = run_search(st, query, k, encoder=encoder, segments=segments, rerank=rerank)
     for w in resp.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)

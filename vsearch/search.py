@@ -55,13 +55,25 @@ class SearchResponse:
     reranked: bool = False
 
 
-def load_store_encoder(store: Store, model: str | None = None, device: str | None = None, base: str | None = None):
-    """The encoder that built ``store`` (or ``model``, checked to be the same one)."""
+def load_store_encoder(
+    store: Store, model: str | None = None, device: str | None = None, base: str | None = None, *, query_only: bool = False
+):
+    """The encoder that built ``store`` (or ``model``, checked to be the same one).
+
+    ``query_only``: a text-only encoder is enough (no re-ranking); when a cache entry vouches
+    for the store's model file, the query path skips importing transformers' model code.
+    """
     from .models.registry import load_encoder
 
     rec = store.encoder()
     if rec is None:
         raise EmptyStore(f"the store at {store.root} is empty: index some videos first (`vsearch index DIR`)")
+    if query_only and model is None and rec.source:
+        from .models import query_path
+
+        fast = query_path.load(rec.source, rec.fingerprint)
+        if fast is not None:
+            return fast
     if model is not None:
         enc = load_encoder(model, device=device, base=base)
         store.check_encoder(enc, rec)

@@ -1,0 +1,236 @@
+"""A fast path for turning a query into a vector, without importing transformers' model code.
+
+A command-line search pays for imports on every run. Importing transformers' CLIP modelling
+code (which pulls in torch.distributed and scans transformers' whole import structure) costs
+about as much again as importing torch itself. A query needs only the text tower, which is
+small and standard: token + position embeddings, pre-LN causal transformer layers, final LN,
+the end-of-text token, the projection. ``TextTower`` computes exactly that in plain torch from
+the same weights; ``tests/test_query_path.py`` holds it equal to ``CLIPTextModel`` +
+``text_projection``.
+
+It is used only when it is certainly the same model: loading a full encoder from a file writes
+a cache entry (weights file path, size and mtime → fingerprint, text config, the tokenizer as
+serialised by transformers' own fast tokenizer). A search uses the fast path when the store's
+encoder source has such an entry whose fingerprint is the store's; otherwise it loads the full
+model as usual. Every family here shares CLIP's text tower: mean-pool, CLIP-ViP and STAN use it
+unchanged, and X-CLIP's ``XCLIPTextModel`` is the same architecture under the same names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import cache_dir
+from .encoder import EncoderSpec
+from .tokenizer import clean_text
+
+CACHE_NAME = "query-path.json"
+TEXT_PREFIXES = ("text_model.", "text_projection.")
+
+
+def _act(name: str):
+    if name == "quick_gelu":
+        return lambda x: x * torch.sigmoid(1.702 * x)
+    if name in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
+        return (lambda x: F.gelu(x, approximate="tanh")) if name != "gelu" else F.gelu
+    raise ValueError(f"unsupported activation {name!r}")
+
+
+class TextTower(nn.Module):
+    """CLIP's text transformer and projection (names as in ``CLIPModel``'s state dict)."""
+
+    def __init__(self, text_config: dict, projection_dim: int):
+        super().__init__()
+        d = text_config["hidden_size"]
+        self.heads = text_config["num_attention_heads"]
+        self.eps = text_config.get("layer_norm_eps", 1e-5)
+        self.act = _act(text_config.get("hidden_act", "quick_gelu"))
+        self.eos_token_id = text_config.get("eos_token_id", 49407)
+        self.token = nn.Embedding(text_config["vocab_size"], d)
+        self.position = nn.Embedding(text_config["max_position_embeddings"], d)
+        inner = text_config["intermediate_size"]
+        self.layers = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "ln1": nn.LayerNorm(d, eps=self.eps),
+                    "q": nn.Linear(d, d),
+                    "k": nn.Linear(d, d),
+                    "v": nn.Linear(d, d),
+                    "out": nn.Linear(d, d),
+                    "ln2": nn.LayerNorm(d, eps=self.eps),
+                    "fc1": nn.Linear(d, inner),
+                    "fc2": nn.Linear(inner, d),
+                }
+            )
+            for _ in range(text_config["num_hidden_layers"])
+        )
+        self.final = nn.LayerNorm(d, eps=self.eps)
+        self.proj = nn.Linear(d, projection_dim, bias=False)
+
+    def load_clip_weights(self, sd: dict[str, torch.Tensor]) -> None:
+        names = {"token.weight": "text_model.embeddings.token_embedding.weight",
+                 "position.weight": "text_model.embeddings.position_embedding.weight",
+                 "final.weight": "text_model.final_layer_norm.weight", "final.bias": "text_model.final_layer_norm.bias",
+                 "proj.weight": "text_projection.weight"}  # fmt: skip
+        parts = {"ln1": "layer_norm1", "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+                 "out": "self_attn.out_proj", "ln2": "layer_norm2", "fc1": "mlp.fc1", "fc2": "mlp.fc2"}  # fmt: skip
+        for i in range(len(self.layers)):
+            for ours, theirs in parts.items():
+                for p in ("weight", "bias"):
+                    names[f"layers.{i}.{ours}.{p}"] = f"text_model.encoder.layers.{i}.{theirs}.{p}"
+        self.load_state_dict({ours: sd[theirs].float() for ours, theirs in names.items()}, strict=True)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(N, L) ids of unpadded texts (or padded after their end token) → (N, E) projections."""
+        n, length = input_ids.shape
+        x = self.token(input_ids) + self.position(torch.arange(length, device=input_ids.device))[None]
+        hd = x.shape[-1] // self.heads
+        for layer in self.layers:
+            h = layer["ln1"](x)
+            q, k, v = (layer[m](h).view(n, length, self.heads, hd).transpose(1, 2) for m in ("q", "k", "v"))
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + layer["out"](a.transpose(1, 2).reshape(n, length, -1))
+            x = x + layer["fc2"](self.act(layer["fc1"](layer["ln2"](x))))
+        x = self.final(x)
+        if self.eos_token_id == 2:
+            # Configs written before transformers PR #24773 say 2; transformers then pools at the
+            # highest id, which is the end-of-text token for CLIP's vocabulary.
+            eos = input_ids.int().argmax(dim=-1)
+        else:
+            eos = (input_ids == self.eos_token_id).int().argmax(dim=-1)  # the first end-of-text token
+        return self.proj(x[torch.arange(n), eos])
+
+
+class QueryEncoder:
+    """What ``search`` needs of an encoder: its identity, its spec, and query vectors."""
+
+    def __init__(self, entry: dict, tower: TextTower, tokenizer):
+        self.name = entry["name"]
+        self.source = entry["source"]
+        self.family = entry["family"]
+        self.fingerprint = entry["fingerprint"]
+        self.spec = EncoderSpec.from_dict(entry["spec"])
+        self.tower = tower.eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.enable_truncation(self.spec.max_text_len)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def token_count(self, text: str) -> int:
+        self.tokenizer.no_truncation()
+        try:
+            return len(self.tokenizer.encode(clean_text(text)).ids)
+        finally:
+            self.tokenizer.enable_truncation(self.spec.max_text_len)
+
+    @torch.inference_mode()
+    def encode_query(self, text: str) -> torch.Tensor:
+        hit = self._cache.get(text)
+        if hit is None:
+            ids = torch.tensor([self.tokenizer.encode(clean_text(text)).ids])
+            hit = F.normalize(self.tower(ids).float(), dim=-1)[0]
+            self._cache[text] = hit
+        return hit
+
+
+def _cache_path() -> Path:
+    return cache_dir() / CACHE_NAME
+
+
+def _weights_key(weights: Path) -> str:
+    st = weights.stat()
+    return f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def remember(encoder, weights: str | os.PathLike[str]) -> None:
+    """After loading ``encoder`` from ``weights`` in full: record what the fast path needs."""
+    tok = getattr(encoder, "tokenizer", None)
+    backend = getattr(tok, "backend_tokenizer", None) or getattr(tok, "_tokenizer", None)
+    config = getattr(getattr(encoder, "clip", None), "config", None) or getattr(getattr(encoder, "model", None), "config", None)
+    if backend is None or config is None or encoder.source is None:
+        return
+    try:
+        weights = Path(weights)
+        entry = {
+            "fingerprint": encoder.fingerprint,
+            "name": encoder.name,
+            "source": encoder.source,
+            "family": encoder.family,
+            "spec": encoder.spec.as_dict(),
+            "text_config": config.text_config.to_dict(),
+            "projection_dim": config.projection_dim,
+            "weights": str(weights.resolve()),
+            "tokenizer": _save_tokenizer(backend.to_str()),
+        }
+        path = _cache_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[_weights_key(weights)] = entry
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except (OSError, ValueError, AttributeError):  # a cache: failing to write it only costs speed
+        pass
+
+
+def load(source: str, fingerprint: str) -> QueryEncoder | None:
+    """The fast query encoder for ``source`` if a cache entry vouches for ``fingerprint``."""
+    weights = _weights_file(source)
+    if weights is None:
+        return None
+    try:
+        data = json.loads(_cache_path().read_text())
+        entry = data.get(_weights_key(weights))
+    except (OSError, ValueError):
+        return None
+    if not entry or entry["fingerprint"] != fingerprint:
+        return None
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    sd = {}
+    with safe_open(str(weights), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open has no items()
+            if key.startswith(TEXT_PREFIXES):
+                sd[key] = f.get_tensor(key)
+    tower = TextTower(entry["text_config"], entry["projection_dim"])
+    tower.load_clip_weights(sd)
+    try:
+        tokenizer = Tokenizer.from_file(str(cache_dir() / "tokenizers" / f"{entry['tokenizer']}.json"))
+    except Exception:  # noqa: BLE001 - a missing or damaged cached tokenizer: take the slow path
+        return None
+    return QueryEncoder(entry, tower, tokenizer)
+
+
+def _save_tokenizer(serialised: str) -> str:
+    """Store a serialised fast tokenizer once (models share it); returns its digest."""
+    import hashlib
+
+    digest = hashlib.blake2b(serialised.encode(), digest_size=12).hexdigest()
+    path = cache_dir() / "tokenizers" / f"{digest}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(serialised)
+        os.replace(tmp, path)
+    return digest
+
+
+def _weights_file(source: str) -> Path | None:
+    p = Path(source) / "model.safetensors"
+    if p.is_file():
+        return p
+    if os.path.isdir(source) or source.count("/") != 1:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, "model.safetensors")
+    except ValueError:
+        return None
+    return Path(cached) if isinstance(cached, str) else None
