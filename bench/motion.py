@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--train-count", type=int, default=2000)
     args = p.parse_args()
 
-    from vsearch.data.synthetic import generate_motion_benchmark
+    from vsearch.data.synthetic import generate_motion_benchmark, write_seen_axis_set
     from vsearch.eval.motion import motion_benchmark
     from vsearch.models import load_encoder
     from vsearch.models.registry import FAMILIES, family_class
@@ -46,15 +46,18 @@ def main() -> None:
 
     data = args.work / "data"
     train_csv, test_csv = data / "train" / "captions.csv", data / "test" / "captions.csv"
+    seen_csv = data / "seen" / "captions.csv"
     if not test_csv.exists():
         print(f"writing the benchmark to {data} ...", flush=True)
         generate_motion_benchmark(data, args.train_count, groups=10, seed=args.seed)
+    if not seen_csv.exists():  # benchmarks written before the seen-axis set existed
+        write_seen_axis_set(data / "seen", groups=10, seed=args.seed)
 
     rows = []
     for name in args.encoders.split(","):
         untrained = load_encoder(name, cache=False)
         untrained.spec = untrained.spec.with_frames(args.frames)
-        base = motion_benchmark(untrained, test_csv)
+        base = motion_benchmark(untrained, test_csv, seen_csv=seen_csv)
         out = args.work / f"{name}-{args.steps}"
         cfg = TrainConfig(
             data=str(train_csv), model=name, out=str(out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -70,7 +73,7 @@ def main() -> None:
         )
         minutes = (time.perf_counter() - t0) / 60
         model = load_encoder(out, cache=False)
-        bench = motion_benchmark(model, test_csv)
+        bench = motion_benchmark(model, test_csv, seen_csv=seen_csv)
         rows.append(
             {
                 "encoder": name,

@@ -122,3 +122,18 @@ def test_pretrain_six_terms_and_degraded_mode(tmp_path, synth_dir, micro_model_d
            "--workers", "0", "--json")  # fmt: skip
     info = json.loads((tmp_path / "p2" / "train_log.jsonl").read_text().splitlines()[0])
     assert info["loss"] == "plain two-term loss on caption (no subtitle column)"
+
+
+def test_seen_axis_set_pairs_both_directions_of_the_axis_kept_in_training(tmp_path, tiny_encoder):
+    from vsearch.data.synthetic import motion_split, write_seen_axis_set
+    from vsearch.eval.motion import direction_accuracy
+
+    train, heldout = motion_split()
+    path = write_seen_axis_set(tmp_path / "seen", groups=1, seed=0)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24
+    scenes = [Scene.parse(r["caption"]) for r in rows]
+    assert all(s in train for s in scenes)  # every clip's caption was seen in training ...
+    assert all(Scene(s.shape, s.colour, {"left": "right", "right": "left", "up": "down", "down": "up"}[s.motion]) in train for s in scenes)
+    assert 0.0 <= direction_accuracy(tiny_encoder, path, workers=0) <= 100.0  # ... and so was its flipped twin

@@ -245,7 +245,36 @@ def generate_motion_benchmark(
         w = csv.writer(f)
         w.writerow(["path", "caption", "group", "heldout"])
         w.writerows(rows)
+    write_seen_axis_set(out / "seen", groups, seed=seed, settings=settings)
     return out / "train" / "captions.csv", test / "captions.csv"
+
+
+def write_seen_axis_set(out_dir: str | os.PathLike[str], groups: int = 10, *, seed: int = 0, settings: RenderSettings | None = None) -> Path:
+    """Clips of the motion axis each colour x shape pair kept whole in training.
+
+    The held-out motion of a pair ("left") has a seen twin ("right"), so comparing those two
+    captions also compares a caption the model never saw with one it saw many times: a bias,
+    not temporal order. The other axis ("up" and "down") was seen in both directions, so on
+    these clips only the order of the frames can tell the two captions apart.
+    """
+    settings = settings or RenderSettings()
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    _train, heldout = motion_split()
+    rows = []
+    for g in range(groups):
+        for i, held in enumerate(heldout):
+            axis = ("up", "down") if held.motion in ("left", "right") else ("left", "right")
+            for k, motion in enumerate(axis):
+                sc = Scene(held.shape, held.colour, motion)
+                path = out / "videos" / f"g{g:02d}_{sc.slug}.mp4"
+                write_clip(path, [sc], settings, np.random.default_rng([seed + 2, g, i, k]))
+                rows.append([os.path.relpath(path, out), sc.caption, str(g), "0"])
+    with open(out / "captions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "caption", "group", "heldout"])
+        w.writerows(rows)
+    return out / "captions.csv"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
