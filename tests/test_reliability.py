@@ -294,3 +294,25 @@ def test_read_only_store_can_be_searched_but_not_written(tmp_path, synth_dir, ti
         assert res.exit_code == 0 and json.loads(res.stdout)["videos"] == 12
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_a_failed_run_is_recorded_as_failed(tmp_path, synth_dir, tiny_encoder, monkeypatch):
+    from vsearch.errors import StoreError
+    from vsearch.store.schema import Run
+
+    st = Store.open(tmp_path / "s")
+    calls = {"n": 0}
+    real = st.commit
+
+    def commit_then_fail(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise StoreError("simulated write failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(st, "commit", commit_then_fail)
+    with pytest.raises(StoreError, match="simulated"):
+        index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
+    with st.Session() as s:
+        assert s.query(Run).order_by(Run.id.desc()).first().status == "failed"
+    assert st.check().ok and 0 < st.count_videos() < 12  # the first committed batch is kept

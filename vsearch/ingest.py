@@ -12,6 +12,7 @@ gone from disk are removed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -133,17 +134,23 @@ def index(
                 decode_timeout=decode_timeout, progress=progress, stop=stop, faults=faults or {},
             )  # fmt: skip
             report.interrupted = bool(stop and stop.is_set())
-        finally:
-            t0 = time.perf_counter()
-            if store.encoder() is not None:
-                store.save_index()
-                if not report.interrupted:
-                    report.index_change = store.apply_index_policy()
-            times.write += time.perf_counter() - t0
+        except BaseException:
+            # Committed videos stay; record the run as failed without masking the original error
+            # (on a full disk, saving the index would fail the same way).
             report.seconds = time.perf_counter() - t_start
-            report.timings = {**times.as_dict(), "total": round(report.seconds, 3)}
-            status = "interrupted" if report.interrupted else "completed"
-            store.finish_run(run_id, status, report.counts(), report.timings)
+            with contextlib.suppress(Exception):
+                store.save_index()
+            with contextlib.suppress(Exception):
+                store.finish_run(run_id, "failed", report.counts(), {**times.as_dict(), "total": round(report.seconds, 3)})
+            raise
+        t0 = time.perf_counter()
+        store.save_index()
+        if not report.interrupted:
+            report.index_change = store.apply_index_policy()
+        times.write += time.perf_counter() - t0
+        report.seconds = time.perf_counter() - t_start
+        report.timings = {**times.as_dict(), "total": round(report.seconds, 3)}
+        store.finish_run(run_id, "interrupted" if report.interrupted else "completed", report.counts(), report.timings)
         return report
     finally:
         lock.release()

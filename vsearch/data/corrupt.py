@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synthetic import RenderSettings, Scene, render_scene, write_mp4
+from .synthetic import Scene, render_scene
 
 
 @dataclass(frozen=True)
@@ -167,10 +167,3 @@ def write_corpus(folder: str | os.PathLike[str], good: int = 3) -> dict[str, Cas
     if not (loop / "again").exists():
         os.symlink(d, loop / "again")  # a symlink loop: the folder contains itself
     return cases
-
-
-def default_settings() -> RenderSettings:
-    return RenderSettings()
-
-
-__all__ = ["Case", "write_corpus", "write_mp4"]
