@@ -31,3 +31,12 @@ def test_squash_ignores_aspect_and_crop_keeps_it():
 def test_rejects_non_uint8():
     with pytest.raises(TypeError):
         to_pixels(np.zeros((1, 8, 8, 3), np.float32), SPEC)
+
+
+def test_fused_normalisation_matches_the_formula_per_channel_and_crops_without_resizing():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 3, 32, 48, 3), dtype=np.uint8)  # short side already 32: crop only
+    px = to_pixels(frames, PixelSpec(32, "crop", OPENAI_CLIP_MEAN, OPENAI_CLIP_STD))
+    ref = (frames[..., 8:40, :].astype(np.float64) / 255 - OPENAI_CLIP_MEAN) / OPENAI_CLIP_STD  # centre 32 of 48 columns
+    assert px.shape == (2, 3, 3, 32, 32) and px.is_contiguous()
+    np.testing.assert_allclose(px.numpy(), ref.transpose(0, 1, 4, 2, 3), atol=1e-5)
