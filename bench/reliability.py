@@ -55,7 +55,19 @@ def kill_trials(work: Path, trials: int, seed: int) -> dict:
     outcomes = []
     for t in range(trials):
         store = work / f"kill-store-{t}"
-        cmd = [*VSEARCH, "index", str(folder), "--store", str(store), "--model", "tiny-clip", "--workers", "1", "--batch-size", "2"]
+        cmd = [
+            *VSEARCH,
+            "index",
+            str(folder),
+            "--store",
+            str(store),
+            "--model",
+            "tiny-clip",
+            "--workers",
+            "1",
+            "--batch-size",
+            "2",
+        ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 300
         while proc.poll() is None and time.monotonic() < deadline:  # wait until indexing is under way
@@ -90,7 +102,11 @@ def kill_trials(work: Path, trials: int, seed: int) -> dict:
         outcomes.append(o)
         print(f"  trial {t + 1}/{trials}: {json.dumps(o)}", flush=True)
         shutil.rmtree(store, ignore_errors=True)
-    ok = [o for o in outcomes if o["consistent_after_kill"] and o["consistent_after_rerun"] and o["complete_after_rerun"] and o["none_lost"]]
+    ok = [
+        o
+        for o in outcomes
+        if o["consistent_after_kill"] and o["consistent_after_rerun"] and o["complete_after_rerun"] and o["none_lost"]
+    ]
     return {
         "trials": trials,
         "killed_mid_run": sum(o["killed_mid_run"] for o in outcomes),

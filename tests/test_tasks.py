@@ -135,7 +135,10 @@ def test_seen_axis_set_pairs_both_directions_of_the_axis_kept_in_training(tmp_pa
     assert len(rows) == 24
     scenes = [Scene.parse(r["caption"]) for r in rows]
     assert all(s in train for s in scenes)  # every clip's caption was seen in training ...
-    assert all(Scene(s.shape, s.colour, {"left": "right", "right": "left", "up": "down", "down": "up"}[s.motion]) in train for s in scenes)
+    assert all(
+        Scene(s.shape, s.colour, {"left": "right", "right": "left", "up": "down", "down": "up"}[s.motion]) in train
+        for s in scenes
+    )
     assert 0.0 <= direction_accuracy(tiny_encoder, path, workers=0) <= 100.0  # ... and so was its flipped twin
 
 

@@ -249,7 +249,9 @@ def generate_motion_benchmark(
     return out / "train" / "captions.csv", test / "captions.csv"
 
 
-def write_seen_axis_set(out_dir: str | os.PathLike[str], groups: int = 10, *, seed: int = 0, settings: RenderSettings | None = None) -> Path:
+def write_seen_axis_set(
+    out_dir: str | os.PathLike[str], groups: int = 10, *, seed: int = 0, settings: RenderSettings | None = None
+) -> Path:
     """Clips of the motion axis each colour x shape pair kept whole in training.
 
     The held-out motion of a pair ("left") has a seen twin ("right"), so comparing those two
