@@ -1,6 +1,6 @@
 """Temporal order, learned or not: tiny encoders trained with one budget on the motion benchmark.
 
-    python bench/motion.py --work /tmp/vsearch-motion            # ~2 h on 2 CPU cores (4 encoders)
+    python bench/motion.py --work /tmp/vsearch-motion            # ~3-4 h on 2 CPU cores (4 encoders, 45-75 min each)
     python bench/motion.py --work /tmp/vsearch-motion --steps 200 --encoders tiny-clip-vip
 (a finished model under --work is resumed at its last step: only evaluated again)
 
