@@ -266,10 +266,13 @@ def openai_clip_to_hf(sd: Mapping[str, torch.Tensor], visual: str, text: str) ->
     return out
 
 
-def checkpoint_layout(path: str | os.PathLike[str]) -> str:
-    """Which third-party layout a checkpoint file is in: ``clip-vip`` (official CLIP-ViP) or
-    ``openai-clip`` (ViFi-CLIP releases, OpenAI CLIP state dicts)."""
-    keys = list(load_state_dict(path))
+def checkpoint_layout(sd: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> str:
+    """Which third-party layout a loaded checkpoint (``load_state_dict(path)``) is in: ``clip-vip``
+    (official CLIP-ViP) or ``openai-clip`` (ViFi-CLIP releases, OpenAI CLIP state dicts).
+
+    It takes the loaded dict, not the path, so that the caller reads a large file once and hands
+    the same dict to the loader of that layout."""
+    keys = list(sd)
     if any(k.startswith("clipmodel.") for k in keys):
         return "clip-vip"
     if any(k.startswith(("image_encoder.", "visual.")) for k in keys):

@@ -189,15 +189,18 @@ class ClipVipEncoder(VideoTextEncoder):
         return enc.eval()
 
     @classmethod
-    def from_official_checkpoint(cls, path: str | os.PathLike[str], base: str, frames: int = 12) -> ClipVipEncoder:
+    def from_official_checkpoint(
+        cls, path: str | os.PathLike[str], base: str, frames: int = 12, *, state: dict[str, torch.Tensor] | None = None
+    ) -> ClipVipEncoder:
         """An official ``pretrain_clipvip_base_{32,16}.pt``: flat state dict, ``clipmodel.`` prefix, maybe fp16.
 
         ``base`` (a CLIP hub id or folder with the same architecture) supplies the config and
         tokenizer. Every key and shape must match: the reference loader skips mismatches
         silently, which is how a B/16 file loaded into a B/32 model trains from plain CLIP
-        without a word (XPretrain issue #43).
+        without a word (XPretrain issue #43). ``state``: the file's ``load_state_dict`` when the
+        caller has read it already.
         """
-        raw = load_state_dict(path)
+        raw = load_state_dict(path) if state is None else state
         if not any(k.startswith(OFFICIAL_PREFIX) for k in raw):
             sample = ", ".join(sorted(raw)[:3])
             raise CheckpointError(

@@ -85,7 +85,9 @@ class MeanPoolEncoder(VideoTextEncoder):
         return enc
 
     @classmethod
-    def from_openai_checkpoint(cls, path: str | os.PathLike[str], base: str, frames: int = 16) -> MeanPoolEncoder:
+    def from_openai_checkpoint(
+        cls, path: str | os.PathLike[str], base: str, frames: int = 16, *, state: dict[str, torch.Tensor] | None = None
+    ) -> MeanPoolEncoder:
         """A ViFi-CLIP release (or any OpenAI-layout CLIP state dict) over ``base``'s config.
 
         ViFi-CLIP is frame CLIP + temporal mean with fine-tuned weights. Its checkpoints hold
@@ -93,9 +95,10 @@ class MeanPoolEncoder(VideoTextEncoder):
         projections) but no token embedding (the prompt learner keeps only its output), so that
         comes from ``base`` (the CLIP it was fine-tuned from, e.g. openai/clip-vit-base-patch16).
         Preprocessing follows ViFi-CLIP: ImageNet mean/std, no per-frame normalisation before
-        the mean, "a photo of a {}." for class names.
+        the mean, "a photo of a {}." for class names. ``state``: the file's ``load_state_dict``
+        when the caller has read it already.
         """
-        raw = load_state_dict(path)
+        raw = load_state_dict(path) if state is None else state
         if any(k.startswith("image_encoder.") for k in raw):
             visual, text = "image_encoder.", "text_encoder."
         elif any(k.startswith("visual.") for k in raw):

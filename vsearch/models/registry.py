@@ -287,21 +287,22 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
     from .encoder import read_spec_file
 
     if ref.startswith(CHECKPOINT_SCHEME):
-        from .checkpoints import checkpoint_layout
+        from .checkpoints import checkpoint_layout, load_state_dict
 
         path, _, base = ref[len(CHECKPOINT_SCHEME) :].partition("#base=")
-        layout = checkpoint_layout(path)
+        state = load_state_dict(path)  # read once: official files are hundreds of MB
+        layout = checkpoint_layout(state, path)
         fam = "clip-vip" if layout == "clip-vip" else "mean-pool"
         if family not in (None, fam):
             raise EncoderLoadError(f"{path} is a {layout} checkpoint, which loads as {fam}, not {family}")
         if layout == "clip-vip":
             from .clip_vip import ClipVipEncoder
 
-            enc = ClipVipEncoder.from_official_checkpoint(path, base)
+            enc = ClipVipEncoder.from_official_checkpoint(path, base, state=state)
         else:
             from .mean_pool import MeanPoolEncoder
 
-            enc = MeanPoolEncoder.from_openai_checkpoint(path, base)
+            enc = MeanPoolEncoder.from_openai_checkpoint(path, base, state=state)
         enc.source = ref
         return enc
     if ref in REGISTRY:
