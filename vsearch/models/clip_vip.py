@@ -35,8 +35,8 @@ from transformers import CLIPConfig, CLIPModel
 from ..errors import CheckpointError
 from .checkpoints import WEIGHTS_NAME, from_pretrained_hf, load_state_dict, restore_position_ids, save_model_dir, strict_load
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
-from .mean_pool import pooled
+from .encoder import EncoderSpec, read_spec_file
+from .mean_pool import ClipBackedEncoder
 from .tokenizer import load_tokenizer
 
 OFFICIAL_PREFIX = "clipmodel."
@@ -114,12 +114,11 @@ def resample_temporal(table: torch.Tensor, frames: int) -> torch.Tensor:
     return F.interpolate(table.transpose(1, 2), size=frames, mode="linear", align_corners=False).transpose(1, 2)
 
 
-class ClipVipEncoder(VideoTextEncoder):
+class ClipVipEncoder(ClipBackedEncoder):
     family = "clip-vip"
 
     def __init__(self, clip: CLIPModel, tokenizer, spec: EncoderSpec, vip: ClipVipConfig, init_seed: int | None = None):
-        super().__init__(spec, tokenizer)
-        self.clip = clip
+        super().__init__(clip, tokenizer, spec)
         self.vip = vip
         emb = clip.vision_model.embeddings
         dim = emb.embed_dim
@@ -261,13 +260,6 @@ class ClipVipEncoder(VideoTextEncoder):
         vm = self.clip.vision_model
         cls = vm.post_layernorm(self.vision_hidden(pixels)[:, 0])  # proxy 0 = CLIP's CLS
         return self.clip.visual_projection(cls)
-
-    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
-
-    @property
-    def logit_scale(self) -> nn.Parameter:
-        return self.clip.logit_scale
 
     def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
         config = self.clip.config

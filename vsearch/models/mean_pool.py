@@ -38,12 +38,26 @@ def pooled(out) -> torch.Tensor:
     return out if torch.is_tensor(out) else out.pooler_output
 
 
-class MeanPoolEncoder(VideoTextEncoder):
-    family = "mean-pool"
+class ClipBackedEncoder(VideoTextEncoder):
+    """An encoder built on a transformers ``CLIPModel`` (``self.clip``) whose text side is CLIP's,
+    unchanged: mean pooling, CLIP-ViP and STAN differ only in how frames become a video vector,
+    so their query vectors and temperature come from this one place (and the query fast path in
+    ``query_path`` can stand in for all three)."""
 
     def __init__(self, clip: CLIPModel, tokenizer, spec: EncoderSpec):
         super().__init__(spec, tokenizer)
         self.clip = clip
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+    @property
+    def logit_scale(self) -> torch.nn.Parameter:
+        return self.clip.logit_scale
+
+
+class MeanPoolEncoder(ClipBackedEncoder):
+    family = "mean-pool"
 
     @classmethod
     def default_spec(
@@ -131,13 +145,6 @@ class MeanPoolEncoder(VideoTextEncoder):
         if self.spec.options.get("frame_norm", True):
             frames = F.normalize(frames, dim=-1)
         return frames.mean(dim=1)  # (B, D)
-
-    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
-
-    @property
-    def logit_scale(self) -> torch.nn.Parameter:
-        return self.clip.logit_scale
 
     def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
         return save_model_dir(directory, self, self.clip.config, self.clip.state_dict(), dtype)

@@ -37,8 +37,8 @@ from transformers.models.clip.modeling_clip import CLIPAttention
 
 from .checkpoints import WEIGHTS_NAME, from_pretrained_hf, load_state_dict, restore_position_ids, save_model_dir, strict_load
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
-from .mean_pool import pooled
+from .encoder import EncoderSpec, read_spec_file
+from .mean_pool import ClipBackedEncoder
 from .tokenizer import load_tokenizer
 
 BRANCH_PREFIX = "stan."
@@ -146,12 +146,11 @@ class StanBranch(nn.Module):
         return spatial_step(self.spatial[level], x, t, drop)
 
 
-class StanEncoder(VideoTextEncoder):
+class StanEncoder(ClipBackedEncoder):
     family = "stan"
 
     def __init__(self, clip: CLIPModel, tokenizer, spec: EncoderSpec, cfg: StanConfig):
-        super().__init__(spec, tokenizer)
-        self.clip = clip
+        super().__init__(clip, tokenizer, spec)
         self.cfg = cfg
         self.stan = StanBranch(clip, cfg)
 
@@ -221,13 +220,6 @@ class StanEncoder(VideoTextEncoder):
         if self.spec.options.get("frame_norm", False):
             frames = F.normalize(frames, dim=-1)
         return frames.mean(1)  # (B, E)
-
-    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
-
-    @property
-    def logit_scale(self) -> nn.Parameter:
-        return self.clip.logit_scale
 
     def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
         state = dict(self.clip.state_dict())
