@@ -60,30 +60,27 @@ def family_class(family: str) -> type[VideoTextEncoder]:
     return getattr(importlib.import_module(module), cls)
 
 
-def tiny_clip_config(image_size: int = 64, patch_size: int = 8, projection_dim: int = 64):
-    """A CLIP small enough to train on two CPU cores in minutes (about 1.8M parameters).
+#: The tiny towers every tiny family shares (``tiny-clip``, ``-clip-vip``, ``-stan``, ``-xclip``), so
+#: that the motion benchmark compares methods at one size. The text tower keeps CLIP's full
+#: 49,408-token vocabulary so the real tokenizer works; its width is 32 to keep that embedding
+#: table (most of the parameters) small.
+TINY_TEXT_TOWER = {
+    "hidden_size": 32,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 77,
+}
+TINY_VISION_TOWER = {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4}
 
-    The text tower keeps CLIP's full 49,408-token vocabulary so the real tokenizer works; its
-    width is 32 to keep that embedding table (most of the parameters) small.
-    """
+
+def tiny_clip_config(image_size: int = 64, patch_size: int = 8, projection_dim: int = 64):
+    """A CLIP small enough to train on two CPU cores in minutes (about 1.8M parameters)."""
     from transformers import CLIPConfig
 
     return CLIPConfig(
-        text_config={
-            "hidden_size": 32,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 77,
-        },
-        vision_config={
-            "hidden_size": 64,
-            "intermediate_size": 256,
-            "num_hidden_layers": 4,
-            "num_attention_heads": 4,
-            "image_size": image_size,
-            "patch_size": patch_size,
-        },
+        text_config=dict(TINY_TEXT_TOWER),
+        vision_config={**TINY_VISION_TOWER, "image_size": image_size, "patch_size": patch_size},
         projection_dim=projection_dim,
     )
 

@@ -98,14 +98,14 @@ class XClipEncoder(VideoTextEncoder):
 
 
 def tiny_xclip_config(image_size: int = 64, patch_size: int = 8, frames: int = 8, projection_dim: int = 64) -> XCLIPConfig:
-    """A tiny X-CLIP built in code (tests, from-scratch training on the synthetic benchmark)."""
+    """A tiny X-CLIP built in code (tests, from-scratch training on the synthetic benchmark): the
+    towers of ``tiny_clip_config``, plus X-CLIP's cross-frame and prompt modules at that size."""
+    from .registry import TINY_TEXT_TOWER, TINY_VISION_TOWER
+
     return XCLIPConfig(
-        text_config={"hidden_size": 32, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
+        text_config=dict(TINY_TEXT_TOWER),
         vision_config={
-            "hidden_size": 64,
-            "intermediate_size": 256,
-            "num_hidden_layers": 4,
-            "num_attention_heads": 4,
+            **TINY_VISION_TOWER,
             "image_size": image_size,
             "patch_size": patch_size,
             "num_frames": frames,
