@@ -72,3 +72,17 @@ def test_command_line_search_takes_the_fast_path_with_the_same_results(tmp_path,
         slow = [h.as_dict() for h in search(st, "a red circle", k=5).hits]
     assert [h["path"] for h in fast_hits] == [h["path"] for h in slow]
     assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(fast_hits, slow))
+
+
+def test_reloading_leaves_a_valid_cache_entry_alone_and_repairs_a_lost_tokenizer(tmp_path, tiny_encoder):
+    out = tiny_encoder.save_pretrained(tmp_path / "m")
+    enc = load_encoder(out, cache=False)
+    cache = query_path._cache_path()
+    before = cache.stat().st_mtime_ns
+    load_encoder(out, cache=False)
+    assert cache.stat().st_mtime_ns == before  # every full load calls remember(): no rewrite when nothing changed
+    entry = json.loads(cache.read_text())[query_path._weights_key(out / "model.safetensors")]
+    query_path._tokenizer_path(entry["tokenizer"]).unlink()
+    assert query_path.load(enc.source, enc.fingerprint) is None  # no tokenizer: the slow path ...
+    load_encoder(out, cache=False)
+    assert query_path.load(enc.source, enc.fingerprint) is not None  # ... whose full load restores it

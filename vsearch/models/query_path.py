@@ -147,16 +147,26 @@ def _weights_key(weights: Path) -> str:
     return f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def remember(encoder, weights: str | os.PathLike[str]) -> None:
-    """After loading ``encoder`` from ``weights`` in full: record what the fast path needs."""
+def remember(encoder) -> None:
+    """After loading ``encoder`` in full from a ``model.safetensors``: record what the fast path
+    needs. Called on every full load, so an entry that already vouches for this file and
+    fingerprint is left as it is (no tokenizer serialisation, no rewrite of the cache file)."""
     tok = getattr(encoder, "tokenizer", None)
     backend = getattr(tok, "backend_tokenizer", None) or getattr(tok, "_tokenizer", None)
     config = getattr(getattr(encoder, "clip", None), "config", None) or getattr(getattr(encoder, "model", None), "config", None)
     if backend is None or config is None or encoder.source is None:
         return
+    weights = _weights_file(encoder.source)
+    if weights is None:
+        return
     try:
-        weights = Path(weights)
-        entry = {
+        path = _cache_path()
+        data = json.loads(path.read_text()) if path.exists() else {}
+        key = _weights_key(weights)
+        known = data.get(key, {})
+        if known.get("fingerprint") == encoder.fingerprint and _tokenizer_path(known.get("tokenizer", "")).is_file():
+            return
+        data[key] = {
             "fingerprint": encoder.fingerprint,
             "name": encoder.name,
             "source": encoder.source,
@@ -167,10 +177,7 @@ def remember(encoder, weights: str | os.PathLike[str]) -> None:
             "weights": str(weights.resolve()),
             "tokenizer": _save_tokenizer(backend.to_str()),
         }
-        path = _cache_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[_weights_key(weights)] = entry
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
@@ -201,7 +208,7 @@ def load(source: str, fingerprint: str) -> QueryEncoder | None:
     tower = TextTower(entry["text_config"], entry["projection_dim"])
     tower.load_clip_weights(sd)
     try:
-        tokenizer = Tokenizer.from_file(str(cache_dir() / "tokenizers" / f"{entry['tokenizer']}.json"))
+        tokenizer = Tokenizer.from_file(str(_tokenizer_path(entry["tokenizer"])))
     except Exception:  # noqa: BLE001 - a missing or damaged cached tokenizer: take the slow path
         return None
     return QueryEncoder(entry, tower, tokenizer)
@@ -212,13 +219,17 @@ def _save_tokenizer(serialised: str) -> str:
     import hashlib
 
     digest = hashlib.blake2b(serialised.encode(), digest_size=12).hexdigest()
-    path = cache_dir() / "tokenizers" / f"{digest}.json"
+    path = _tokenizer_path(digest)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(serialised)
         os.replace(tmp, path)
     return digest
+
+
+def _tokenizer_path(digest: str) -> Path:
+    return cache_dir() / "tokenizers" / f"{digest}.json"
 
 
 def _weights_file(source: str) -> Path | None:

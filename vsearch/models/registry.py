@@ -271,9 +271,7 @@ def load_encoder(
     if enc.source and not enc.source.startswith(CHECKPOINT_SCHEME):
         from . import query_path
 
-        weights = query_path._weights_file(enc.source)
-        if weights is not None:
-            query_path.remember(enc, weights)  # lets later command-line searches skip the full model
+        query_path.remember(enc)  # lets later command-line searches skip the full model
     if cache:
         with _cache_lock:
             _cache[key] = enc
