@@ -9,8 +9,8 @@
    indexed once, consistent, and no video stored at kill time missing.
 2. **Concurrent readers.** Reader processes search in a loop while ``vsearch index`` runs;
    every error is counted, and each reader's result counts must never go backwards.
-3. **Memory.** Peak RSS of ``vsearch index`` (worker processes included) on a 2-minute and on a
-   2-hour video: streaming segments should keep them close.
+3. **Memory.** Peak RSS of ``vsearch index`` (its largest process: the indexer or a decode
+   worker) on a 2-minute and on a 2-hour video: streaming segments should keep them close.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from ingest import index_peak_rss  # bench/ingest.py: the same memory measure
 
 VSEARCH = [sys.executable, "-m", "vsearch_cli.main"]
 
@@ -165,7 +166,7 @@ def concurrent_readers(work: Path, readers: int) -> dict:
 
 
 def peak_rss(work: Path) -> dict:
-    """Peak RSS (MB) of `vsearch index` and its decode workers on short and long videos."""
+    """Peak RSS (MB) of `vsearch index` (its largest process) on a short and a long video."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.videos import write_video
 
@@ -175,12 +176,7 @@ def peak_rss(work: Path) -> dict:
         frames = np.zeros((seconds // 2, 48, 64, 3), np.uint8)
         frames[:, :, :, 1] = (np.arange(len(frames)) % 200)[:, None, None]
         write_video(folder / "v.mp4", frames, fps=Fraction(1, 2))
-        code = (
-            "import resource, subprocess, sys, json; "
-            f"p = subprocess.run({[*VSEARCH, 'index', str(folder), '--store', str(folder / 'store'), '--model', 'tiny-clip', '--workers', '1']!r}, capture_output=True); "
-            "print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, p.returncode]))"
-        )
-        rss, rc = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+        rss, rc = index_peak_rss(folder, "--workers", "1")
         out[label] = {"peak_rss_mb": round(rss, 1), "segments": seconds // 10, "exit_code": rc}
     out["ratio_2h_over_2min"] = round(out["2 h"]["peak_rss_mb"] / out["2 min"]["peak_rss_mb"], 2)
     return out
