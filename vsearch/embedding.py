@@ -31,8 +31,6 @@ def default_batch_size(device: str, spec=None) -> int:
         return 8
     if spec is None:
         return 32
-    import torch
-
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     per_segment = spec.frames * 3 * spec.pixels.image_size**2 * 4 * 64
     return int(min(256, max(8, (free // 2) // per_segment)))

@@ -171,7 +171,7 @@ def _best_per_video(store: Store, index, qv: np.ndarray, k: int, total: int) -> 
 def _reranked(store: Store, index, encoder, q: str, qv: np.ndarray, n: int, total: int) -> list[Hit]:
     """The top ``n`` segments by cosine, re-scored from their frames (decoded again: nothing
     per segment is stored for re-ranking, so it costs a decode and a forward pass per candidate)."""
-    from .video.decode import VideoReader
+    from .video.decode import VideoReader, center_crop
     from .video.transforms import to_pixels
 
     res = index.search(qv, min(n, total))
@@ -192,8 +192,6 @@ def _reranked(store: Store, index, encoder, q: str, qv: np.ndarray, n: int, tota
         hits.append(_hit(row, 0.0))
     if not hits:
         return []
-    from .video.decode import center_crop
-
     stack = np.stack([center_crop(c, spec.pixels.image_size) for c in clips])
     scores = encoder.rerank_scores(q, to_pixels(stack, spec.pixels, device=encoder.device)).numpy()
     for h, sc in zip(hits, scores):

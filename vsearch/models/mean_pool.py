@@ -127,14 +127,10 @@ class MeanPoolEncoder(ClipBackedEncoder):
         for key in ("text_model.embeddings.token_embedding.weight", "logit_scale"):
             sd.setdefault(key, clip.state_dict()[key])  # not in ViFi-CLIP files: the base's
         strict_load(clip, sd, os.fspath(path), hint=" (pass the CLIP it was trained from as --base)")
-        spec = cls.default_spec(clip.config, frames=frames, resize="crop", frame_norm=False)
-        spec = EncoderSpec.from_dict(
-            {
-                **spec.as_dict(),
-                "pixels": {**spec.pixels.as_dict(), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-                "prompt": "a photo of a {}.",
-            }
-        )
+        spec = EncoderSpec.for_clip(
+            cls.family, clip.config, frames=frames, resize="crop", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+            options={"frame_norm": False}, prompt="a photo of a {}.",
+        )  # fmt: skip
         tok = _hub_tokenizer(base, spec.max_text_len) if not os.path.isdir(base) else None
         return cls(clip, tok or load_tokenizer(base if os.path.isdir(base) else None, spec.max_text_len), spec)
 

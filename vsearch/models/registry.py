@@ -11,7 +11,7 @@ import importlib
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,7 +122,7 @@ def _tiny_stan() -> VideoTextEncoder:
     from .stan import StanEncoder
 
     enc = _seeded(lambda: StanEncoder.from_config(tiny_clip_config(), frames=12))
-    enc.spec = enc.spec.__class__.from_dict({**enc.spec.as_dict(), "pixels": {**enc.spec.pixels.as_dict(), "resize": "squash"}})
+    enc.spec = replace(enc.spec, pixels=replace(enc.spec.pixels, resize="squash"))
     enc.source = "tiny-stan"
     return enc
 
