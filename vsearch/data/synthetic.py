@@ -241,10 +241,7 @@ def generate_motion_benchmark(
                 path = test / "videos" / f"g{g:02d}_{sc.slug}.mp4"
                 write_clip(path, [sc], settings, rng)
                 rows.append([os.path.relpath(path, test), sc.caption, str(g), role])
-    with open(test / "captions.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "caption", "group", "heldout"])
-        w.writerows(rows)
+    _write_grouped_csv(test / "captions.csv", rows)
     write_seen_axis_set(out / "seen", groups, seed=seed, settings=settings)
     return out / "train" / "captions.csv", test / "captions.csv"
 
@@ -272,11 +269,16 @@ def write_seen_axis_set(
                 path = out / "videos" / f"g{g:02d}_{sc.slug}.mp4"
                 write_clip(path, [sc], settings, np.random.default_rng([seed + 2, g, i, k]))
                 rows.append([os.path.relpath(path, out), sc.caption, str(g), "0"])
-    with open(out / "captions.csv", "w", newline="") as f:
+    return _write_grouped_csv(out / "captions.csv", rows)
+
+
+def _write_grouped_csv(path: Path, rows: list[list[str]]) -> Path:
+    """The benchmark file format ``eval.motion`` reads: ``path,caption,group,heldout``."""
+    with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "caption", "group", "heldout"])
         w.writerows(rows)
-    return out / "captions.csv"
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> None:
