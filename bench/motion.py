@@ -1,119 +1,151 @@
-"""Temporal order, learned or not: tiny encoders trained with one budget on the motion benchmark.
+"""Temporal order, learned or not: one budget, one held-out set, every encoder family.
 
-    python bench/motion.py --work /tmp/vsearch-motion            # ~3-4 h on 2 CPU cores (4 encoders, 45-75 min each)
-    python bench/motion.py --work /tmp/vsearch-motion --steps 200 --encoders tiny-clip-vip
-(a finished model under --work is resumed at its last step: only evaluated again)
+    python bench/motion.py --work /tmp/vsearch-motion                 # every row, one after another
+    python bench/motion.py --work /tmp/vsearch-motion --rows clip-vip-image-rev
+    python bench/motion.py --work /tmp/vsearch-motion --table         # print the merged table only
 
-Data: ``generate_motion_benchmark`` (2,000 training clips of the 36 training combinations; a
-test set of 10 groups of 24 clips: each held-out combination next to its direction-flipped
-twin). Every encoder starts from random weights (``tiny-clip``, ``tiny-clip-vip``,
-``tiny-xclip``, ``tiny-stan``: the same 64 px CLIP size) and is trained
-by ``vsearch.train`` with the same data, steps, batch, learning rate, frames and seed. Printed:
-R@1 / R@5 inside a group (chance 4.2 / 20.8), direction accuracy (chance 50), top-1 colour+shape,
-parameters, and CPU encoding throughput (segments/s). Trained models are kept under --work.
+Each finished row is written to ``WORK/results.jsonl`` at once (a row already there is not run
+again; delete its line to redo it), so rows can run one at a time, in separate sessions, and
+be merged. Trainings checkpoint every 250 steps and resume where they stopped.
+
+Data: ``synth:motion`` rendered on the fly (fresh clips every step, scenes of the
+reversal-closed training split only: ``data.synthetic.reversal_split``), evaluated on a
+fixed-seed file set of the held-out scenes (whole colour+shape+axis groups and whole
+colour+shape pairs, never a single direction) plus each clip's exact time reversal
+(``eval.direction``). Every row: same steps, batch, lr, frames, size, seed. Rows marked
+"image" start from ``image-clip``: a tiny CLIP trained by ``vsearch train`` on 1-frame stills
+("a red circle"), the offline stand-in for OpenAI CLIP; X-CLIP cannot start from it (its vision
+tower carries cross-frame and prompt modules a CLIP does not have), so it starts from scratch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import time
 from pathlib import Path
 
-from encoders import rate  # bench/encoders.py: segments/s of encode_videos
+#: name -> (model, family on top, time reversal, note)
+ROWS: dict[str, tuple[str, str | None, str, str]] = {
+    "mean-pool-image-rev": ("image", None, "twins", "leak check: must be exactly 50"),
+    "clip-vip-scratch": ("tiny-clip-vip:32", None, "off", ""),
+    "clip-vip-scratch-rev": ("tiny-clip-vip:32", None, "twins", ""),
+    "clip-vip-image": ("image", "clip-vip", "off", ""),
+    "clip-vip-image-rev": ("image", "clip-vip", "twins", "the recipe"),
+    "stan-image-rev": ("image", "stan", "twins", ""),
+    "xclip-scratch-rev": ("tiny-xclip:32", None, "twins", "X-CLIP cannot start from a CLIP"),
+}
+
+
+def image_clip(work: Path, args) -> Path:
+    """The image-CLIP stand-in: tiny CLIP, 32 px, trained on 1-frame stills."""
+    from vsearch.train.loop import TrainConfig, train
+
+    out = work / "image-clip"
+    if not (out / "train_config.json").exists():
+        cfg = TrainConfig(
+            data="synth:static,size=32", model="tiny-clip:32", out=str(out), frames=1, steps=args.image_steps,
+            batch_size=64, lr=1e-3, weight_decay=0.05, warmup=0.05, seed=args.seed, workers=0, checkpoint_every=500,
+        )  # fmt: skip
+        train(cfg)
+    return out
+
+
+def run_row(name: str, work: Path, args, test_csv: Path) -> dict:
+    from vsearch.eval.direction import evaluate_direction
+    from vsearch.models import load_encoder
+    from vsearch.train.loop import TrainConfig, train
+
+    model, family, reversal, note = ROWS[name]
+    if model == "image":
+        model = str(image_clip(work, args))
+    out = work / name
+    cfg = TrainConfig(
+        data="synth:motion,size=32", model=model, family=family, out=str(out), frames=args.frames, steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=0.05, warmup=0.05, seed=args.seed, workers=0,
+        checkpoint_every=250, time_reversal=reversal, pair_weight=args.pair_weight if reversal != "off" else 0.0,
+        temporal_init_std=None if ROWS[name][0] == "image" and family is None else args.temporal_init_std,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    if not (out / "train_config.json").exists():
+        result = train(
+            cfg,
+            progress=lambda r: r["step"] % 250 == 0 and print(f"  {name} step {r['step']}/{r['total']} loss {r['loss']:.3f}", flush=True),
+        )  # fmt: skip
+        rate = result.samples_per_s
+    else:
+        rate = 0.0
+    wall = time.perf_counter() - t0
+    enc = load_encoder(out, cache=False)
+    report = evaluate_direction(enc, test_csv)
+    return {
+        "row": name, "family": enc.family, "start": "image CLIP" if cfg.model.startswith("/") else "scratch",
+        "reversal": reversal, "pair_weight": cfg.pair_weight, "temporal_init_std": cfg.temporal_init_std, "note": note,
+        "steps": args.steps, "batch": args.batch_size, "lr": args.lr, "frames": args.frames, "size": 32, "seed": args.seed,
+        "train_wall_s": round(wall, 1), "samples_per_s": round(rate, 1), **report,
+    }  # fmt: skip
+
+
+def print_table(results: list[dict]) -> None:
+    head = f"{'row':<22}{'start':<11}{'rev':<7}{'text':>6}{'ties':>6}{'video':>7}{'ties':>6}{'4-way':>7}{'R@1':>6}{'R@5':>6}{'col+sh':>8}{'rsens':>7}{'steps':>7}{'min':>6}"
+    print(head)
+    for r in results:
+        print(
+            f"{r['row']:<22}{r['start']:<11}{r['reversal']:<7}{r['text_side']:>6.1f}{r['text_side_ties']:>6.0f}"
+            f"{r['video_side']:>7.1f}{r['video_side_ties']:>6.0f}{r['four_way']:>7.1f}{r['R@1']:>6.1f}{r['R@5']:>6.1f}"
+            f"{r['colour_shape_top1']:>8.1f}{r['reversal_sensitivity']:>7.3f}{r['steps']:>7}{r['train_wall_s'] / 60:>6.1f}"
+        )
+    print("held-out scenes only; text = clip picks its caption over the swapped one; video = caption picks its clip over")
+    print("the reversed clip (ties: % within 1e-5); 4-way among the 4 motions (chance 25); R@K inside a group (v and")
+    print("reversed v of every held-out scene); rsens = 1 - cos(clip, reversed clip); min = training wall time.")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True)
-    p.add_argument("--encoders", default="tiny-clip,tiny-clip-vip,tiny-xclip,tiny-stan")
+    p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
     p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-count", type=int, default=2000)
+    p.add_argument("--pair-weight", type=float, default=1.0)
+    p.add_argument("--temporal-init-std", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--table", action="store_true", help="print the merged results and exit")
     args = p.parse_args()
 
-    from vsearch.data.synthetic import generate_motion_benchmark, write_seen_axis_set
-    from vsearch.eval.motion import motion_benchmark
-    from vsearch.models import load_encoder
-    from vsearch.models.registry import FAMILIES, family_class
-    from vsearch.train.loop import TrainConfig, train
+    args.work.mkdir(parents=True, exist_ok=True)
+    results_file = args.work / "results.jsonl"
+    done = {}
+    if results_file.exists():
+        for line in results_file.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[row["row"]] = row
+    if not args.table:
+        from vsearch.data.synthetic import write_direction_set
+        from vsearch.models.registry import FAMILIES, family_class
 
-    for family in FAMILIES:  # import every model now: a long run must not pick up later edits halfway
-        family_class(family)
-
-    data = args.work / "data"
-    train_csv, test_csv = data / "train" / "captions.csv", data / "test" / "captions.csv"
-    seen_csv = data / "seen" / "captions.csv"
-    if not test_csv.exists():
-        print(f"writing the benchmark to {data} ...", flush=True)
-        generate_motion_benchmark(data, args.train_count, groups=10, seed=args.seed)
-    if not seen_csv.exists():  # benchmarks written before the seen-axis set existed
-        write_seen_axis_set(data / "seen", groups=10, seed=args.seed)
-
-    rows = []
-    for name in args.encoders.split(","):
-        untrained = load_encoder(name, cache=False)
-        untrained.spec = untrained.spec.with_frames(args.frames)
-        base = motion_benchmark(untrained, test_csv, seen_csv=seen_csv, train_csv=train_csv)
-        out = args.work / f"{name}-{args.steps}"
-        cfg = TrainConfig(
-            data=str(train_csv), model=name, out=str(out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-            weight_decay=0.05, warmup=0.05, frames=args.frames, seed=args.seed, cache_frames=True, checkpoint_every=250,
-            save_dtype="float32",
-        )  # fmt: skip
-        result = train(
-            cfg,
-            progress=lambda r, n=name: (
-                r["step"] % 100 == 0 and print(f"  {n} step {r['step']}/{r['total']} loss {r['loss']:.3f}", flush=True)
-            ),
-        )
-        model = load_encoder(out, cache=False)
-        bench = motion_benchmark(model, test_csv, seen_csv=seen_csv, train_csv=train_csv)
-        rows.append(
-            {
-                "encoder": name,
-                "family": model.family,
-                "params_M": round(model.num_parameters() / 1e6, 2),
-                "steps": result.steps,
-                "train_samples_per_s": round(_logged_rate(out) or result.samples_per_s, 1),
-                "untrained": base,
-                "trained": bench,
-                "segments_per_s": round(rate(model, args.frames, batch=8, repeats=3), 1),
-            }
-        )
-        (args.work / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-
-    print(
-        f"\nmotion benchmark: {args.steps} steps x batch {args.batch_size}, {args.frames} frames, lr {args.lr}, seed {args.seed}"
-    )
-    print(
-        f"{'encoder':<15}{'params':>8}{'R@1':>7}{'R@5':>7}{'col+shape':>11}"
-        f"{'dir:held':>10}{'dir:seen':>10}{'dir:train':>10}{'seg/s':>8}{'train/s':>9}   untrained R@1 / dir:seen"
-    )
-    for r in rows:
-        t, u = r["trained"], r["untrained"]
-        print(
-            f"{r['encoder']:<15}{r['params_M']:>7}M{t['R@1']:>7.1f}{t['R@5']:>7.1f}{t['top1_colour_shape']:>11.1f}"
-            f"{t['direction_accuracy']:>10.1f}{t['direction_accuracy_seen_axis']:>10.1f}{t['direction_accuracy_train']:>10.1f}"
-            f"{r['segments_per_s']:>8.1f}{r['train_samples_per_s']:>9.1f}   {u['R@1']:.1f} / {u['direction_accuracy_seen_axis']:.1f}"
-        )
-    print("chance: R@1 4.2, R@5 20.8, direction 50.0 (24 clips per group, 120 queries)")
-    print("dir:held = held-out combinations (biased: their flipped caption was trained on); dir:seen = the unbiased")
-    print("test (both directions seen in training); dir:train = 240 training clips (was direction fitted at all?)")
-
-
-def _logged_rate(out: Path) -> float | None:
-    """Median training samples/s from the run's log (a resumed run's own figure covers only its tail)."""
-    import statistics
-
-    log = out / "train_log.jsonl"
-    if not log.exists():
-        return None
-    rates = [json.loads(line).get("samples_per_s") for line in log.read_text().splitlines() if line.strip()]
-    rates = [r for r in rates if r]
-    return statistics.median(rates) if rates else None
+        for family in FAMILIES:  # import every model now: a long run must not pick up later edits halfway
+            family_class(family)
+        test_csv = args.work / "direction" / "captions.csv"
+        if not test_csv.exists():
+            write_direction_set(args.work / "direction", groups=5, seed=1000)
+        for name in args.rows.split(","):
+            if name not in ROWS:
+                raise SystemExit(f"unknown row {name!r} (choose from {', '.join(ROWS)})")
+            if name in done:
+                continue
+            print(f"row {name} ...", flush=True)
+            row = run_row(name, args.work, args, test_csv)
+            done[name] = row
+            with open(results_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+    print_table([done[n] for n in ROWS if n in done])
 
 
 if __name__ == "__main__":

@@ -122,3 +122,40 @@ def eval_recognition(
     )
     if report["failed_videos"]:
         console.print(f"[yellow]{report['failed_videos']} videos could not be decoded (counted as errors)[/]")
+
+
+@eval_app.command("direction")
+@handle_errors
+def eval_direction(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model: name, folder, hub id, or .pt with --base.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", help="A direction set (`path,caption,group`; `vsearch synth OUT --direction-set`).", show_default=False
+        ),
+    ],
+    base: BaseOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Temporal order: clips and their exact time reversals, captions and their direction-swapped twins.
+
+    A frame-averaging model scores exactly 50 (video side: 100% ties); chance for 4-way is 25.
+    Example: [bold]vsearch eval direction --model sample_data/clip-vip --data direction/captions.csv[/]
+    """
+    from vsearch.eval.direction import evaluate_direction
+    from vsearch.models import load_encoder
+
+    report = evaluate_direction(load_encoder(model, device=device, base=base), data)
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"temporal order on {report['clips']} clips and their reversals ({model})")
+    for col in ("measure", "%", "ties %"):
+        table.add_column(col, justify="right")
+    for key, label in (("text_side", "clip picks its caption over the swapped one"), ("video_side", "caption picks its clip over the reversed clip"), ("four_way", "4-way among the motions (chance 25)")):
+        table.add_row(label, f"{report[key]:.1f}", f"{report[key + '_ties']:.1f}")
+    table.add_row("R@1 / R@5 inside a group", f"{report['R@1']:.1f} / {report['R@5']:.1f}", "")
+    table.add_row("colour+shape top-1", f"{report['colour_shape_top1']:.1f}", "")
+    table.add_row("reversal sensitivity (1 - cos)", f"{report['reversal_sensitivity']:.3f}", "")
+    console.print(table)

@@ -34,6 +34,27 @@ Resume = Annotated[bool, typer.Option(help="Continue from OUT/checkpoints when t
 CacheFrames = Annotated[bool, typer.Option(help="Decode every clip once and keep it in memory (small datasets).")]
 SaveDtype = Annotated[str, typer.Option(help="float32 or float16 for the saved weights.")]
 VideoRoot = Annotated[Path | None, typer.Option(help="Folder that relative paths / video ids refer to.")]
+TimeReversal = Annotated[
+    str,
+    typer.Option(
+        help="Time reversal in every batch (off | twins | negatives). twins: each clip also brings its reversed "
+        "frames paired with the caption whose direction words are swapped (left/right, up/down, before/after; "
+        "others fall back to negatives). negatives: the reversed clip is an extra negative video for the "
+        "caption (any data, MSR-VTT included). Teaches temporal order; see README, Temporal order."
+    ),
+]
+PairWeight = Annotated[
+    float,
+    typer.Option(help="Weight of the 2-way direction loss (clip vs reversed clip, caption vs swapped) [needs --time-reversal]."),
+]
+Family = Annotated[
+    str | None,
+    typer.Option(help="Build this family (clip-vip, stan) on top of --model, a plain CLIP: its weights load, the rest is new."),
+]
+TemporalInit = Annotated[
+    float | None,
+    typer.Option(help="Draw the temporal tables from N(0, STD^2) before training (new tables start at 0) [default: keep]."),
+]
 Out = Annotated[
     Path, typer.Option("--out", "-o", help="Output model folder (checkpoints go in OUT/checkpoints).", show_default=False)
 ]
@@ -99,7 +120,14 @@ def run_training(cfg, as_json: bool) -> None:
 @handle_errors
 def train_retrieval(
     data: Annotated[
-        Path, typer.Option("--data", help="Captions CSV/JSONL: `path,caption` (one row per caption).", show_default=False)
+        Path,
+        typer.Option(
+            "--data",
+            help="Captions CSV/JSONL (`path,caption`, one row per caption), msrvtt:ROOT@SPLIT, or a synthetic stream "
+            "rendered on the fly: synth:motion (moving shapes) or synth:static (1-frame stills), options after commas "
+            "(size=64, split=train|all, frames=N).",
+            show_default=False,
+        ),
     ],
     out: Out,
     model: Model = "clip-b32",
@@ -121,6 +149,10 @@ def train_retrieval(
     eval_every: EvalEvery = 0,
     resume: Resume = True,
     cache_frames: CacheFrames = False,
+    time_reversal: TimeReversal = "off",
+    pair_weight: PairWeight = 0.0,
+    family: Family = None,
+    temporal_init_std: TemporalInit = None,
     save_dtype: SaveDtype = "float32",
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -128,10 +160,12 @@ def train_retrieval(
     """Fine-tune on captioned videos with symmetric InfoNCE and a learnable temperature.
 
     Example: [bold]vsearch train retrieval --data train.csv --val val.csv --model clip-b32 --out my-model[/]
+
+    An image CLIP is a video model trained on 1-frame clips: [bold]--data synth:static --frames 1[/].
     """
     from vsearch.train.loop import TrainConfig
 
-    run_training(TrainConfig(**_common(locals()), task="retrieval", val_data=str(val) if val else None), as_json)
+    run_training(TrainConfig(**_common(locals()), **_temporal(locals()), task="retrieval", val_data=str(val) if val else None), as_json)
 
 
 @train_app.command("recognition")
@@ -197,7 +231,13 @@ def train_recognition(
 @handle_errors
 def pretrain(
     data: Annotated[
-        Path, typer.Option("--data", help="CSV/JSONL with `path` and `subtitle` and/or `caption`.", show_default=False)
+        Path,
+        typer.Option(
+            "--data",
+            help="CSV/JSONL with `path` and `subtitle` and/or `caption`, or synth:motion (subtitle = the motion caption, "
+            "caption = the still caption of the middle frame).",
+            show_default=False,
+        ),
     ],
     out: Out,
     model: Model = "clip-vip-b32",
@@ -219,6 +259,10 @@ def pretrain(
     eval_every: EvalEvery = 0,
     resume: Resume = True,
     cache_frames: CacheFrames = False,
+    time_reversal: TimeReversal = "off",
+    pair_weight: PairWeight = 0.0,
+    family: Family = None,
+    temporal_init_std: TemporalInit = None,
     save_dtype: SaveDtype = "float32",
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -227,11 +271,14 @@ def pretrain(
 
     With both text columns: the six-term loss (joint subtitle+caption negatives, frame<->caption).
     With one: the plain two-term loss (the log says which). Defaults follow CLIP-ViP's pretraining.
+    With --time-reversal the reversal terms (InfoNCE over clips and their reversals, and --pair-weight
+    times the direction loss) are added to the omnisource loss.
     Example: [bold]vsearch pretrain --data clips.csv --model clip-vip-b32 --out vip-post[/]
+    From an image CLIP: [bold]vsearch pretrain --data synth:motion --model image-clip --family clip-vip --time-reversal twins --out vip[/]
     """
     from vsearch.train.loop import TrainConfig
 
-    run_training(TrainConfig(**_common(locals()), task="pretrain", val_data=str(val) if val else None), as_json)
+    run_training(TrainConfig(**_common(locals()), **_temporal(locals()), task="pretrain", val_data=str(val) if val else None), as_json)
 
 
 def _common(args: dict) -> dict:
@@ -242,3 +289,7 @@ def _common(args: dict) -> dict:
     out = {k: args[k] for k in keys}
     out.update(data=str(args["data"]), out=str(args["out"]), video_root=str(args["video_root"]) if args["video_root"] else None)
     return out
+
+
+def _temporal(args: dict) -> dict:
+    return {k: args[k] for k in ("time_reversal", "pair_weight", "family", "temporal_init_std")}

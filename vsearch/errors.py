@@ -65,3 +65,7 @@ class QueryError(VsearchError):
 
 class DatasetError(VsearchError):
     """Training or evaluation data is missing or malformed."""
+
+
+class TrainingError(VsearchError):
+    """Training diverged (a NaN or infinite loss) or cannot continue."""

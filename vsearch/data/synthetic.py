@@ -272,6 +272,60 @@ def write_seen_axis_set(
     return _write_grouped_csv(out / "captions.csv", rows)
 
 
+AXES = {"horizontal": ("left", "right"), "vertical": ("up", "down")}
+#: Held out of the reversal-closed split: whole (colour, shape, axis) groups, both directions
+#: together, plus two whole (colour, shape) pairs (both axes). Every colour, shape and direction
+#: word still occurs in training.
+REVERSAL_HELDOUT_GROUPS = (
+    ("red", "circle", "horizontal"),
+    ("green", "square", "vertical"),
+    ("blue", "triangle", "horizontal"),
+    ("yellow", "square", "vertical"),
+)
+REVERSAL_HELDOUT_PAIRS = (("green", "triangle"), ("blue", "circle"))
+
+
+def static_caption(scene: Scene) -> str:
+    """What an image captioner would say about one frame: colour and shape, no motion."""
+    return f"a {scene.colour} {scene.shape}"
+
+
+def reversal_split() -> tuple[list[Scene], list[Scene]]:
+    """(train, held-out) scenes, closed under time reversal.
+
+    A held-out single direction would leak through its reversed training twin (reversing a
+    "moving right" clip *is* a "moving left" clip), so whole axis groups are held out: both
+    directions of (colour, shape, axis), plus every motion of a few (colour, shape) pairs.
+    """
+    held = set()
+    for colour, shape, axis in REVERSAL_HELDOUT_GROUPS:
+        held.update(Scene(shape, colour, m) for m in AXES[axis])
+    for colour, shape in REVERSAL_HELDOUT_PAIRS:
+        held.update(Scene(shape, colour, m) for m in MOTIONS)
+    train = [s for s in ALL_SCENES if s not in held]
+    return train, [s for s in ALL_SCENES if s in held]
+
+
+def write_direction_set(
+    out_dir: str | os.PathLike[str], groups: int = 5, *, seed: int = 1000, settings: RenderSettings | None = None,
+    scenes: Sequence[Scene] | None = None,
+) -> Path:
+    """Fixed-seed evaluation clips of the held-out scenes of ``reversal_split`` (files, so that
+    every model is measured on the same bytes). ``groups`` clips per scene; ``eval.direction``
+    adds each clip's time reversal in memory. Columns ``path,caption,group,heldout``."""
+    settings = settings or RenderSettings(width=64, height=64, fps=8, seconds=1.0)
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    pool = list(scenes) if scenes is not None else reversal_split()[1]
+    rows = []
+    for g in range(groups):
+        for i, sc in enumerate(pool):
+            path = out / "videos" / f"g{g:02d}_{sc.slug}.mp4"
+            write_clip(path, [sc], settings, np.random.default_rng([seed, g, i]))
+            rows.append([os.path.relpath(path, out), sc.caption, str(g), "1"])
+    return _write_grouped_csv(out / "captions.csv", rows)
+
+
 def _write_grouped_csv(path: Path, rows: list[list[str]]) -> Path:
     """The benchmark file format ``eval.motion`` reads: ``path,caption,group,heldout``."""
     with open(path, "w", newline="") as f:

@@ -94,37 +94,59 @@ def _seeded(build: Callable[[], VideoTextEncoder], seed: int = 0) -> VideoTextEn
         return build()
 
 
-def _tiny_mean_pool() -> VideoTextEncoder:
+def _tiny_mean_pool(image_size: int = 64) -> VideoTextEncoder:
     from .mean_pool import MeanPoolEncoder
 
-    enc = _seeded(lambda: MeanPoolEncoder.from_config(tiny_clip_config(), resize="squash"))
-    enc.source = "tiny-clip"
-    return enc
+    return _seeded(lambda: MeanPoolEncoder.from_config(tiny_clip_config(image_size), resize="squash"))
 
 
-def _tiny_clip_vip() -> VideoTextEncoder:
+def _tiny_clip_vip(image_size: int = 64) -> VideoTextEncoder:
     from .clip_vip import ClipVipEncoder
 
-    enc = _seeded(lambda: ClipVipEncoder.from_config(tiny_clip_config()))
-    enc.source = "tiny-clip-vip"
-    return enc
+    return _seeded(lambda: ClipVipEncoder.from_config(tiny_clip_config(image_size)))
 
 
-def _tiny_xclip() -> VideoTextEncoder:
+def _tiny_xclip(image_size: int = 64) -> VideoTextEncoder:
     from .xclip import XClipEncoder, tiny_xclip_config
 
-    enc = _seeded(lambda: XClipEncoder.from_config(tiny_xclip_config()))
-    enc.source = "tiny-xclip"
-    return enc
+    return _seeded(lambda: XClipEncoder.from_config(tiny_xclip_config(image_size)))
 
 
-def _tiny_stan() -> VideoTextEncoder:
+def _tiny_stan(image_size: int = 64) -> VideoTextEncoder:
     from .stan import StanEncoder
 
-    enc = _seeded(lambda: StanEncoder.from_config(tiny_clip_config(), frames=12))
+    enc = _seeded(lambda: StanEncoder.from_config(tiny_clip_config(image_size), frames=12))
     enc.spec = replace(enc.spec, pixels=replace(enc.spec.pixels, resize="squash"))
-    enc.source = "tiny-stan"
     return enc
+
+
+#: Tiny models also come at another frame size: ``tiny-clip-vip:32`` (patch 8 stays, so 32 px
+#: is 16 patches a frame, 4x less compute than 64 px: the first lever on a CPU).
+TINY_BUILDERS = {
+    "tiny-clip": _tiny_mean_pool,
+    "tiny-clip-vip": _tiny_clip_vip,
+    "tiny-xclip": _tiny_xclip,
+    "tiny-stan": _tiny_stan,
+}
+
+
+def _tiny(name: str, image_size: int = 64) -> Callable[[], VideoTextEncoder]:
+    def build() -> VideoTextEncoder:
+        enc = TINY_BUILDERS[name](image_size)
+        enc.source = name if image_size == 64 else f"{name}:{image_size}"
+        return enc
+
+    return build
+
+
+def tiny_variant(ref: str) -> tuple[str, int] | None:
+    """``("tiny-clip-vip", 32)`` for ``tiny-clip-vip:32``; None for anything else."""
+    name, sep, size = ref.partition(":")
+    if not sep or name not in TINY_BUILDERS:
+        return None
+    if not size.isdigit() or int(size) < 8 or int(size) % 8:
+        raise EncoderLoadError(f"{ref}: the size after ':' must be a multiple of the 8-px patch, e.g. {name}:32")
+    return name, int(size)
 
 
 def _hub(family: str, hub_id: str) -> Callable[[], VideoTextEncoder]:
@@ -177,7 +199,7 @@ REGISTRY: dict[str, ModelEntry] = {
         "tiny-clip-vip",
         "clip-vip",
         "tiny random CLIP-ViP (64 px, 4 proxies, 12 temporal slots), for tests and from-scratch training",
-        _tiny_clip_vip,
+        _tiny("tiny-clip-vip"),
         {"params": "1.8M", "frames": "12 (any)", "resolution": "64, squash", "norm": "CLIP"},
     ),
     "xclip-b32": ModelEntry(
@@ -205,21 +227,21 @@ REGISTRY: dict[str, ModelEntry] = {
         "tiny-xclip",
         "xclip",
         "tiny random X-CLIP (64 px, 8 frames), for tests and from-scratch training",
-        _tiny_xclip,
+        _tiny("tiny-xclip"),
         {"params": "2.1M", "frames": "exactly 8", "resolution": "64, short side + centre crop", "norm": "ImageNet"},
     ),
     "tiny-stan": ModelEntry(
         "tiny-stan",
         "stan",
         "tiny random CLIP + STAN branch (64 px, 4 levels), for tests and from-scratch training",
-        _tiny_stan,
+        _tiny("tiny-stan"),
         {"params": "2.0M", "frames": "12 (any, up to 64)", "resolution": "64, squash", "norm": "CLIP"},
     ),
     "tiny-clip": ModelEntry(
         "tiny-clip",
         "mean-pool",
         "tiny random CLIP (64 px, 4+2 layers), for tests and as a from-scratch start for `vsearch train`",
-        _tiny_mean_pool,
+        _tiny("tiny-clip"),
         {"params": "1.8M", "frames": "12 (any)", "resolution": "64, squash", "norm": "CLIP"},
     ),
 }
@@ -300,16 +322,23 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
             enc = MeanPoolEncoder.from_openai_checkpoint(path, base, state=state)
         enc.source = ref
         return enc
-    if ref in REGISTRY:
-        entry = REGISTRY[ref]
+    tiny = tiny_variant(ref)
+    if ref in REGISTRY or tiny:
+        entry = REGISTRY[tiny[0] if tiny else ref]
         if family and family != entry.family:
+            if entry.family == "mean-pool" and family in ON_CLIP:
+                return _on_clip(family, entry.build())
             raise EncoderLoadError(f"{ref!r} is a {entry.family} model, not {family}")
-        return entry.build()
+        return _tiny(*tiny)() if tiny else entry.build()
     path = Path(ref)
     if path.is_dir():
         saved = read_spec_file(path)
         fam = family or (saved["family"] if saved else "mean-pool")
         if saved and family and saved["family"] != family:
+            if saved["family"] == "mean-pool" and family in ON_CLIP:
+                from .mean_pool import MeanPoolEncoder
+
+                return _on_clip(family, MeanPoolEncoder.from_pretrained(path))
             raise EncoderLoadError(f"{ref} holds a {saved['family']} model, not {family}")
         if not saved and not (path / "config.json").is_file():
             raise EncoderLoadError(f"{ref} is not a model folder (no vsearch.json or config.json)")
@@ -321,6 +350,25 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
         raise EncoderLoadError(f"{ref}: no such model folder")
     known = ", ".join(sorted(REGISTRY))
     raise EncoderLoadError(f"unknown model {ref!r}: not a registry name ({known}), a folder, or a hub id (org/name)")
+
+
+#: Families built on top of a plain CLIP (its weights load; only the family's additions are new).
+ON_CLIP = ("clip-vip", "stan")
+
+
+def _on_clip(family: str, clip_encoder: VideoTextEncoder) -> VideoTextEncoder:
+    """``family`` initialised from a mean-pool (plain CLIP) encoder: CLIP-ViP post-pretrained
+    from an image CLIP, as in the paper. Every CLIP weight is copied; ``new_parameters`` names
+    what the family adds. The CLIP's pixel settings (size, resize, normalisation) are kept."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="vsearch-clip-") as tmp:
+        clip_encoder.clip.save_pretrained(tmp)
+        enc = family_class(family).from_clip(tmp, frames=clip_encoder.spec.frames)
+    enc.spec = replace(enc.spec, pixels=clip_encoder.spec.pixels, max_text_len=clip_encoder.spec.max_text_len)
+    enc.tokenizer = clip_encoder.tokenizer
+    enc.source = None
+    return enc
 
 
 def clear_cache() -> None:

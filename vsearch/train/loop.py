@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, TrainingError
 from .data import EpochBatchSampler, collate
 from .loss import clamp_logit_scale
 
@@ -65,6 +65,17 @@ class TrainConfig:
     log_every: int = 10
     #: Stop after this many steps in this call (a time budget; the run can be resumed).
     max_steps_this_run: int | None = None
+    #: Build this family on top of ``model`` (a CLIP: its weights load; the family's new parts
+    #: are initialised), e.g. CLIP-ViP post-pretrained from an image CLIP.
+    family: str | None = None
+    #: Time reversal (``train.reversal``): "off", "twins" (reversed clip + swapped caption) or
+    #: "negatives" (reversed clip as an extra negative video).
+    time_reversal: str = "off"
+    #: Weight of the 2-way direction loss inside {clip, reversed clip} x {caption, swapped}.
+    pair_weight: float = 0.0
+    #: Re-initialise the temporal tables N(0, std²) before training (a new, zero table gives
+    #: order no gradient to grow from; see README, "Temporal order"). None: keep them.
+    temporal_init_std: float | None = None
     # recognition
     prompt: str | None = None  # class-name template [default: the model's spec]
     freeze_text: bool = False
@@ -97,6 +108,46 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def validate(cfg: TrainConfig) -> None:
+    """Refuse settings that would train nothing or something else than asked, before any work."""
+    from .reversal import MODES
+
+    if cfg.steps is not None and cfg.steps < 1:
+        raise ConfigError(f"--steps must be at least 1, not {cfg.steps}")
+    if cfg.steps is None and not cfg.epochs > 0:
+        raise ConfigError(f"--epochs must be more than 0, not {cfg.epochs}")
+    if cfg.batch_size < 2:
+        raise ConfigError("contrastive training needs a batch of at least 2")
+    if cfg.accumulate < 1:
+        raise ConfigError(f"--accumulate must be at least 1, not {cfg.accumulate}")
+    if not cfg.lr > 0:
+        raise ConfigError(f"--lr must be more than 0, not {cfg.lr}")
+    if cfg.frames is not None and cfg.frames < 1:
+        raise ConfigError(f"--frames must be at least 1, not {cfg.frames}")
+    if cfg.time_reversal not in MODES:
+        raise ConfigError(f"--time-reversal must be one of {', '.join(MODES)}, not {cfg.time_reversal!r}")
+    if cfg.pair_weight < 0 or (cfg.pair_weight and cfg.time_reversal == "off"):
+        raise ConfigError("--pair-weight needs --time-reversal twins or negatives, and must be >= 0")
+    if cfg.time_reversal != "off" and cfg.task == "recognition":
+        raise ConfigError("--time-reversal applies to retrieval and pretrain, not recognition")
+
+
+def init_temporal(encoder: torch.nn.Module, std: float, seed: int) -> str:
+    """Draw every temporal table (CLIP-ViP's and STAN's temporal embeddings, X-CLIP's MIT
+    positions) from N(0, std²); returns what was drawn, for the log."""
+    g = torch.Generator().manual_seed(seed)
+    names = []
+    for name, p in encoder.named_parameters():
+        low = name.lower()
+        if "temporal_embed" in low or low.endswith("time_embed") or ("mit" in low and "position_embedding" in low):
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+            names.append(name.rsplit(".", 1)[-1])
+    if not names:
+        raise ConfigError(f"--temporal-init-std: a {encoder.family} model has no temporal table")
+    return f"{', '.join(names)} ~ N(0, {std}^2)"
+
+
 def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if warmup and step < warmup:
@@ -122,12 +173,21 @@ class Trainer:
 
         cfg = self.cfg
         tune_malloc()
-        if cfg.batch_size < 2:
-            raise ConfigError("contrastive training needs a batch of at least 2")
+        validate(cfg)
         torch.manual_seed(cfg.seed)
         self.device = torch.device(resolve_device(cfg.device))
         start = self._last_checkpoint() if cfg.resume else None
-        self.encoder = load_encoder(start or cfg.model, device=str(self.device), cache=False, base=cfg.base)
+        if start and (self.out / "train_config.json").is_file():
+            done = json.loads((Path(start) / "trainer_state.json").read_text())
+            if cfg.steps is None or done["step"] >= cfg.steps:
+                raise ConfigError(
+                    f"{self.out} already holds a finished model ({done['step']} steps): choose another --out, "
+                    f"or pass a larger --steps to train it further"
+                )
+        family = None if start else cfg.family
+        self.encoder = load_encoder(start or cfg.model, family=family, device=str(self.device), cache=False, base=cfg.base)
+        if cfg.temporal_init_std is not None and not start:
+            self.task_info_extra = {"temporal_init": init_temporal(self.encoder, cfg.temporal_init_std, cfg.seed)}
         if cfg.frames:
             self.encoder.spec = self.encoder.spec.with_frames(cfg.frames)
         self.encoder.train()
@@ -137,6 +197,10 @@ class Trainer:
             raise ConfigError(f"unknown task {cfg.task!r} (choose from {', '.join(TASKS)})")
         self.task = TASKS[cfg.task](cfg, self.encoder, self.device)
         self.dataset = self.task.dataset()
+        self.task.info.update(getattr(self, "task_info_extra", {}))
+        new = getattr(self.encoder, "new_parameters", None)
+        if new:
+            self.task.info["new"] = ", ".join(n.rsplit(".", 1)[-1] for n in new)
         if len(self.dataset) < cfg.batch_size:
             raise DatasetError(f"{cfg.data}: {len(self.dataset)} videos, fewer than one batch of {cfg.batch_size}")
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed)
@@ -217,6 +281,11 @@ class Trainer:
                 if not buf:
                     continue
                 loss = self._step(buf)
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        f"the loss became {loss} at step {self.step + 1}: no model was written "
+                        f"(lower --lr, or check the data); the last checkpoint in {self.ckpt_dir} is intact"
+                    )
                 samples += sum(b["size"] for b in buf)
                 buf = []
                 self.step += 1
@@ -260,6 +329,7 @@ class Trainer:
             "samples_per_s": round(rate, 2),
             "skipped": self.skipped,
             "time": time.time(),
+            **self.task.metrics,
         }
         if self.step % self.cfg.log_every == 0 or self.step == 1 or self.step == self.total:
             self.log.write(json.dumps(record) + "\n")
@@ -267,6 +337,8 @@ class Trainer:
         if self.tb is not None:
             self.tb.add_scalar("train/loss", loss, self.step)
             self.tb.add_scalar("train/lr", record["lr"], self.step)
+            for key, value in self.task.metrics.items():
+                self.tb.add_scalar(f"train/{key}", value, self.step)
         if self.progress:
             self.progress({**record, "total": self.total})
 

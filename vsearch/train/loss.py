@@ -122,3 +122,64 @@ def recognition_loss(
 ) -> torch.Tensor:
     """ViFi-CLIP style: each video against every class prompt, cross-entropy on its label."""
     return F.cross_entropy(logit_scale.exp() * video @ class_text.T, labels)
+
+
+def multi_positive_loss(
+    video: torch.Tensor,
+    text: torch.Tensor,
+    video_label: torch.Tensor,
+    text_label: torch.Tensor,
+    logit_scale: torch.Tensor,
+) -> torch.Tensor:
+    """Symmetric InfoNCE where text k and video j are positives iff their labels are equal.
+
+    ``video`` (Nv, D) and ``text`` (Nt, D) may differ in length. A label is a caption id; a
+    video labelled -1 has no positive (a time-reversed clip whose caption cannot be swapped):
+    it only ever appears as a negative column, never as a target. text→video: each caption
+    spreads its target over every video with its caption; video→text likewise, over the videos
+    that have a positive. With one video per caption and equal lengths this is
+    ``contrastive_loss``.
+    """
+    (v_all, t_all, vl_all, tl_all), _offset = batch_global_view(video, text, video_label, text_label)
+    scale = logit_scale.exp()
+    logits = scale * t_all @ v_all.T  # (Nt, Nv)
+    pos = (tl_all[:, None] == vl_all[None, :]) & (vl_all[None, :] >= 0)
+    if not bool(pos.any(dim=1).all()):
+        raise ValueError("every text needs a positive video in the batch")
+    t2v = F.cross_entropy(logits, pos.float() / pos.sum(1, keepdim=True))
+    has = pos.any(dim=0)
+    cols = pos[:, has].T.float()
+    v2t = F.cross_entropy(logits.T[has], cols / cols.sum(1, keepdim=True))
+    return t2v + v2t
+
+
+def pair_loss(
+    video: torch.Tensor,
+    video_rev: torch.Tensor,
+    text: torch.Tensor,
+    text_rev: torch.Tensor | None,
+    logit_scale: torch.Tensor,
+    swapped: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The direction decision itself, per sample: 2-way cross-entropies inside {v, ṽ} × {c, c̃}.
+
+    Text side: the caption c picks v over ṽ (and c̃ picks ṽ over v). With ``text_rev`` (twins),
+    also the video side: v picks c over c̃, ṽ picks c̃ over c. ``swapped`` (B,) bool marks the
+    samples whose caption has a swapped form; the others contribute only c → {v, ṽ}.
+    """
+    s = logit_scale.exp()
+    zero = torch.zeros(video.shape[0], dtype=torch.long, device=video.device)
+    terms = [F.cross_entropy(s * torch.stack([(text * video).sum(1), (text * video_rev).sum(1)], 1), zero)]
+    if text_rev is not None:
+        m = swapped if swapped is not None else torch.ones_like(zero, dtype=torch.bool)
+        if bool(m.any()):
+            v, vr, t, tr, z = video[m], video_rev[m], text[m], text_rev[m], zero[m]
+            terms.append(F.cross_entropy(s * torch.stack([(tr * vr).sum(1), (tr * v).sum(1)], 1), z))
+            terms.append(F.cross_entropy(s * torch.stack([(v * t).sum(1), (v * tr).sum(1)], 1), z))
+            terms.append(F.cross_entropy(s * torch.stack([(vr * tr).sum(1), (vr * t).sum(1)], 1), z))
+    return sum(terms) / len(terms)
+
+
+def reversal_sensitivity(video: torch.Tensor, video_rev: torch.Tensor) -> float:
+    """Mean 1 - cos(f(v), f(reverse v)) of unit vectors: 0 means the encoder is order-blind."""
+    return float((1 - (video.detach() * video_rev.detach()).sum(1)).mean())

@@ -12,7 +12,9 @@ import torch
 from ..errors import DatasetError
 from ..video.transforms import to_pixels
 from .data import PretrainDataset, RecognitionDataset, VideoTextDataset, read_captions, read_pretrain
-from .loss import contrastive_loss, omnisource_loss, recognition_loss
+from .loss import contrastive_loss, multi_positive_loss, omnisource_loss, pair_loss, recognition_loss, reversal_sensitivity
+from .reversal import swap_direction
+from .stream import StreamSpec, SyntheticStream, is_stream
 
 
 def _group_ids(texts: list[str], device) -> torch.Tensor:
@@ -28,9 +30,18 @@ class RetrievalTask:
     def __init__(self, cfg, encoder, device):
         self.cfg, self.encoder, self.device = cfg, encoder, device
         self.info: dict = {}
+        #: Figures of the last step for the log (e.g. reversal sensitivity).
+        self.metrics: dict = {}
+        self.reversal = getattr(cfg, "time_reversal", "off") or "off"
+
+    def _stream(self, pretrain: bool = False):
+        spec = StreamSpec.parse(self.cfg.data)
+        return SyntheticStream(spec, self.encoder.spec.frames, seed=self.cfg.seed, pretrain=pretrain)
 
     def dataset(self):
         spec = self.encoder.spec
+        if is_stream(self.cfg.data):
+            return self._stream()
         items = read_captions(self.cfg.data, self.cfg.video_root)
         return VideoTextDataset(items, spec.frames, spec.pixels, train=True, seed=self.cfg.seed, cache=self.cfg.cache_frames)
 
@@ -43,11 +54,53 @@ class RetrievalTask:
 
     def embed(self, batch: dict) -> tuple[torch.Tensor, ...]:
         with self.encoder.autocast():
-            return self._videos(batch["frames"]), self._texts(batch["text"])
+            out = (self._videos(batch["frames"]), self._texts(batch["text"]))
+            return out + self._reversed(batch["frames"], batch["text"])
+
+    def _reversed(self, frames: torch.Tensor, texts: list[str]) -> tuple[torch.Tensor, ...]:
+        """With time reversal on: the reversed clips (frames in reverse order), and under
+        ``twins`` the swapped captions (the original where none exists; masked in the loss)."""
+        if self.reversal == "off":
+            return ()
+        rev = (self._videos(frames.flip(1)),)
+        if self.reversal == "twins":
+            rev += (self._texts([swap_direction(t) or t for t in texts]),)
+        return rev
 
     def loss(self, embs: tuple[torch.Tensor, ...], batches: list[dict]) -> torch.Tensor:
-        texts = [t for b in batches for t in b["text"]]
-        return contrastive_loss(embs[0], embs[1], self.encoder.logit_scale, _group_ids(texts, self.device))
+        texts = [t for b in batches for t in b[self.text_key]]
+        if self.reversal == "off":
+            return contrastive_loss(embs[0], embs[1], self.encoder.logit_scale, _group_ids(texts, self.device))
+        return self.reversal_loss(embs[0], embs[1], embs[2:], texts)
+
+    text_key = "text"
+
+    def reversal_loss(self, video, text, rev: tuple[torch.Tensor, ...], texts: list[str]) -> torch.Tensor:
+        """InfoNCE over originals and reversals (caption-equality positives; a reversed clip
+        without a swapped caption is a negative only) plus ``pair_weight`` x the 2-way pair loss."""
+        video_rev = rev[0]
+        swapped = [swap_direction(t) if self.reversal == "twins" else None for t in texts]
+        ids: dict[str, int] = {}
+        label = lambda t: ids.setdefault(t, len(ids))  # noqa: E731
+        t_lab = [label(t) for t in texts]
+        v_lab = list(t_lab) + [label(s) if s else -1 for s in swapped]
+        all_text = text
+        has = torch.tensor([s is not None for s in swapped], device=self.device)
+        if self.reversal == "twins" and bool(has.any()):
+            all_text = torch.cat([text, rev[1][has]])
+            t_lab += [label(s) for s in swapped if s]
+        dev = self.device
+        main = multi_positive_loss(
+            torch.cat([video, video_rev]), all_text, torch.tensor(v_lab, device=dev), torch.tensor(t_lab, device=dev),
+            self.encoder.logit_scale,
+        )  # fmt: skip
+        weight = getattr(self.cfg, "pair_weight", 0.0)
+        total = main
+        if weight:
+            text_rev = rev[1] if self.reversal == "twins" else None
+            total = main + weight * pair_loss(video, video_rev, text, text_rev, self.encoder.logit_scale, has)
+        self.metrics = {"reversal_sensitivity": round(reversal_sensitivity(video, video_rev), 6)}
+        return total
 
     def evaluate(self) -> dict | None:
         if not self.cfg.val_data:
@@ -64,6 +117,12 @@ class PretrainTask(RetrievalTask):
 
     def dataset(self):
         spec = self.encoder.spec
+        if is_stream(self.cfg.data):
+            self.columns = ["subtitle", "caption"]
+            self.info = {"task": "pretrain", "columns": self.columns, "loss": "six-term omnisource loss on a synthetic stream"}
+            if self.reversal != "off":
+                self.info["time_reversal"] = f"{self.reversal} on the subtitle stream, added to the omnisource loss"
+            return self._stream(pretrain=True)
         rows, columns = read_pretrain(self.cfg.data, self.cfg.video_root)
         self.columns = columns
         terms = {("subtitle", "caption"): "six-term omnisource loss (V<->S,C joint pool + F<->C)"}
@@ -85,7 +144,13 @@ class PretrainTask(RetrievalTask):
             for col in ("subtitle", "caption"):
                 if col in self.columns:
                     out.append(self._texts(batch[col]))
+            out.extend(self._reversed(batch["frames"], batch[self.text_key]))
         return tuple(out)
+
+    @property
+    def text_key(self) -> str:
+        """The text stream that describes the whole clip (time reversal swaps its words)."""
+        return "subtitle" if "subtitle" in self.columns else "caption"
 
     def loss(self, embs: tuple[torch.Tensor, ...], batches: list[dict]) -> torch.Tensor:
         it = iter(embs)
@@ -94,6 +159,10 @@ class PretrainTask(RetrievalTask):
         subtitle = next(it) if "subtitle" in self.columns else None
         caption = next(it) if "caption" in self.columns else None
         loss, _terms = omnisource_loss(video, subtitle, caption, frame, self.encoder.logit_scale)
+        if self.reversal != "off":
+            texts = [t for b in batches for t in b[self.text_key]]
+            clip_text = subtitle if subtitle is not None else caption
+            loss = loss + self.reversal_loss(video, clip_text, tuple(it), texts)
         return loss
 
     def evaluate(self) -> dict | None:

@@ -1,0 +1,176 @@
+"""Time reversal in training, the on-the-fly synthetic stream, and the direction measures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vsearch.data.synthetic import ALL_SCENES, Scene, reversal_split
+from vsearch.errors import ConfigError, TrainingError
+from vsearch.eval.direction import direction_report, render_direction_clips
+from vsearch.models import load_encoder
+from vsearch.train.loop import TrainConfig, Trainer, train
+from vsearch.train.loss import contrastive_loss, multi_positive_loss, pair_loss
+from vsearch.train.reversal import swap_direction
+from vsearch.train.stream import StreamSpec, SyntheticStream
+
+
+def test_swap_direction_swaps_whole_words_only():
+    assert swap_direction("a red circle moving left") == "a red circle moving right"
+    assert swap_direction("Up then down") == "Down then up"
+    assert swap_direction("a man opens a door before he sits") == "a man opens a door after he sits"
+    assert swap_direction("a bright light upstairs") is None  # "bright", "upstairs": no whole direction word
+    assert swap_direction("a dog catches a frisbee") is None
+
+
+def test_reversal_split_is_closed_under_reversal_and_covers_every_word():
+    train_scenes, held = reversal_split()
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    for s in held:  # a held-out direction never leaks through its reversed twin in training
+        assert Scene(s.shape, s.colour, opposite[s.motion]) in held
+    assert set(train_scenes) | set(held) == set(ALL_SCENES) and not set(train_scenes) & set(held)
+    for attr in ("colour", "shape", "motion"):
+        assert {getattr(s, attr) for s in train_scenes} == {getattr(s, attr) for s in ALL_SCENES}
+
+
+def test_stream_is_fresh_per_index_repeatable_per_seed_and_never_shows_held_out_scenes():
+    spec = StreamSpec.parse("synth:motion,size=32,length=500")
+    a = SyntheticStream(spec, frames=6, seed=3)
+    b = SyntheticStream(spec, frames=6, seed=3)
+    assert a[7]["frames"].shape == (6, 32, 32, 3) and a[7]["frames"].dtype == np.uint8
+    assert np.array_equal(a[7]["frames"], b[7]["frames"]) and a[7]["text"] == b[7]["text"]
+    assert not np.array_equal(a[7]["frames"], a[8]["frames"])
+    a.set_epoch(1)
+    assert not np.array_equal(a[7]["frames"], b[7]["frames"])  # a new epoch is new clips
+    held = {s.caption for s in reversal_split()[1]}
+    assert not {a[i]["text"] for i in range(300)} & held
+    still = SyntheticStream(StreamSpec.parse("synth:static"), frames=8, seed=0)[0]
+    assert still["frames"].shape[0] == 1 and "moving" not in still["text"]
+    for bad in ("synth:nope", "synth:motion,size=abc", "synth:motion,colour=red", "synth:motion,split=test"):
+        with pytest.raises(Exception, match="synth"):
+            StreamSpec.parse(bad)
+
+
+def test_multi_positive_loss_without_reversals_is_the_plain_loss():
+    g = torch.Generator().manual_seed(0)
+    v = F.normalize(torch.randn(5, 8, generator=g), dim=1)
+    t = F.normalize(torch.randn(5, 8, generator=g), dim=1)
+    scale = torch.tensor(math.log(20.0))
+    labels = torch.arange(5)
+    assert multi_positive_loss(v, t, labels, labels, scale).item() == pytest.approx(contrastive_loss(v, t, scale).item(), rel=1e-6)
+
+
+def test_reversed_negative_is_a_column_never_a_positive():
+    g = torch.Generator().manual_seed(1)
+    v = F.normalize(torch.randn(6, 8, generator=g), dim=1)  # rows 0-2 originals, 3-5 their reversals
+    t = F.normalize(torch.randn(3, 8, generator=g), dim=1)
+    scale = torch.tensor(math.log(10.0))
+    v_lab = torch.tensor([0, 1, 2, -1, -1, -1])
+    t_lab = torch.tensor([0, 1, 2])
+    logits = 10.0 * t @ v.T  # (3, 6)
+    t2v = -torch.log_softmax(logits, 1)[torch.arange(3), torch.arange(3)].mean()  # reversed clips in the denominator
+    v2t = -torch.log_softmax(logits.T[:3], 1)[torch.arange(3), torch.arange(3)].mean()  # and no row of their own
+    assert multi_positive_loss(v, t, v_lab, t_lab, scale).item() == pytest.approx((t2v + v2t).item(), rel=1e-5)
+    # Dropping the reversed columns changes the loss: they are really there as negatives.
+    assert multi_positive_loss(v[:3], t, v_lab[:3], t_lab, scale).item() != pytest.approx((t2v + v2t).item(), rel=1e-3)
+
+
+def test_pair_loss_is_low_only_when_direction_is_right():
+    e = torch.eye(4)
+    v, vr, t, tr = e[0:1], e[1:2], e[0:1], e[1:2]  # v matches its caption, the reversal the swapped one
+    s = torch.tensor(math.log(50.0))
+    right = pair_loss(v, vr, t, tr, s).item()
+    wrong = pair_loss(vr, v, t, tr, s).item()
+    assert right < 1e-6 < 10 < wrong
+
+
+def test_twins_are_the_reversed_frames_with_the_swapped_caption(tmp_path):
+    enc = load_encoder("tiny-clip-vip:32", cache=False)
+    enc.spec = enc.spec.with_frames(4)
+    cfg = TrainConfig(data="synth:motion,size=32", model="tiny-clip-vip:32", out=str(tmp_path), time_reversal="twins")
+    from vsearch.train.tasks import RetrievalTask
+
+    task = RetrievalTask(cfg, enc, torch.device("cpu"))
+    ds = task.dataset()
+    batch = {"frames": torch.from_numpy(np.stack([ds[i]["frames"] for i in range(3)])), "text": [ds[i]["text"] for i in range(3)]}
+    with torch.no_grad():
+        video, text, video_rev, text_rev = task.embed(batch)
+        direct_rev = task._videos(batch["frames"].flip(1))
+        direct_swapped = task._texts([swap_direction(t) for t in batch["text"]])
+    assert torch.allclose(video_rev, direct_rev, atol=1e-6)
+    assert torch.allclose(text_rev, direct_swapped, atol=1e-6)
+    assert not torch.allclose(text_rev, text, atol=1e-3)
+
+
+def test_direction_measures_put_mean_pooling_at_exactly_fifty_with_ties():
+    _train, held = reversal_split()
+    frames, caps, groups = render_direction_clips(held, 2, frames=6, size=32, seed=5)
+    enc = load_encoder("tiny-clip:32", cache=False)
+    enc.spec = enc.spec.with_frames(6)
+    r = direction_report(enc, frames, caps, groups)
+    assert r["text_side"] == 50.0  # v and its reversal embed alike: one of each pair is right
+    assert r["video_side"] == 50.0 and r["video_side_ties"] == 100.0
+    assert r["reversal_sensitivity"] < 1e-5
+    vip = load_encoder("tiny-clip-vip:32", cache=False)
+    vip.spec = vip.spec.with_frames(6)
+    with torch.no_grad():  # an order-aware model need not tie
+        vip.clip.vision_model.embeddings.temporal_embedding.normal_(0, 1.0)
+    r2 = direction_report(vip, frames, caps, groups)
+    assert r2["video_side_ties"] < 100.0 and r2["reversal_sensitivity"] > 0
+
+
+@pytest.mark.parametrize("steps", [0, -1])
+def test_step_counts_are_validated_before_any_work(tmp_path, steps):
+    with pytest.raises(ConfigError, match="--steps must be at least 1"):
+        train(TrainConfig(data="synth:static", model="tiny-clip:32", out=str(tmp_path / "m"), steps=steps))
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_reversal_settings_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="time-reversal"):
+        train(TrainConfig(data="synth:motion", model="tiny-clip:32", out=str(tmp_path), time_reversal="both"))
+    with pytest.raises(ConfigError, match="pair-weight"):
+        train(TrainConfig(data="synth:motion", model="tiny-clip:32", out=str(tmp_path), pair_weight=1.0))
+
+
+def test_a_nan_loss_stops_training_and_writes_no_model(tmp_path, monkeypatch):
+    from vsearch.train import tasks
+
+    def nan_loss(self, embs, batches):
+        return embs[0].sum() * float("nan")
+
+    monkeypatch.setattr(tasks.RetrievalTask, "loss", nan_loss)
+    out = tmp_path / "m"
+    with pytest.raises(TrainingError, match="nan"):
+        train(TrainConfig(data="synth:static,size=32", model="tiny-clip:32", out=str(out), steps=3, batch_size=4, frames=1, workers=0))
+    assert not (out / "vsearch.json").exists()
+
+
+def test_image_clip_then_clip_vip_on_top_with_twins_logs_sensitivity_and_refuses_a_finished_folder(tmp_path):
+    image = tmp_path / "image"
+    common = dict(batch_size=8, lr=1e-3, workers=0, seed=0)
+    train(TrainConfig(data="synth:static,size=32", model="tiny-clip:32", out=str(image), frames=1, steps=3, **common))
+    vip = tmp_path / "vip"
+    cfg = TrainConfig(
+        data="synth:motion,size=32", model=str(image), family="clip-vip", out=str(vip), frames=4, steps=3,
+        time_reversal="twins", pair_weight=1.0, temporal_init_std=0.5, task="pretrain", **common,
+    )  # fmt: skip
+    result = train(cfg)
+    assert result.finished and math.isfinite(result.final_loss)
+    log = [json.loads(x) for x in (vip / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["new"] == "added_cls, temporal_embedding" and "N(0, 0.5^2)" in log[0]["temporal_init"]
+    assert all("reversal_sensitivity" in r for r in log[1:] if "loss" in r)
+    enc = load_encoder(vip, cache=False)
+    image_enc = load_encoder(image, cache=False)
+    assert enc.family == "clip-vip"
+    # CLIP's text tower came from the image CLIP (trained 3 more steps: close, not random).
+    a = image_enc.clip.text_model.embeddings.token_embedding.weight
+    b = enc.clip.text_model.embeddings.token_embedding.weight
+    assert (a - b).abs().max() < 0.05
+    with pytest.raises(ConfigError, match="already holds a finished model"):
+        Trainer(cfg).run()
