@@ -56,7 +56,8 @@ def search(
     for i, h in enumerate(resp.hits, 1):
         d = h.as_dict()
         seg = f" (segment {h.segment})" if segments else ""
-        table.add_row(str(i), f"{h.score:.3f}", d["range"], escape(_short(d["path"])) + seg)
+        gone = " [red](missing)[/]" if h.missing else ""
+        table.add_row(str(i), f"{h.score:.3f}", d["range"], escape(_short(d["path"])) + seg + gone)
     console.print(table)
 
 

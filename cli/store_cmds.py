@@ -60,12 +60,27 @@ def index(
     from vsearch.models import load_encoder
     from vsearch.store import Store
 
-    with Store.open(store) as st, st.lock("index", wait=wait):  # refuse (or wait) before loading a model
+    from vsearch.errors import StoreNotFound
+    from vsearch.ingest import check_roots
+
+    try:
+        existing = Store.open(store, create=False)
+    except StoreNotFound:
+        existing = None
+    check_roots(folders, existing)  # a missing folder: one line, nothing created, nothing removed
+    if existing is None:
+        # A new store is created only once the model loads: a refused run leaves nothing behind.
+        with err_console.status(f"loading model {model or DEFAULT_MODEL} ..."):
+            first = load_encoder(model or DEFAULT_MODEL, device=device, base=base)
+    with existing or Store.open(store) as st, st.lock("index", wait=wait):  # refuse (or wait) before loading a model
         rec = st.encoder()
         ref = model or (rec.source if rec else DEFAULT_MODEL)
         family = rec.spec.get("family") if (rec and not model) else None
-        with err_console.status(f"loading model {ref} ..."):
-            encoder = load_encoder(ref, family=family, device=device, base=base)
+        if existing is None:
+            encoder = first
+        else:
+            with err_console.status(f"loading model {ref} ..."):
+                encoder = load_encoder(ref, family=family, device=device, base=base)
         with graceful_stop("stopping after the files in progress") as stop:
             if reembed_store and rec is not None and rec.fingerprint != encoder.fingerprint:
                 from vsearch.reembed import reembed as run_reembed
@@ -176,6 +191,8 @@ def status(
         "index",
         f"{idx['kind']}, file at generation {idx['file_generation']} (store at {info['generation']}), {human_bytes(idx['bytes'])}",
     )
+    if idx.get("problem"):
+        t.add_row("", f"[red]damaged:[/] {escape(idx['problem'])}; run [bold]vsearch check --repair[/]")
     t.add_row("database", human_bytes(info["database_bytes"]))
     t.add_row("failures", str(info["failures"]) + ("" if failures or not info["failures"] else "  (see --failures)"))
     last = info["last_run"]
@@ -183,8 +200,47 @@ def status(
         counts = ", ".join(f"{k} {v}" for k, v in last["counts"].items())
         t.add_row("last run", f"{last['status']} at {last['started_at']}: {counts}")
     console.print(t)
+    if idx.get("problem"):
+        err_console.print(
+            f"[yellow]warning:[/] the index file is damaged ({escape(idx['problem'])}); run vsearch check --repair.", soft_wrap=True
+        )
     for f in failed:
         console.print(f"[red]failed[/] {escape(f['path'])}: {escape(f['reason'])}", soft_wrap=True)
+
+
+@app.command("list")
+@handle_errors
+def list_cmd(
+    under: Annotated[Path | None, typer.Argument(help="Only videos under this folder.", show_default=False)] = None,
+    store: StoreOpt = None,
+    missing: Annotated[bool, typer.Option("--missing", help="Only videos whose file is gone from disk.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the videos in the store: duration, segments, when indexed, and whether the file is still there.
+
+    Example: [bold]vsearch list --missing[/]
+    """
+    from vsearch.store import Store
+    from vsearch.video import display_path
+
+    with Store.open(store, create=False) as st:
+        videos = st.list_videos(str(under) if under else None)
+    if missing:
+        videos = [v for v in videos if not v["exists"]]
+    for v in videos:
+        v["path"] = display_path(v["path"])
+    if as_json:
+        print_json(videos)
+        return
+    t = Table(title=f"{len(videos)} video(s)" + (" whose file is missing" if missing else ""))
+    for col, just in (("video", "left"), ("duration", "right"), ("segments", "right"), ("indexed", "left"), ("file", "left")):
+        t.add_column(col, justify=just, overflow="fold" if col == "video" else "ellipsis")
+    for v in videos:
+        t.add_row(
+            escape(v["path"]), human_seconds(v["duration"]), str(v["segments"]), v["indexed_at"] or "",
+            "ok" if v["exists"] else "[red]missing[/]",
+        )  # fmt: skip
+    console.print(t)
 
 
 @app.command()
@@ -211,10 +267,16 @@ def remove(
             lock.release()
     if as_json:
         print_json({"removed": [display_path(p) for p in removed]})
-        return
-    for p in removed:
-        console.print(f"removed {escape(display_path(p))}")
-    console.print(f"{len(removed)} video(s) removed")
+    else:
+        for p in removed:
+            console.print(f"removed {escape(display_path(p))}")
+        if removed:
+            console.print(f"{len(removed)} video(s) removed.")
+    if not removed:
+        from vsearch.errors import ConfigError
+
+        names = ", ".join(str(p) for p in paths)
+        raise ConfigError(f"{names}: not in the store (nothing was removed); see vsearch list.")
 
 
 @app.command()
@@ -280,6 +342,7 @@ def check(
         "only_in_db": report.only_in_db[:100],
         "segments_without_vector": report.segments_without_vector[:100],
         "videos_without_segments": report.videos_without_segments[:100],
+        "index_file_problem": report.index_file_problem,
     }
     if as_json:
         print_json(data)
@@ -288,6 +351,8 @@ def check(
         console.print(
             f"{verdict}: {report.db_vectors} vectors in the database, {report.index_vectors} in the index (generation {report.generation})"
         )
+        if report.index_file_problem:
+            console.print(f"  index file: {escape(report.index_file_problem)}" + (" (rebuilt from the database)" if report.repaired else ""))
         for key in ("only_in_index", "only_in_db", "segments_without_vector", "videos_without_segments"):
             if data[key]:
                 console.print(f"  {key.replace('_', ' ')}: {len(getattr(report, key))} ({data[key][:10]}...)")

@@ -63,6 +63,7 @@ def test_empty_store(tmp_path, tiny_encoder):
     st = Store.open(tmp_path / "s")
     with pytest.raises(EmptyStore, match="empty"):
         search(st, "x", encoder=tiny_encoder)
+    (tmp_path / "nothing-here").mkdir()
     index(st, [tmp_path / "nothing-here"], tiny_encoder, workers=0)  # binds the encoder, no videos
     with pytest.raises(EmptyStore, match="no segments"):
         search(st, "x", encoder=tiny_encoder)

@@ -69,3 +69,7 @@ class DatasetError(VsearchError):
 
 class TrainingError(VsearchError):
     """Training diverged (a NaN or infinite loss) or cannot continue."""
+
+
+class MissingRootError(VsearchError):
+    """A folder to index is missing or empty while the store holds videos under it."""

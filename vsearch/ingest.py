@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .errors import MissingRootError
 from .embedding import EncodedVideo, SegmentBatcher, StageTimes, default_batch_size, default_workers, encode_stream
 from .store.store import SegmentWrite, Store, VideoWrite
 from .video.discover import FoundFile, Listing, content_hash, is_video_name, list_videos
@@ -105,6 +106,7 @@ def index(
 
     tune_malloc()
     t_start = time.perf_counter()
+    check_roots(roots, store)
     lock = store.lock("index", wait=wait)
     try:
         rec = store.bind_encoder(encoder)
@@ -117,6 +119,7 @@ def index(
         times = StageTimes()
         try:
             listing = list_videos(roots)
+            _refuse_empty_roots(store, roots, listing)
             plan = _diff(store, listing)
             report.unchanged, report.moved = plan.unchanged, plan.moved
             report.warnings += [(p, f"folder skipped: {r}") for p, r in plan.skipped]
@@ -154,6 +157,43 @@ def index(
         return report
     finally:
         lock.release()
+
+
+def check_roots(roots: Sequence[str | os.PathLike[str]], store: Store | None = None) -> None:
+    """Refuse a root that does not exist, before anything is created, loaded or removed.
+
+    An unmounted drive or a renamed folder looks exactly like "every video was deleted";
+    treating it so would throw away hours of embedding. Removing on purpose is ``vsearch remove``.
+    """
+    for root in roots:
+        root = os.fspath(root)
+        if os.path.exists(root):
+            continue
+        held = len(store.known_videos([os.path.abspath(root)])) if store is not None else 0
+        if held:
+            raise MissingRootError(
+                f"{root} does not exist (not mounted? renamed?): the store holds {held} videos under it and nothing "
+                f"was removed; to remove them on purpose: vsearch remove {root}"
+            )
+        raise MissingRootError(f"{root}: no such file or folder")
+
+
+def _refuse_empty_roots(store: Store, roots: Sequence[str], listing: Listing) -> None:
+    """A root that exists but holds no video at all while the store has videos under it is an
+    empty mount point far more often than a deliberate wipe: refuse, remove nothing."""
+    found_under = {r: 0 for r in listing.roots}
+    for f in listing.files:
+        for r in listing.roots:
+            if f.path == r or f.path.startswith(r.rstrip(os.sep) + os.sep):
+                found_under[r] += 1
+    for r, n in found_under.items():
+        if n == 0 and os.path.isdir(r):
+            held = len(store.known_videos([r]))
+            if held:
+                raise MissingRootError(
+                    f"{r} holds no videos (an empty mount point?) but the store holds {held} under it: nothing was "
+                    f"removed; to remove them on purpose: vsearch remove {r}"
+                )
 
 
 def _diff(store: Store, listing: Listing) -> _Plan:
@@ -199,6 +239,25 @@ def _diff(store: Store, listing: Listing) -> _Plan:
             moved.append((old, f.path))
         else:
             still_todo.append((f, chash))
+    # A file moved across roots (``mv vids vids2; vsearch index vids2``): its content matches a
+    # stored video, indexed from any root, whose file is gone. Keep the vectors, update the row.
+    if still_todo:
+        elsewhere = store.videos_by_hash(h for _f, h in still_todo)
+        claimed: set[int] = set()
+        todo_left = []
+        for f, chash in still_todo:
+            gone = [
+                (vid, p) for vid, p in elsewhere.get(chash, ())
+                if vid not in claimed and p not in found and p != f.path and not os.path.exists(p)
+            ]  # fmt: skip
+            if f.path not in known and gone:
+                vid, old = gone[0]
+                claimed.add(vid)
+                store.move_video(vid, f.path, f.size, f.mtime_ns)
+                moved.append((old, f.path))
+            else:
+                todo_left.append((f, chash))
+        still_todo = todo_left
     return _Plan(still_todo, unchanged, moved, {p: k.id for p, k in missing.items()}, failed, skipped)
 
 

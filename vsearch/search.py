@@ -28,6 +28,9 @@ class Hit:
     segment: int  # index of the segment within its video
     segment_id: int
     video_id: int
+    #: The file is gone from disk since it was indexed (moved, deleted, drive unmounted): the
+    #: hit is still shown, flagged, so the user knows the store is stale there.
+    missing: bool = False
 
     @property
     def time_range(self) -> str:
@@ -136,8 +139,20 @@ def _search(store: Store, q: str, k: int, encoder, segments: bool, t0: float, re
         if not segments:
             hits = _first_per_video(hits)
         return SearchResponse(q, hits[:k], total, (time.perf_counter() - t0) * 1000, warnings, reranked=True)
-    hits = search_vector(store, index, qv, k, segments)
+    hits = flag_missing(search_vector(store, index, qv, k, segments))
+    gone = sum(h.missing for h in hits)
+    if gone:
+        warnings.append(f"{gone} of these files are no longer on disk (flagged missing); `vsearch list --missing` lists them")
     return SearchResponse(q, hits, total, (time.perf_counter() - t0) * 1000, warnings)
+
+
+def flag_missing(hits: list[Hit]) -> list[Hit]:
+    """Mark hits whose file no longer exists (one stat per shown hit)."""
+    import os
+
+    for h in hits:
+        h.missing = not os.path.exists(h.path)
+    return hits
 
 
 def search_vector(store: Store, index, qv: np.ndarray, k: int, segments: bool = False) -> list[Hit]:

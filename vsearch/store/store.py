@@ -106,11 +106,17 @@ class CheckReport:
     segments_without_vector: list[int] = field(default_factory=list)
     videos_without_segments: list[int] = field(default_factory=list)
     index_file_generation: int | None = None
+    #: Why the newest FAISS file cannot be used (unreadable, wrong dimension, ids that are not
+    #: the database's at its generation); None when it is sound or there is none.
+    index_file_problem: str | None = None
     repaired: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.only_in_index or self.only_in_db or self.segments_without_vector or self.videos_without_segments)
+        return not (
+            self.only_in_index or self.only_in_db or self.segments_without_vector or self.videos_without_segments
+            or self.index_file_problem
+        )  # fmt: skip
 
 
 def _storage_errors(fn):
@@ -591,6 +597,38 @@ class Store:
                     out.setdefault(h, []).append(vid)
         return out
 
+    def list_videos(self, under: str | None = None) -> list[dict]:
+        """Every stored video (or those under ``under``) with duration, segments, when it was
+        indexed and whether its file is still there (one stat each)."""
+        q = (
+            select(Video.id, Video.path, Video.duration, Video.indexed_at, func.count(Segment.id))
+            .outerjoin(Segment, Segment.video_id == Video.id)
+            .group_by(Video.id)
+            .order_by(Video.path)
+        )
+        if under is not None:
+            lo, hi = _prefix_range(os.path.abspath(under))
+            q = q.where((Video.path == os.path.abspath(under)) | ((Video.path >= lo) & (Video.path < hi)))
+        with self.Session() as s:
+            rows = s.execute(q).all()
+        return [
+            {
+                "id": vid, "path": path, "duration": round(float(dur), 3), "segments": int(n),
+                "indexed_at": at.isoformat(timespec="seconds") if at else None, "exists": os.path.exists(path),
+            }  # fmt: skip
+            for vid, path, dur, at, n in rows
+        ]
+
+    def videos_by_hash(self, hashes: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
+        """(video id, path) of every stored video with each content hash, whatever its root."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        with self.Session() as s:
+            for chunk in _chunks(list(set(hashes)), 500):
+                q = select(Video.id, Video.path, Video.content_hash).where(Video.content_hash.in_(chunk))
+                for vid, path, h in s.execute(q):
+                    out.setdefault(h, []).append((vid, path))
+        return out
+
     def move_video(self, video_id: int, new_path: str, size: int, mtime_ns: int) -> None:
         """A renamed file keeps its segments and vectors; only the path changes."""
         with self.Session.begin() as s:
@@ -871,6 +909,7 @@ class Store:
             emb_ids = set(s.scalars(select(Embedding.segment_id).where(Embedding.encoder_id == (rec.id if rec else -1))).all())
             empty_videos = s.scalars(select(Video.id).where(~Video.segments.any())).all()
         files = list_index_files(self.index_dir, rec.id) if rec else []
+        problem = self.index_file_problem(rec) if rec else None
         idx_ids: set[int] = set()
         if rec is not None:
             with self._index_lock:
@@ -885,6 +924,7 @@ class Store:
             segments_without_vector=sorted(seg_ids - emb_ids),
             videos_without_segments=sorted(empty_videos),
             index_file_generation=files[0][0] if files else None,
+            index_file_problem=problem,
         )
         if repair and not report.ok:
             if report.videos_without_segments or report.segments_without_vector:
@@ -898,6 +938,29 @@ class Store:
                 self.rebuild_index()
             report.repaired = True
         return report
+
+    def index_file_problem(self, rec: EncoderRecord | None = None) -> str | None:
+        """Load the newest FAISS file on its own and say what is wrong with it, if anything.
+
+        Loading the index for a search quietly falls back to an older file or a rebuild, which
+        is right for a reader but hides damage from ``check`` and ``status``.
+        """
+        rec = rec or self.encoder()
+        if rec is None:
+            return None
+        files = list_index_files(self.index_dir, rec.id)
+        if not files:
+            return None
+        fgen, path = files[0]
+        dim = int(rec.spec["dim"])
+        try:
+            index = VectorIndex.read(path, dim)
+        except (RuntimeError, StoreError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return f"{path.name} cannot be read ({first[:120]})"
+        if index.index.d != dim:
+            return f"{path.name} holds {index.index.d}-dimensional vectors, the encoder makes {dim}"
+        return None
 
     def status(self) -> dict:
         """Everything ``vsearch status`` shows, as plain data."""
@@ -949,6 +1012,7 @@ class Store:
                 "params": index_params,
                 "file_generation": files[0][0] if files else None,
                 "bytes": idx_bytes,
+                "problem": self.index_file_problem(rec) if rec else None,
             },
             "database_bytes": db_bytes,
             "last_run": last_run,

@@ -1,0 +1,114 @@
+"""A newcomer's first hour: the data-safety and honesty fixes, each on real files and a real store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vsearch_cli.main import app
+
+runner = CliRunner()
+
+
+def run(*args, code=0):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture
+def built(tmp_path, synth_dir):
+    store = tmp_path / "store"
+    videos = tmp_path / "vids"
+    shutil.copytree(synth_dir / "videos", videos)
+    run("index", videos, "--store", store, "--model", "tiny-clip", "--workers", "0", "--json")
+    return store, videos
+
+
+def count(store) -> int:
+    return json.loads(run("status", "--store", store, "--json").stdout)["videos"]
+
+
+def test_a_missing_folder_removes_nothing_and_fails(built, tmp_path):
+    store, videos = built
+    gone = tmp_path / "unmounted"
+    videos.rename(gone)  # the drive is not mounted: the folder the store knows is not there
+    res = run("index", videos, "--store", store, code=1)
+    assert "does not exist" in res.output and "12 videos" in res.output and "vsearch remove" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert count(store) == 12
+
+
+def test_an_empty_mount_point_removes_nothing_and_fails(built, tmp_path):
+    store, videos = built
+    holding = tmp_path / "elsewhere"
+    holding.mkdir()
+    for f in videos.iterdir():
+        f.rename(holding / f.name)  # the mount point exists but is empty
+    res = run("index", videos, "--store", store, code=1)
+    assert "holds no videos" in res.output and "nothing was" in res.output
+    assert count(store) == 12
+
+
+def test_files_missing_inside_a_present_root_are_still_removed(built):
+    store, videos = built
+    victim = sorted(videos.iterdir())[0]
+    victim.unlink()
+    report = json.loads(run("index", videos, "--store", store, "--json").stdout)
+    assert report["counts"]["removed"] == 1 and count(store) == 11
+
+
+def test_a_folder_moved_across_roots_is_recognised_and_search_flags_stale_paths(built, tmp_path):
+    store, videos = built
+    moved = tmp_path / "vids2"
+    videos.rename(moved)
+    report = json.loads(run("index", moved, "--store", store, "--json").stdout)
+    assert report["counts"]["moved"] == 12 and report["counts"]["indexed"] == 0
+    assert count(store) == 12
+    hits = json.loads(run("search", "a red circle", "--store", store, "-k", "3", "--json").stdout)
+    assert all(h["path"].startswith(str(moved)) and h["missing"] is False for h in hits)
+    # A file deleted behind the store's back: search still shows it, flagged, and list says so.
+    victim = Path(hits[0]["path"])
+    victim.unlink()
+    again = runner.invoke(app, ["search", "a red circle", "--store", str(store), "-k", "3", "--json"])
+    flagged = [h for h in json.loads(again.stdout) if h["path"] == str(victim)]
+    assert flagged and flagged[0]["missing"] is True
+    listed = json.loads(run("list", "--missing", "--store", store, "--json").stdout)
+    assert [v["path"] for v in listed] == [str(victim)] and listed[0]["exists"] is False
+    assert len(json.loads(run("list", "--store", store, "--json").stdout)) == 12
+
+
+def test_check_finds_and_repairs_a_damaged_index_file_and_status_warns(built):
+    store, _videos = built
+    (faiss_file,) = (store / "index").glob("vectors-*.faiss")
+    faiss_file.write_bytes(bytes(range(100)))
+    res = run("check", "--store", store, "--json", code=1)
+    data = json.loads(res.stdout)
+    assert data["ok"] is False and "cannot be read" in data["index_file_problem"]
+    status = json.loads(run("status", "--store", store, "--json").stdout)
+    assert status["index"]["problem"]
+    assert "damaged" in run("status", "--store", store).output
+    fixed = json.loads(run("check", "--store", store, "--repair", "--json").stdout)
+    assert fixed["repaired"] is True
+    after = json.loads(run("check", "--store", store, "--json").stdout)
+    assert after["ok"] is True and after["index_vectors"] == 12
+
+
+def test_a_refused_run_leaves_no_store_behind(tmp_path, synth_dir):
+    store = tmp_path / "S"
+    res = run("index", synth_dir / "videos", "--model", "no-such-model", "--store", store, code=1)
+    assert "unknown model" in res.output
+    assert not store.exists()
+    res = run("index", tmp_path / "nowhere", "--model", "tiny-clip", "--store", store, code=1)
+    assert "no such file or folder" in res.output and not store.exists()
+
+
+def test_removing_a_path_that_was_never_indexed_says_so(built, tmp_path):
+    store, _videos = built
+    res = run("remove", tmp_path / "never", "--store", store, code=1)
+    assert "not in the store" in res.output and res.output.strip().endswith(".")
+    assert count(store) == 12
