@@ -36,6 +36,9 @@ def eval_retrieval(
     allow_missing: Annotated[
         bool, typer.Option("--allow-missing", help="Evaluate the videos that exist (the figure is then not comparable).")
     ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the report as JSON here (a .json file or a folder).")
+    ] = None,
     workers: int = 2,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -50,7 +53,7 @@ def eval_retrieval(
     encoder = load_encoder(model, device=device, base=base)
     report = evaluate(
         encoder, dataset=dataset, data=data, root=root, split=split, video_root=video_root, workers=workers,
-        use_cache=not no_cache, save_similarity=save_similarity, allow_missing_videos=allow_missing,
+        use_cache=not no_cache, save_similarity=save_similarity, allow_missing_videos=allow_missing, out=out,
     )  # fmt: skip
     if as_json:
         print_json(report)

@@ -40,7 +40,10 @@ def search(
     from vsearch.search import search as run_search
     from vsearch.store import Store
 
+    from vsearch.search import precheck
+
     with Store.open(store, create=False) as st:
+        precheck(st, query, k, model=model, rerank=rerank)  # seconds before a model loads, not after
         encoder = load_store_encoder(st, model, device, base=base, query_only=not rerank)
         resp = run_search(st, query, k, encoder=encoder, segments=segments, rerank=rerank)
     for w in resp.warnings:

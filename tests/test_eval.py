@@ -85,7 +85,7 @@ def test_msrvtt_shaped_root_end_to_end(tmp_path, msrvtt_like, micro_model_dir):
     result = CliRunner().invoke(
         app,
         ["eval", "retrieval", "--model", str(model), "--dataset", "msrvtt", "--root", str(msrvtt_like), "--split", "1k-A",
-         "--save-similarity", str(sim_path), "--workers", "0", "--json"],
+         "--save-similarity", str(sim_path), "--workers", "0", "--json", "--out", str(tmp_path / "reports")],
         catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -95,8 +95,9 @@ def test_msrvtt_shaped_root_end_to_end(tmp_path, msrvtt_like, micro_model_dir):
     sim = np.load(sim_path)
     side = json.loads(sim_path.with_suffix(".json").read_text())
     assert sim.shape == (12, 12) and len(side["rows"]) == 12 and side["columns"][0].endswith("video7010.mp4")
-    written = json.loads((model / "eval" / "msrvtt-1k-A.json").read_text())
+    written = json.loads((tmp_path / "reports" / "msrvtt-1k-A.json").read_text())
     assert written["t2v"] == report["t2v"]
+    assert not (model / "eval").exists()  # never into the model folder (it may be a checkout)
 
 
 def test_eval_embeddings_are_cached(tmp_path, msrvtt_like, micro_model_dir):

@@ -112,3 +112,54 @@ def test_removing_a_path_that_was_never_indexed_says_so(built, tmp_path):
     res = run("remove", tmp_path / "never", "--store", store, code=1)
     assert "not in the store" in res.output and res.output.strip().endswith(".")
     assert count(store) == 12
+
+
+def test_search_refuses_bad_arguments_before_loading_a_model(built, monkeypatch):
+    import time
+
+    from vsearch.models import registry
+
+    store, _videos = built
+
+    def no_loading(*a, **k):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(registry, "load_encoder", no_loading)
+    from vsearch.models import query_path
+
+    monkeypatch.setattr(query_path, "load", no_loading)
+    t0 = time.perf_counter()
+    assert "query is empty" in run("search", "   ", "--store", store, code=1).output
+    assert "no re-ranker" in run("search", "x", "--rerank", "5", "--store", store, code=1).output
+    res = run("search", "x", "--model", "openai/clip-vit-base-patch32", "--store", store, code=1)
+    assert "not comparable" in res.output and len(res.output.strip().splitlines()) == 1
+    assert time.perf_counter() - t0 < 5
+
+
+def test_an_unreachable_hub_fails_in_seconds_with_a_hint(monkeypatch, tmp_path):
+    import time
+
+    from huggingface_hub import constants
+
+    from vsearch.errors import EncoderLoadError
+    from vsearch.models import load_encoder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    t0 = time.perf_counter()
+    with pytest.raises(EncoderLoadError, match="cannot be reached") as err:
+        load_encoder("someone/some-clip", cache=False)
+    assert time.perf_counter() - t0 < 5
+    assert "HF_HUB_OFFLINE=1" in str(err.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderLoadError, match="HF_HUB_OFFLINE is set"):
+        load_encoder("someone/some-clip", cache=False)
+
+
+def test_eval_writes_nothing_into_the_model_folder(tmp_path, micro_model_dir, synth_dir):
+    model = tmp_path / "model"
+    shutil.copytree(micro_model_dir, model)
+    before = sorted(p.name for p in model.rglob("*"))
+    run("eval", "retrieval", "--model", model, "--data", synth_dir / "captions.csv", "--workers", "0", "--json")
+    assert sorted(p.name for p in model.rglob("*")) == before

@@ -73,3 +73,7 @@ class TrainingError(VsearchError):
 
 class MissingRootError(VsearchError):
     """A folder to index is missing or empty while the store holds videos under it."""
+
+
+class ServeError(VsearchError):
+    """The server cannot start: the port is taken or the address unusable."""

@@ -91,6 +91,37 @@ def load_store_encoder(
     return enc
 
 
+#: Families whose encoder has a re-ranker (``rerank_scores``).
+RERANK_FAMILIES = ("xclip",)
+
+
+def precheck(store: Store, query: str, k: int, *, model: str | None = None, rerank: int = 0) -> None:
+    """Everything that can be refused without loading a model: the query, k, the re-ranker, and
+    a ``--model`` that names something other than what built the store."""
+    import os
+
+    from .models.registry import ALIASES
+
+    clean_query(query)
+    if not 1 <= int(k) <= MAX_K:
+        raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+    rec = store.encoder()
+    if rec is None:
+        raise EmptyStore(f"the store at {store.root} is empty: index some videos first (`vsearch index DIR`)")
+    family = rec.spec.get("family")
+    if rerank and family not in RERANK_FAMILIES:
+        raise QueryError(f"--rerank: {family} encoders have no re-ranker (X-CLIP has one); the store was built with {rec.name}")
+    if model is not None and rec.source:
+        want = ALIASES.get(model, model)
+        want = os.path.realpath(want) if os.path.exists(want) else want
+        have = os.path.realpath(rec.source) if os.path.exists(rec.source) else rec.source
+        if want != have and not (os.path.exists(want) and os.path.exists(have)):
+            raise EncoderMismatch(
+                f"the store was built with {rec.source}, not {model}: vectors of two models are not comparable "
+                f"(omit --model, or build another store / `vsearch reembed --model {model}`)"
+            )
+
+
 def clean_query(query: str) -> str:
     q = " ".join(query.split())
     if not q:

@@ -33,8 +33,10 @@ def evaluate(
     use_cache: bool = True,
     save_similarity: str | os.PathLike[str] | None = None,
     allow_missing_videos: bool = False,
+    out: str | os.PathLike[str] | None = None,
 ) -> dict:
-    """Text↔video retrieval metrics on a captions file or MSR-VTT; writes next to a model folder."""
+    """Text↔video retrieval metrics on a captions file or MSR-VTT; with ``out``, also written there
+    as JSON. Nothing is written into the model folder: it may be a checkout or read-only."""
     if dataset == "msrvtt":
         from ..train.msrvtt import load_split
 
@@ -67,9 +69,9 @@ def evaluate(
         **retrieval_report(sim, text_video),
     }
     if save_similarity:
-        out = Path(save_similarity)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, sim.astype(np.float32))
+        sim_path = Path(save_similarity)
+        sim_path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(sim_path, sim.astype(np.float32))
         side = {
             "shape": list(sim.shape),
             "rows": [{"text": t, "video": int(v)} for t, v in zip(texts, text_video)],
@@ -77,12 +79,18 @@ def evaluate(
             "model": encoder.name,
             "fingerprint": encoder.fingerprint,
         }
-        out.with_suffix(".json").write_text(json.dumps(side, ensure_ascii=False) + "\n", encoding="utf-8")
-        report["similarity"] = str(out)
-    src = encoder.source
-    if src and os.path.isdir(src) and os.access(src, os.W_OK):
-        target = Path(src) / "eval" / f"{name}.json"
-        target.parent.mkdir(exist_ok=True)
-        target.write_text(json.dumps(report, indent=2) + "\n")
-        report["written_to"] = str(target)
+        sim_path.with_suffix(".json").write_text(json.dumps(side, ensure_ascii=False) + "\n", encoding="utf-8")
+        report["similarity"] = str(sim_path)
+    if out is not None:
+        report["written_to"] = str(write_report(report, out))
     return report
+
+
+def write_report(report: dict, out: str | os.PathLike[str]) -> Path:
+    """Write ``report`` as JSON to ``out`` (a file, or a folder that gets REPORT-NAME.json)."""
+    target = Path(out)
+    if target.suffix.lower() != ".json":
+        target = target / f"{report.get('dataset', 'eval')}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(report, indent=2) + "\n")
+    return target

@@ -140,6 +140,8 @@ def from_pretrained_hf(model_cls, ref: str, **kwargs):
         # Cached: load offline. Saves the hub's freshness checks on every start (latency), and
         # the 30 s of connection retries on a machine without network.
         kwargs.setdefault("local_files_only", True)
+    elif not Path(ref).exists():
+        require_hub(ref)
     try:
         return model_cls.from_pretrained(ref, dtype=torch.float32, **kwargs)
     except OSError as exc:
@@ -152,6 +154,46 @@ def from_pretrained_hf(model_cls, ref: str, **kwargs):
         raise EncoderLoadError(f"cannot load {ref!r}: {hint}. ({str(exc).splitlines()[0][:200]})") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise EncoderLoadError(f"cannot load {ref!r} as {model_cls.__name__}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def hub_offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the hub's host (``HF_ENDPOINT`` respected): answers in at most
+    ``timeout`` seconds, where transformers' own retries take about 30."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_hub(ref: str) -> None:
+    """Fail in seconds, with what to do, when ``ref`` must come from a hub that cannot be reached."""
+    from huggingface_hub import constants
+
+    if hub_offline():
+        raise EncoderLoadError(
+            f"cannot load {ref!r}: HF_HUB_OFFLINE is set and it is not in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}); unset HF_HUB_OFFLINE with network, or pass --model with a local model folder"
+        )
+    if not hub_reachable():
+        raise EncoderLoadError(
+            f"cannot load {ref!r}: the Hugging Face hub ({constants.ENDPOINT}) cannot be reached and the model is not in "
+            f"the cache ({constants.HF_HUB_CACHE}); connect once to download it, or pass --model with a local model folder "
+            f"(with a warm cache, HF_HUB_OFFLINE=1 skips the network entirely)"
+        )
 
 
 def _in_hub_cache(ref: str) -> bool:
