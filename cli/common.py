@@ -30,7 +30,7 @@ EXIT_INTERRUPTED = 130
 
 StoreOpt = Annotated[
     Path | None,
-    typer.Option("--store", "-s", help="Store folder [default: $VSEARCH_HOME, else ~/.local/share/vsearch].", show_default=False),
+    typer.Option("--store", "-s", help="Store folder (default: $VSEARCH_HOME, else ~/.local/share/vsearch).", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")]
 ModelOpt = Annotated[
@@ -41,7 +41,7 @@ BaseOpt = Annotated[
     str | None,
     typer.Option(
         "--base",
-        help="With --model FILE.pt (an official CLIP-ViP checkpoint): the CLIP it was trained from [default: openai/clip-vit-base-patch32].",
+        help="With --model FILE.pt (an official CLIP-ViP checkpoint): the CLIP it was trained from (default: openai/clip-vit-base-patch32).",
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]

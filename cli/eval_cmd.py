@@ -11,7 +11,11 @@ from rich.table import Table
 from .app import app
 from .common import BaseOpt, DeviceOpt, JsonOpt, console, handle_errors, print_json
 
-eval_app = typer.Typer(help="Evaluate a model: retrieval recall@k, recognition accuracy.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluate a model: retrieval recall@k, recognition accuracy, temporal order.\n\n"
+    "Example: [bold]vsearch eval retrieval --model sample_data/model --data sample_data/captions.csv[/]",
+    no_args_is_help=True,
+)
 app.add_typer(eval_app, name="eval")
 
 
@@ -90,7 +94,7 @@ def eval_recognition(
     classes: Annotated[Path | None, typer.Option(help="Class names, one per line (when labels are indices).")] = None,
     video_root: Annotated[Path | None, typer.Option(help="Folder the split files' paths refer to.")] = None,
     prompt: Annotated[
-        str | None, typer.Option(help='Class-name template, e.g. "a video of a person {}." [default: the model\'s].')
+        str | None, typer.Option(help='Class-name template, e.g. "a video of a person {}." (default: the model\'s).')
     ] = None,
     clips: Annotated[int, typer.Option(help="Temporal views per video (averaged).")] = 1,
     crops: Annotated[int, typer.Option(help="Spatial views per clip: 1 or 3.")] = 1,

@@ -33,20 +33,28 @@ def models(as_json: JsonOpt = False) -> None:
     for name, summary in FAMILY_SUMMARY.items():
         fam.add_row(name, escape(summary))
     console.print(fam)
+    # The name is what a user types: it never truncates. Narrow terminals lose the least
+    # needed columns first (all of it stays in --json).
+    cols = ["name", "family", "params", "frames", "resolution", "norm", "what"]
+    width = console.width
+    if width < 140:
+        cols.remove("what")
+    if width < 100:
+        cols.remove("resolution")
+        cols.remove("norm")
     t = Table(title="models", show_header=True, header_style="bold")
-    for col in ("name", "family", "params", "frames", "resolution", "norm", "what"):
-        t.add_column(col)
+    name_width = max(len(r["name"]) for r in rows)
+    for col in cols:
+        if col in ("name", "family"):
+            t.add_column(col, no_wrap=True, min_width=name_width if col == "name" else 9)
+        else:
+            t.add_column(col)
+    cell = {"what": "summary"}
     for r in rows:
-        t.add_row(
-            r["name"],
-            r["family"],
-            r.get("params", ""),
-            r.get("frames", ""),
-            r.get("resolution", ""),
-            r.get("norm", ""),
-            escape(r["summary"]),
-        )
+        t.add_row(*(escape(str(r.get(cell.get(c, c), ""))) for c in cols))
     console.print(t)
+    if len(cols) < 7:
+        console.print(f"(a wider terminal, or --json, shows {', '.join(c for c in ('resolution', 'norm', 'what') if c not in cols)})")
 
 
 @app.command()

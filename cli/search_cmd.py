@@ -51,7 +51,9 @@ def search(
     if as_json:
         print_json([h.as_dict() for h in resp.hits])
         return
-    table = Table(title=f"“{escape(resp.query)}” · {len(resp.hits)} of {resp.searched} segments · {resp.took_ms:.0f} ms")
+    q = resp.query if len(resp.query) <= 60 else resp.query[:57] + "..."
+    shown = f"{len(resp.hits)} segment(s)" if segments else f"{len(resp.hits)} video(s), best segment each"
+    table = Table(title=f"“{escape(q)}” · {shown} · {resp.searched} segments searched · {resp.took_ms:.0f} ms")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("time", no_wrap=True)

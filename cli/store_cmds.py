@@ -37,10 +37,10 @@ def index(
     model: ModelOpt = None,
     base: BaseOpt = None,
     workers: Annotated[
-        int | None, typer.Option(help="Decoder processes [default: CPU count, at most 4]; 0 decodes in-process.")
+        int | None, typer.Option(help="Decoder processes (default: CPU count, at most 4); 0 decodes in-process.")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Segments per encoder batch [default: 8 on CPU, 32 on GPU].")] = None,
-    segment_seconds: Annotated[float | None, typer.Option(help="Segment length for a new store [default: 10].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Segments per encoder batch (default: 8 on CPU, 32 on GPU).")] = None,
+    segment_seconds: Annotated[float | None, typer.Option(help="Segment length for a new store (default: 10).")] = None,
     decode_timeout: Annotated[
         float, typer.Option(help="Abandon a file when its decoder makes no progress for this many seconds.")
     ] = 120.0,
@@ -286,11 +286,11 @@ def reindex(
     kind: Annotated[
         str, typer.Option("--index", help="keep (the current kind), auto (by size), flat (exact), ivf, or ivf-pq (smallest).")
     ] = "keep",
-    nlist: Annotated[int | None, typer.Option(help="IVF lists [default: 4*sqrt(N) as a power of two].")] = None,
+    nlist: Annotated[int | None, typer.Option(help="IVF lists (default: 4*sqrt(N) as a power of two).")] = None,
     nprobe: Annotated[
-        int | None, typer.Option(help="IVF lists searched per query [default: tuned for recall@10 >= 0.95].")
+        int | None, typer.Option(help="IVF lists searched per query (default: tuned for recall@10 >= 0.95).")
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the FAISS index from the vectors in the database, optionally as another kind.

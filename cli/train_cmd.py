@@ -11,11 +11,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .app import app
 from .common import BaseOpt, DeviceOpt, JsonOpt, console, err_console, graceful_stop, handle_errors, print_json
 
-train_app = typer.Typer(help="Fine-tune an encoder (contrastive, CLIP-ViP style).", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Fine-tune an encoder (contrastive, CLIP-ViP style).\n\n"
+    "Example: [bold]vsearch train retrieval --data train.csv --model clip-b32 --out my-model[/]",
+    no_args_is_help=True,
+)
 app.add_typer(train_app, name="train")
 
 
-Steps = Annotated[int | None, typer.Option(help="Optimizer steps [default: from --epochs].")]
+Steps = Annotated[int | None, typer.Option(help="Optimizer steps (default: from --epochs).")]
 Epochs = Annotated[float, typer.Option(help="Passes over the videos (one random caption per video each).")]
 BatchSize = Annotated[
     int,
@@ -26,7 +30,7 @@ BatchSize = Annotated[
 ]
 Accumulate = Annotated[int, typer.Option(help="Micro-batches per step, contrastive-exact (GradCache): 16 x 8 trains like 128.")]
 Warmup = Annotated[float, typer.Option(help="Warmup: a fraction of the steps (<1) or a step count.")]
-Frames = Annotated[int | None, typer.Option(help="Frames per clip [default: the model's].")]
+Frames = Annotated[int | None, typer.Option(help="Frames per clip (default: the model's).")]
 Workers = Annotated[int, typer.Option(help="DataLoader decode workers.")]
 CkptEvery = Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps (0: only at the end).")]
 EvalEvery = Annotated[int, typer.Option(help="Evaluate --val every N steps (0: only at the end).")]
@@ -53,7 +57,7 @@ Family = Annotated[
 ]
 TemporalInit = Annotated[
     float | None,
-    typer.Option(help="Draw the temporal tables from N(0, STD^2) before training (new tables start at 0) [default: keep]."),
+    typer.Option(help="Draw the temporal tables from N(0, STD^2) before training (new tables start at 0) (default: keep)."),
 ]
 Out = Annotated[
     Path, typer.Option("--out", "-o", help="Output model folder (checkpoints go in OUT/checkpoints).", show_default=False)
@@ -189,7 +193,7 @@ def train_recognition(
     val: Annotated[Path | None, typer.Option("--val", help="Held-out data in any of the --data forms.")] = None,
     val_split: Annotated[str | None, typer.Option(help="Held-out split: testlist01, test1, val, ...")] = None,
     prompt: Annotated[
-        str | None, typer.Option(help='Class-name template, e.g. "a video of a person {}." [default: the model\'s].')
+        str | None, typer.Option(help='Class-name template, e.g. "a video of a person {}." (default: the model\'s).')
     ] = None,
     freeze_text: Annotated[
         bool, typer.Option("--freeze-text", help="Keep the text tower fixed (class embeddings computed once).")

@@ -163,3 +163,58 @@ def test_eval_writes_nothing_into_the_model_folder(tmp_path, micro_model_dir, sy
     before = sorted(p.name for p in model.rglob("*"))
     run("eval", "retrieval", "--model", model, "--data", synth_dir / "captions.csv", "--workers", "0", "--json")
     assert sorted(p.name for p in model.rglob("*")) == before
+
+
+def _all_commands():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    out = [[]]
+    for name, cmd in group.commands.items():
+        out.append([name])
+        for sub in getattr(cmd, "commands", {}) or {}:
+            out.append([name, sub])
+    return out
+
+
+@pytest.mark.parametrize("words", _all_commands(), ids=lambda w: " ".join(w) or "vsearch")
+def test_every_help_renders_cleanly_with_an_example(words, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    res = run(*words, "--help")
+    text = res.output
+    assert "Example:" in text, f"`vsearch {' '.join(words)} --help` has no example"
+    import re
+
+    # Text cut out of a sentence leaves a space before punctuation ("Store folder .", "processes ; 0").
+    cut = re.search(r"\w [.;,](\s|$)", text)
+    assert cut is None, f"{cut.group(0)!r} in `vsearch {' '.join(words)} --help`"
+    for fragment in ("<bool>", "<list[", "()"):
+        assert fragment not in text, f"{fragment!r} in `vsearch {' '.join(words)} --help`"
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    assert "{" not in usage, usage
+    for line in text.splitlines():  # every option has words after it
+        if not line.startswith("│"):
+            continue
+        cells = [c.strip() for c in line.strip("│ ").split("  ") if c.strip()]
+        if cells and cells[0].startswith("--") and len(cells) == 1:
+            raise AssertionError(f"an option without help: {line.strip()}")
+
+
+def test_version_and_models_at_80_columns(monkeypatch):
+    from vsearch.models.registry import REGISTRY
+
+    assert run("--version").output.startswith("vsearch ")
+    monkeypatch.setenv("COLUMNS", "80")
+    text = run("models").output
+    for name in REGISTRY:
+        assert f" {name} " in text, f"{name} truncated at 80 columns"
+
+
+def test_search_title_is_short_and_says_what_was_searched(built, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    store, _videos = built
+    long_query = "a red circle " * 150
+    out = run("search", long_query, "--store", store, "-k", "3").output
+    title = next(line for line in out.splitlines() if "“" in line)
+    assert len(out.splitlines()) < 25 and "..." in title
+    assert "segments searched" in out and "video(s), best segment each" in out
