@@ -143,7 +143,7 @@ def from_pretrained_hf(model_cls, ref: str, **kwargs):
     elif not Path(ref).exists():
         require_hub(ref)
     try:
-        return model_cls.from_pretrained(ref, dtype=torch.float32, **kwargs)
+        model, info = model_cls.from_pretrained(ref, dtype=torch.float32, output_loading_info=True, **kwargs)
     except OSError as exc:
         local = Path(ref).exists()
         hint = (
@@ -154,6 +154,21 @@ def from_pretrained_hf(model_cls, ref: str, **kwargs):
         raise EncoderLoadError(f"cannot load {ref!r}: {hint}. ({str(exc).splitlines()[0][:200]})") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise EncoderLoadError(f"cannot load {ref!r} as {model_cls.__name__}: {str(exc).splitlines()[0][:300]}") from None
+    refuse_partial_load(ref, info)
+    return model
+
+
+def refuse_partial_load(ref: str, info: dict) -> None:
+    """transformers fills missing tensors with random values and drops unknown ones with a log
+    line; a model that silently embeds with random weights is worse than no model."""
+    problems = []
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = [k if isinstance(k, str) else k[0] for k in info.get(kind) or ()]
+        keys = [k for k in keys if not k.endswith("position_ids")]
+        if keys:
+            problems.append(f"{len(keys)} {kind.replace('_keys', '')} (e.g. {', '.join(sorted(keys)[:3])})")
+    if problems:
+        raise CheckpointError(f"{ref}: the weights do not match the model: {'; '.join(problems)}")
 
 
 def hub_offline() -> bool:

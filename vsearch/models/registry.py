@@ -333,7 +333,14 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
     path = Path(ref)
     if path.is_dir():
         saved = read_spec_file(path)
-        fam = family or (saved["family"] if saved else "mean-pool")
+        fam = saved["family"] if saved else None
+        if not saved and (path / "config.json").is_file():
+            fam = family_from_config(path / "config.json", ref)
+            if family and family != fam and not (fam == "mean-pool" and family in ON_CLIP):
+                raise EncoderLoadError(f"{ref} holds a {fam} model (config.json), not {family}")
+            if family in ON_CLIP and fam == "mean-pool":
+                fam = family  # CLIP-ViP / STAN built on a plain CLIP folder
+        fam = family or fam or "mean-pool"
         if saved and family and saved["family"] != family:
             if saved["family"] == "mean-pool" and family in ON_CLIP:
                 from .mean_pool import MeanPoolEncoder
@@ -345,11 +352,65 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
         return family_class(fam).from_pretrained(path)
     looks_like_hub_id = ref.count("/") == 1 and not ref.startswith(("/", ".", "~"))
     if looks_like_hub_id:
-        return family_class(family or "mean-pool").from_pretrained(ref)
+        fam = _hub_family(ref)
+        if family and fam and family != fam and not (fam == "mean-pool" and family in ON_CLIP):
+            raise EncoderLoadError(f"{ref} is a {fam} model (its config.json), not {family}")
+        return family_class(family or fam or "mean-pool").from_pretrained(ref)
     if "/" in ref or ref.startswith((".", "~")):
         raise EncoderLoadError(f"{ref}: no such model folder")
     known = ", ".join(sorted(REGISTRY))
     raise EncoderLoadError(f"unknown model {ref!r}: not a registry name ({known}), a folder, or a hub id (org/name)")
+
+
+#: transformers ``model_type`` -> the family that embeds with that network.
+MODEL_TYPES = {"clip": "mean-pool", "xclip": "xclip"}
+
+
+def family_from_config(config_path: Path, ref: str) -> str:
+    """The family a Hugging Face folder's ``config.json`` describes (``model_type``, else
+    ``architectures``); anything else is refused rather than loaded as CLIP."""
+    import json
+
+    try:
+        cfg = json.loads(Path(config_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise EncoderLoadError(f"{ref}: config.json cannot be read ({exc})") from None
+    mtype = str(cfg.get("model_type", "")).lower()
+    if mtype in MODEL_TYPES:
+        return MODEL_TYPES[mtype]
+    for arch in cfg.get("architectures") or ():
+        if arch.lower().startswith("xclip"):
+            return "xclip"
+        if arch.lower().startswith("clip"):
+            return "mean-pool"
+    raise EncoderLoadError(
+        f"{ref}: config.json describes a {mtype or 'model of unknown type'!s} model, not CLIP or X-CLIP "
+        f"(a CLIP-ViP or STAN folder saved by vsearch has a vsearch.json)"
+    )
+
+
+def _hub_family(ref: str) -> str | None:
+    """The family of a hub id from its config.json: the cached copy, else a download of that one
+    small file (the hub's reachability is checked first, so this fails in seconds offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from .checkpoints import require_hub
+
+    try:
+        cached = try_to_load_from_cache(ref, "config.json")
+    except ValueError:
+        cached = None
+    if isinstance(cached, str):
+        return family_from_config(Path(cached), ref)
+    require_hub(ref)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return family_from_config(Path(hf_hub_download(ref, "config.json")), ref)
+    except Exception as exc:  # noqa: BLE001 - any hub failure: let the loader report it properly
+        if isinstance(exc, EncoderLoadError):
+            raise
+        return None
 
 
 #: Families built on top of a plain CLIP (its weights load; only the family's additions are new).
