@@ -60,10 +60,18 @@ def models(as_json: JsonOpt = False) -> None:
 @app.command()
 @handle_errors
 def embed(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy (a .json sidecar names the rows).", show_default=False)],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Video files or folders (searched recursively), e.g. what a shell glob gives.", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output .npy (a .json sidecar names the rows).", show_default=False)
+    ] = None,
     model: ModelOpt = None,
     base: BaseOpt = None,
-    videos: Annotated[list[Path] | None, typer.Option("--videos", help="Video files (repeat the option).")] = None,
+    videos: Annotated[
+        list[Path] | None, typer.Option("--videos", help="Video files or folders (repeat the option; or give them as arguments).")
+    ] = None,
     texts: Annotated[list[str] | None, typer.Option("--texts", help="Texts (repeat the option).")] = None,
     texts_file: Annotated[Path | None, typer.Option("--texts-file", help="A file with one text per line.")] = None,
     segments: Annotated[bool, typer.Option("--segments", help="One row per segment instead of one per video.")] = False,
@@ -74,16 +82,28 @@ def embed(
 ) -> None:
     """Write L2-normalised embeddings of videos or texts to a .npy file, for notebooks and other tools.
 
-    Example: [bold]vsearch embed --model clip-b32 --videos a.mp4 --videos b.mp4 --out clips.npy[/]
+    Example: [bold]vsearch embed clips/*.mp4 --model clip-b32 --out clips.npy[/]
     """
     from vsearch.config import DEFAULT_MODEL
     from vsearch.embedding import embed_texts, embed_videos, write_embeddings
     from vsearch.errors import ConfigError
     from vsearch.models import load_encoder
 
+    if out is None:
+        raise ConfigError("give --out FILE.npy (where the embeddings go)")
+    videos = [*(paths or []), *(videos or [])]
     sources = sum(bool(x) for x in (videos, texts, texts_file))
     if sources != 1:
-        raise ConfigError("give exactly one of --videos, --texts, --texts-file")
+        raise ConfigError("give exactly one source: video paths (arguments or --videos), --texts, or --texts-file")
+    if videos:
+        from vsearch.ingest import check_roots
+        from vsearch.video.discover import list_videos
+
+        check_roots(videos)
+        listing = list_videos(videos)
+        videos = [f.path for f in listing.files]
+        if not videos:
+            raise ConfigError("no video files found in the given paths")
     encoder = load_encoder(model or DEFAULT_MODEL, device=device, base=base)
     if videos:
         result = embed_videos(

@@ -218,3 +218,13 @@ def test_search_title_is_short_and_says_what_was_searched(built, monkeypatch):
     title = next(line for line in out.splitlines() if "“" in line)
     assert len(out.splitlines()) < 25 and "..." in title
     assert "segments searched" in out and "video(s), best segment each" in out
+
+
+def test_embed_takes_paths_as_a_shell_glob_gives_them(tmp_path, synth_dir):
+    vids = sorted((synth_dir / "videos").glob("*.mp4"))[:3]
+    out = tmp_path / "v.npy"
+    res = json.loads(run("embed", *vids, "--model", "tiny-clip", "--out", out, "--workers", "0", "--json").stdout)
+    assert res["rows"] == 3
+    folder = json.loads(run("embed", synth_dir / "videos", "--model", "tiny-clip", "--out", tmp_path / "f.npy", "--workers", "0", "--json").stdout)
+    assert folder["rows"] == 12
+    assert "no such file" in run("embed", tmp_path / "nope.mp4", "--model", "tiny-clip", "--out", out, code=1).output
