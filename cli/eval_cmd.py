@@ -141,6 +141,7 @@ def eval_direction(
             "--data", help="A direction set (`path,caption,group`; `vsearch synth OUT --direction-set`).", show_default=False
         ),
     ],
+    frames: Annotated[int | None, typer.Option(help="Frames per clip (default: the model's; an image model needs this).")] = None,
     base: BaseOpt = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -153,7 +154,12 @@ def eval_direction(
     from vsearch.eval.direction import evaluate_direction
     from vsearch.models import load_encoder
 
-    report = evaluate_direction(load_encoder(model, device=device, base=base), data)
+    from vsearch.errors import ConfigError
+
+    try:
+        report = evaluate_direction(load_encoder(model, device=device, base=base, cache=False), data, frames)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if as_json:
         print_json(report)
         return

@@ -2,6 +2,7 @@
 
     python tools/make_sample_data.py clips              # sample_data/videos + captions.csv (seconds)
     python tools/make_sample_data.py model [--steps N]  # train sample_data/model (about 30 min, 2 CPU cores)
+    python tools/make_sample_data.py temporal [--work W] # train sample_data/clip-vip (about 35 min, 1-2 CPU cores)
 
 The model is trained on a separate, larger synthetic set (2,000 clips, seed 1) with the
 project's own command, ``vsearch train retrieval``; the demo clips use other seeds, so the demo
@@ -57,8 +58,54 @@ def make_model(steps: int, work: Path | None) -> None:
     install_model(out)
 
 
-def install_model(trained: Path) -> None:
-    target = SAMPLE / "model"
+def make_temporal(work: Path | None, pretrain_steps: int, image_steps: int, phase2_steps: int = 3000) -> None:
+    """The temporal demo model, as the CLIP-ViP paper builds one, in miniature, with vsearch's commands:
+
+    1. an image CLIP stand-in: a tiny CLIP (32 px) trained on 1-frame stills ("a red circle");
+    2. CLIP-ViP post-pretrained from it (its CLIP weights load; proxies and temporal embedding
+       are new) on moving shapes rendered on the fly, with time-reversal twins in every batch,
+       in two phases (the second restarts the learning-rate schedule from the first's weights);
+    3. measured on the held-out direction set (scenes never trained on, with their reversals).
+    Every step checkpoints and resumes: run the same command again after an interruption.
+    """
+    work = work or Path(tempfile.mkdtemp(prefix="vsearch-temporal-"))
+    work.mkdir(parents=True, exist_ok=True)
+    vs = [sys.executable, "-m", "vsearch"]
+    image, vip = work / "image-clip", work / "clip-vip"
+    common = ["--lr", "1e-3", "--weight-decay", "0.05", "--warmup", "0.05", "--workers", "0", "--seed", "1"]
+    if not (image / "train_config.json").exists():
+        subprocess.run(
+            [*vs, "train", "retrieval", "--data", "synth:static,size=32", "--model", "tiny-clip:32", "--frames", "1",
+             "--steps", str(image_steps), "--batch-size", "64", "--checkpoint-every", "500", "--out", str(image), *common],
+            check=True,
+        )  # fmt: skip
+    phase1 = work / "clip-vip-phase1"
+    reversal = ["--frames", "8", "--time-reversal", "twins", "--pair-weight", "1", "--batch-size", "32", "--grad-clip", "1.0",
+                "--checkpoint-every", "250", "--data", "synth:motion,size=32"]  # fmt: skip
+    if not (phase1 / "train_config.json").exists():
+        subprocess.run(
+            [*vs, "pretrain", "--model", str(image), "--family", "clip-vip", "--temporal-init-std", "0.5",
+             "--steps", str(pretrain_steps), "--out", str(phase1), *reversal, *common],
+            check=True,
+        )  # fmt: skip
+    if not (vip / "train_config.json").exists():
+        # Phase 2 from phase 1's weights with a fresh schedule: reversal sensitivity grows slowly in
+        # phase 1 while its learning rate decays; with the rate back up, direction takes off.
+        common2 = [*common[:-1], "2"]  # another seed: fresh clips
+        subprocess.run(
+            [*vs, "pretrain", "--model", str(phase1), "--steps", str(phase2_steps), "--save-dtype", "float16",
+             "--out", str(vip), *reversal, *common2],
+            check=True,
+        )  # fmt: skip
+    direction = work / "direction"
+    if not (direction / "captions.csv").exists():
+        subprocess.run([*vs, "synth", str(direction), "--direction-set", "--count", "5", "--seed", "1000"], check=True)
+    subprocess.run([*vs, "eval", "direction", "--model", str(vip), "--data", str(direction / "captions.csv")], check=True)
+    install_model(vip, SAMPLE / "clip-vip")
+
+
+def install_model(trained: Path, target: Path | None = None) -> None:
+    target = target or SAMPLE / "model"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for name in ("config.json", "model.safetensors", "vsearch.json", "eval.json"):
@@ -69,7 +116,7 @@ def install_model(trained: Path) -> None:
         import json
 
         cfg = json.loads(cfg_path.read_text())
-        for key in ("data", "val_data", "out"):
+        for key in ("data", "val_data", "out", "model"):
             if cfg.get(key):
                 cfg[key] = "/".join(Path(cfg[key]).parts[-2:])
         (target / "train_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
@@ -83,12 +130,20 @@ if __name__ == "__main__":
     m = sub.add_parser("model")
     m.add_argument("--steps", type=int, default=1500)
     m.add_argument("--work", type=Path, default=None, help="keep the synthetic sets and checkpoints here")
-    i = sub.add_parser("install", help="copy an already trained model folder into sample_data/model")
+    tp = sub.add_parser("temporal")
+    tp.add_argument("--work", type=Path, default=None, help="keep the image CLIP, checkpoints and direction set here")
+    tp.add_argument("--steps", type=int, default=2500, help="post-pretraining steps, phase 1")
+    tp.add_argument("--phase2-steps", type=int, default=3000)
+    tp.add_argument("--image-steps", type=int, default=4000)
+    i = sub.add_parser("install", help="copy an already trained model folder into sample_data/model (or --to)")
     i.add_argument("trained", type=Path)
+    i.add_argument("--to", type=Path, default=None)
     args = p.parse_args()
     if args.what == "clips":
         make_clips()
     elif args.what == "model":
         make_model(args.steps, args.work)
+    elif args.what == "temporal":
+        make_temporal(args.work, args.steps, args.image_steps, args.phase2_steps)
     else:
-        install_model(args.trained)
+        install_model(args.trained, args.to)

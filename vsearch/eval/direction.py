@@ -63,7 +63,7 @@ def direction_report(
     if any(s is None for s in swapped):
         raise ValueError("every caption needs a direction word to swap")
     v = embed_frames(encoder, frames)
-    vr = embed_frames(encoder, np.ascontiguousarray(frames[:, ::-1]))
+    vr = embed_frames(encoder, frames[:, ::-1].copy())  # a copy: numpy keeps a size-1 axis reversed in place
     vocab = sorted({Scene(s.shape, s.colour, m).caption for s in scenes for m in MOTIONS})
     index = {c: i for i, c in enumerate(vocab)}
     t = encoder.encode_texts(vocab).float().numpy()
@@ -137,7 +137,12 @@ def load_direction_set(encoder, csv_path: str | os.PathLike[str], workers: int =
     return np.stack(clips), [r["caption"] for r in rows], [r["group"] for r in rows]
 
 
-def evaluate_direction(encoder, csv_path: str | os.PathLike[str]) -> dict:
+def evaluate_direction(encoder, csv_path: str | os.PathLike[str], frames_per_clip: int | None = None) -> dict:
+    """``frames_per_clip`` overrides the model's frame count (an image model has 1: order needs more)."""
+    if frames_per_clip:
+        encoder.spec = encoder.spec.with_frames(frames_per_clip)
+    elif encoder.spec.frames < 2:
+        raise ValueError(f"{encoder.name} takes {encoder.spec.frames} frame per clip; pass frames_per_clip (--frames) to measure order")
     frames, captions, groups = load_direction_set(encoder, csv_path)
     return direction_report(encoder, frames, captions, groups)
 

@@ -1,7 +1,7 @@
 """CLIP-ViP (Xue et al., ICLR 2023): video proxy tokens and proxy-guided attention on CLIP.
 
 Built on transformers' ``CLIPModel``: the text tower, both projections and every vision layer's
-weights are CLIP's own modules; only the video parts are new (see ``shared/research/clip_vip.md``):
+weights are CLIP's own modules; only the video parts are new (Xue et al., ICLR 2023, and microsoft/XPretrain):
 
 - **Video proxies**: M = 1 + ``add_cls_num`` tokens. Proxy 0 is CLIP's ``class_embedding``;
   proxies 1..M-1 are the new ``added_cls`` (N(0, 1), as in the reference). Every proxy gets

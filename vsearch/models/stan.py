@@ -1,7 +1,7 @@
 """STAN (Liu et al., CVPR 2023): a spatial-temporal side branch on CLIP's last layers.
 
 CLIP's own forward is untouched; a branch of K levels (4 by default) reads the outputs of its
-last K vision layers (see ``shared/research/peers.md`` §3):
+last K vision layers (Liu et al., CVPR 2023; farewellthree/STAN):
 
 - **level 1** starts from the output of layer L-K+1: the video CLS is the mean of the frame
   CLS tokens averaged with ``class_embedding + pos_0``; patches get CLIP's spatial position

@@ -2,7 +2,7 @@
 
 Cross-frame message tokens in every vision layer and a one-layer multi-frame integration
 transformer (MIT) give one vector per video: ``get_video_features`` is what the index stores,
-``get_text_features`` what a query becomes. Two facts from ``shared/research/peers.md`` shape it:
+``get_text_features`` what a query becomes. Two facts from the X-CLIP paper and code shape it:
 
 - the frame count is fixed by the checkpoint (the MIT position table and the message-token
   reshape use ``num_frames``): the spec says "exactly N" and the pipeline samples N;

@@ -4,7 +4,7 @@ This module never imports torch, so decode worker processes start fast and stay 
 returns uint8 RGB arrays ``(n, h, w, 3)``; turning them into model pixels is
 ``vsearch.video.transforms``' job.
 
-Facts this relies on (see ``shared/research/deps.md``): a decord ``VideoReader`` must not cross
+Facts this relies on (measured for this project): a decord ``VideoReader`` must not cross
 a fork, so readers are opened by whoever decodes; ``decord.DECORDError`` is not a
 ``RuntimeError``; decord can scale while decoding; PyAV can skip broken packets.
 """
