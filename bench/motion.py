@@ -1,6 +1,6 @@
 """Temporal order, learned or not: one budget, one held-out set, every encoder family.
 
-    python bench/motion.py --work /tmp/vsearch-motion                 # every row, one after another
+    python bench/motion.py --work /tmp/vsearch-motion                 # every row, one after another (~15-20 min each, 1 core)
     python bench/motion.py --work /tmp/vsearch-motion --rows clip-vip-image-rev
     python bench/motion.py --work /tmp/vsearch-motion --table         # print the merged table only
 
@@ -107,7 +107,7 @@ def main() -> None:
     # The recipe first and the leak check second: the rows a short session most needs.
     order = ["clip-vip-image-rev", "mean-pool-image-rev"] + [r for r in ROWS if r not in ("clip-vip-image-rev", "mean-pool-image-rev")]
     p.add_argument("--rows", default=",".join(order), help=f"comma-separated, from: {', '.join(ROWS)}")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--image-steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)

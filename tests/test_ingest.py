@@ -44,10 +44,11 @@ def test_index_search_status_remove_reindex_round_trip(tmp_path, folder, tiny_en
     assert r1.ok
     consistent(st)
 
-    # Unchanged files are skipped without decoding.
+    # Unchanged files are skipped without decoding, and nothing is written.
+    gen_before = st.generation()
     r2 = index(st, [folder], tiny_encoder, workers=2)
     assert r2.counts()["unchanged"] == 12 and r2.counts()["indexed"] == 0
-    assert st.generation() == st.generation()  # no new generation needed
+    assert st.generation() == gen_before  # no new generation: no video was written
 
     # A changed file is re-embedded (and only it); a deleted one is removed; a renamed one moved.
     files = sorted(folder.iterdir())

@@ -44,3 +44,34 @@ def test_readme_quickstart(tmp_path):
         start = float(h["start"])
         caption = next(c for p, s, e, c in scenes if p.endswith(Path(h["path"]).name) and float(s) == pytest.approx(start))
         assert Scene.parse(caption).colour == "yellow"
+
+
+def test_shipped_clip_vip_knows_direction_on_clips_it_never_saw():
+    """Fresh clips of the held-out scenes (a seed never used in training or in the benchmark),
+    and their time-reversed copies: the demo CLIP-ViP must tell the directions apart."""
+    from vsearch.data.synthetic import reversal_split
+    from vsearch.eval.direction import direction_report, render_direction_clips
+
+    model = load_encoder(SAMPLE / "clip-vip", cache=False)
+    assert model.family == "clip-vip"
+    _train, held = reversal_split()
+    frames, caps, groups = render_direction_clips(held, 4, frames=model.spec.frames, size=32, seed=987_654)
+    r = direction_report(model, frames, caps, groups)
+    # Measured when shipped on these clips: text side 87.5, video side 89.8 (README, Temporal
+    # order); the goal is 90 on both, not reached yet. Chance is 50; mean pooling is exactly 50.
+    assert r["text_side"] >= 80.0, r
+    assert r["video_side"] >= 80.0, r
+    assert r["text_side_ties"] == 0.0 and r["reversal_sensitivity"] > 0.05, r
+    mean_pool = load_encoder(SAMPLE / "model", cache=False)
+    r0 = direction_report(mean_pool, frames, caps, groups)
+    assert r0["text_side"] == 50.0 and r0["video_side_ties"] == 100.0, r0
+
+
+def test_clip_vip_demo_ranks_left_moving_red_circles_above_right_moving(tmp_path):
+    runner = CliRunner()
+    store = tmp_path / "vip"
+    res = runner.invoke(app, ["index", str(SAMPLE / "videos"), "--model", str(SAMPLE / "clip-vip"), "--store", str(store), "--json"])
+    assert res.exit_code == 0, res.output
+    hits = json.loads(runner.invoke(app, ["search", "a red circle moving left", "--store", str(store), "-k", "40", "--json"]).stdout)
+    rank = {Path(h["path"]).name: i for i, h in enumerate(hits)}
+    assert rank["red_circle_left_01.mp4"] < rank["red_circle_right_01.mp4"], [Path(h["path"]).name for h in hits[:6]]
