@@ -105,7 +105,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True)
     # The recipe first and the leak check second: the rows a short session most needs.
-    order = ["clip-vip-image-rev", "mean-pool-image-rev"] + [r for r in ROWS if r not in ("clip-vip-image-rev", "mean-pool-image-rev")]
+    order = ["clip-vip-image-rev", "mean-pool-image-rev"] + [
+        r for r in ROWS if r not in ("clip-vip-image-rev", "mean-pool-image-rev")
+    ]
     p.add_argument("--rows", default=",".join(order), help=f"comma-separated, from: {', '.join(ROWS)}")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--image-steps", type=int, default=4000)

@@ -151,10 +151,9 @@ def eval_direction(
     A frame-averaging model scores exactly 50 (video side: 100% ties); chance for 4-way is 25.
     Example: [bold]vsearch eval direction --model sample_data/clip-vip --data direction/captions.csv[/]
     """
+    from vsearch.errors import ConfigError
     from vsearch.eval.direction import evaluate_direction
     from vsearch.models import load_encoder
-
-    from vsearch.errors import ConfigError
 
     try:
         report = evaluate_direction(load_encoder(model, device=device, base=base, cache=False), data, frames)
@@ -166,7 +165,11 @@ def eval_direction(
     table = Table(title=f"temporal order on {report['clips']} clips and their reversals ({model})")
     for col in ("measure", "%", "ties %"):
         table.add_column(col, justify="right")
-    for key, label in (("text_side", "clip picks its caption over the swapped one"), ("video_side", "caption picks its clip over the reversed clip"), ("four_way", "4-way among the motions (chance 25)")):
+    for key, label in (
+        ("text_side", "clip picks its caption over the swapped one"),
+        ("video_side", "caption picks its clip over the reversed clip"),
+        ("four_way", "4-way among the motions (chance 25)"),
+    ):
         table.add_row(label, f"{report[key]:.1f}", f"{report[key + '_ties']:.1f}")
     table.add_row("R@1 / R@5 inside a group", f"{report['R@1']:.1f} / {report['R@5']:.1f}", "")
     table.add_row("colour+shape top-1", f"{report['colour_shape_top1']:.1f}", "")

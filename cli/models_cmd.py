@@ -54,7 +54,9 @@ def models(as_json: JsonOpt = False) -> None:
         t.add_row(*(escape(str(r.get(cell.get(c, c), ""))) for c in cols))
     console.print(t)
     if len(cols) < 7:
-        console.print(f"(a wider terminal, or --json, shows {', '.join(c for c in ('resolution', 'norm', 'what') if c not in cols)})")
+        console.print(
+            f"(a wider terminal, or --json, shows {', '.join(c for c in ('resolution', 'norm', 'what') if c not in cols)})"
+        )
 
 
 @app.command()

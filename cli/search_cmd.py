@@ -36,11 +36,9 @@ def search(
 
     Example: [bold]vsearch search "a dog catches a frisbee" -k 5[/]
     """
-    from vsearch.search import load_store_encoder
+    from vsearch.search import load_store_encoder, precheck
     from vsearch.search import search as run_search
     from vsearch.store import Store
-
-    from vsearch.search import precheck
 
     with Store.open(store, create=False) as st:
         precheck(st, query, k, model=model, rerank=rerank)  # seconds before a model loads, not after

@@ -56,12 +56,11 @@ def index(
     Example: [bold]vsearch index ~/Videos --model clip-b32[/]
     """
     from vsearch.config import DEFAULT_MODEL
+    from vsearch.errors import StoreNotFound
+    from vsearch.ingest import check_roots
     from vsearch.ingest import index as run_index
     from vsearch.models import load_encoder
     from vsearch.store import Store
-
-    from vsearch.errors import StoreNotFound
-    from vsearch.ingest import check_roots
 
     try:
         existing = Store.open(store, create=False)
@@ -202,7 +201,8 @@ def status(
     console.print(t)
     if idx.get("problem"):
         err_console.print(
-            f"[yellow]warning:[/] the index file is damaged ({escape(idx['problem'])}); run vsearch check --repair.", soft_wrap=True
+            f"[yellow]warning:[/] the index file is damaged ({escape(idx['problem'])}); run vsearch check --repair.",
+            soft_wrap=True,
         )
     for f in failed:
         console.print(f"[red]failed[/] {escape(f['path'])}: {escape(f['reason'])}", soft_wrap=True)
@@ -352,7 +352,9 @@ def check(
             f"{verdict}: {report.db_vectors} vectors in the database, {report.index_vectors} in the index (generation {report.generation})"
         )
         if report.index_file_problem:
-            console.print(f"  index file: {escape(report.index_file_problem)}" + (" (rebuilt from the database)" if report.repaired else ""))
+            console.print(
+                f"  index file: {escape(report.index_file_problem)}" + (" (rebuilt from the database)" if report.repaired else "")
+            )
         for key in ("only_in_index", "only_in_db", "segments_without_vector", "videos_without_segments"):
             if data[key]:
                 console.print(f"  {key.replace('_', ' ')}: {len(getattr(report, key))} ({data[key][:10]}...)")

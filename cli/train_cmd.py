@@ -169,7 +169,9 @@ def train_retrieval(
     """
     from vsearch.train.loop import TrainConfig
 
-    run_training(TrainConfig(**_common(locals()), **_temporal(locals()), task="retrieval", val_data=str(val) if val else None), as_json)
+    run_training(
+        TrainConfig(**_common(locals()), **_temporal(locals()), task="retrieval", val_data=str(val) if val else None), as_json
+    )
 
 
 @train_app.command("recognition")
@@ -282,7 +284,9 @@ def pretrain(
     """
     from vsearch.train.loop import TrainConfig
 
-    run_training(TrainConfig(**_common(locals()), **_temporal(locals()), task="pretrain", val_data=str(val) if val else None), as_json)
+    run_training(
+        TrainConfig(**_common(locals()), **_temporal(locals()), task="pretrain", val_data=str(val) if val else None), as_json
+    )
 
 
 def _common(args: dict) -> dict:

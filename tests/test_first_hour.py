@@ -225,6 +225,8 @@ def test_embed_takes_paths_as_a_shell_glob_gives_them(tmp_path, synth_dir):
     out = tmp_path / "v.npy"
     res = json.loads(run("embed", *vids, "--model", "tiny-clip", "--out", out, "--workers", "0", "--json").stdout)
     assert res["rows"] == 3
-    folder = json.loads(run("embed", synth_dir / "videos", "--model", "tiny-clip", "--out", tmp_path / "f.npy", "--workers", "0", "--json").stdout)
+    folder = json.loads(
+        run("embed", synth_dir / "videos", "--model", "tiny-clip", "--out", tmp_path / "f.npy", "--workers", "0", "--json").stdout
+    )
     assert folder["rows"] == 12
     assert "no such file" in run("embed", tmp_path / "nope.mp4", "--model", "tiny-clip", "--out", out, code=1).output

@@ -70,8 +70,12 @@ def test_shipped_clip_vip_knows_direction_on_clips_it_never_saw():
 def test_clip_vip_demo_ranks_left_moving_red_circles_above_right_moving(tmp_path):
     runner = CliRunner()
     store = tmp_path / "vip"
-    res = runner.invoke(app, ["index", str(SAMPLE / "videos"), "--model", str(SAMPLE / "clip-vip"), "--store", str(store), "--json"])
+    res = runner.invoke(
+        app, ["index", str(SAMPLE / "videos"), "--model", str(SAMPLE / "clip-vip"), "--store", str(store), "--json"]
+    )
     assert res.exit_code == 0, res.output
-    hits = json.loads(runner.invoke(app, ["search", "a red circle moving left", "--store", str(store), "-k", "40", "--json"]).stdout)
+    hits = json.loads(
+        runner.invoke(app, ["search", "a red circle moving left", "--store", str(store), "-k", "40", "--json"]).stdout
+    )
     rank = {Path(h["path"]).name: i for i, h in enumerate(hits)}
     assert rank["red_circle_left_01.mp4"] < rank["red_circle_right_01.mp4"], [Path(h["path"]).name for h in hits[:6]]

@@ -62,7 +62,9 @@ def test_multi_positive_loss_without_reversals_is_the_plain_loss():
     t = F.normalize(torch.randn(5, 8, generator=g), dim=1)
     scale = torch.tensor(math.log(20.0))
     labels = torch.arange(5)
-    assert multi_positive_loss(v, t, labels, labels, scale).item() == pytest.approx(contrastive_loss(v, t, scale).item(), rel=1e-6)
+    assert multi_positive_loss(v, t, labels, labels, scale).item() == pytest.approx(
+        contrastive_loss(v, t, scale).item(), rel=1e-6
+    )
 
 
 def test_reversed_negative_is_a_column_never_a_positive():
@@ -147,7 +149,11 @@ def test_a_nan_loss_stops_training_and_writes_no_model(tmp_path, monkeypatch):
     monkeypatch.setattr(tasks.RetrievalTask, "loss", nan_loss)
     out = tmp_path / "m"
     with pytest.raises(TrainingError, match="nan"):
-        train(TrainConfig(data="synth:static,size=32", model="tiny-clip:32", out=str(out), steps=3, batch_size=4, frames=1, workers=0))
+        train(
+            TrainConfig(
+                data="synth:static,size=32", model="tiny-clip:32", out=str(out), steps=3, batch_size=4, frames=1, workers=0
+            )
+        )
     assert not (out / "vsearch.json").exists()
 
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import MissingRootError
 from .embedding import EncodedVideo, SegmentBatcher, StageTimes, default_batch_size, default_workers, encode_stream
+from .errors import MissingRootError
 from .store.store import SegmentWrite, Store, VideoWrite
 from .video.discover import FoundFile, Listing, content_hash, is_video_name, list_videos
 from .video.workers import DecodeJob, DecodePool

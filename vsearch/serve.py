@@ -101,7 +101,7 @@ def make_server(service: SearchService, host: str = DEFAULT_HOST, port: int = DE
             """http.server's own errors (unsupported method, malformed request) as JSON, not HTML."""
             try:
                 self._send(HTTPStatus(code), {"error": message or HTTPStatus(code).phrase})
-            except Exception:  # the connection is already broken
+            except OSError:  # the connection is already broken
                 pass
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server API

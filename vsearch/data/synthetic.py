@@ -307,7 +307,11 @@ def reversal_split() -> tuple[list[Scene], list[Scene]]:
 
 
 def write_direction_set(
-    out_dir: str | os.PathLike[str], groups: int = 5, *, seed: int = 1000, settings: RenderSettings | None = None,
+    out_dir: str | os.PathLike[str],
+    groups: int = 5,
+    *,
+    seed: int = 1000,
+    settings: RenderSettings | None = None,
     scenes: Sequence[Scene] | None = None,
 ) -> Path:
     """Fixed-seed evaluation clips of the held-out scenes of ``reversal_split`` (files, so that

@@ -53,9 +53,7 @@ def embed_frames(encoder, frames: np.ndarray, batch: int = 32) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def direction_report(
-    encoder, frames: np.ndarray, captions: Sequence[str], groups: Sequence[int] | None = None
-) -> dict:
+def direction_report(encoder, frames: np.ndarray, captions: Sequence[str], groups: Sequence[int] | None = None) -> dict:
     """All measures on ``frames`` (N clips, captions from the synthetic grammar)."""
     n = len(captions)
     scenes = [Scene.parse(c) for c in captions]
@@ -142,7 +140,9 @@ def evaluate_direction(encoder, csv_path: str | os.PathLike[str], frames_per_cli
     if frames_per_clip:
         encoder.spec = encoder.spec.with_frames(frames_per_clip)
     elif encoder.spec.frames < 2:
-        raise ValueError(f"{encoder.name} takes {encoder.spec.frames} frame per clip; pass frames_per_clip (--frames) to measure order")
+        raise ValueError(
+            f"{encoder.name} takes {encoder.spec.frames} frame per clip; pass frames_per_clip (--frames) to measure order"
+        )
     frames, captions, groups = load_direction_set(encoder, csv_path)
     return direction_report(encoder, frames, captions, groups)
 

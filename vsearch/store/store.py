@@ -613,8 +613,12 @@ class Store:
             rows = s.execute(q).all()
         return [
             {
-                "id": vid, "path": path, "duration": round(float(dur), 3), "segments": int(n),
-                "indexed_at": at.isoformat(timespec="seconds") if at else None, "exists": os.path.exists(path),
+                "id": vid,
+                "path": path,
+                "duration": round(float(dur), 3),
+                "segments": int(n),
+                "indexed_at": at.isoformat(timespec="seconds") if at else None,
+                "exists": os.path.exists(path),
             }  # fmt: skip
             for vid, path, dur, at, n in rows
         ]
