@@ -66,16 +66,124 @@ def decode_size(src_w: int, src_h: int, image_size: int, resize: str) -> tuple[i
     raise ValueError(f"unknown resize mode {resize!r} (expected 'squash' or 'crop')")
 
 
-def _header(path: str) -> tuple[str, int, int, float, int, float]:
-    """codec, width, height, fps, frame count and duration from the container header (PyAV)."""
+@dataclass(frozen=True)
+class Header:
+    codec: str
+    width: int  # stored (coded) size
+    height: int
+    fps: float
+    frames: int
+    duration: float
+    stream_index: int
+    #: Sample aspect ratio (pixel width / pixel height); 1.0 for square pixels.
+    sar: float = 1.0
+    #: The chosen stream is the file's first video stream (the one decord opens).
+    first_video: bool = True
+    #: How stored frames become what a player shows (``orient``): "", "clock", "cclock",
+    #: "clock_flip", "cclock_flip", optionally followed by "+hflip" / "+vflip".
+    orientation: str = ""
+
+    @property
+    def transposed(self) -> bool:
+        return self.orientation.split("+")[0] in ("clock", "cclock", "clock_flip", "cclock_flip")
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as a player shows it: square pixels, rotation applied."""
+        w = max(1, round(self.width * self.sar))
+        return (self.height, w) if self.transposed else (w, self.height)
+
+
+def pick_video_stream(container):
+    """The video stream a player would show: never cover art or a thumbnail track (attached
+    pictures), and the default-flagged one when there are several real video streams."""
+    real = [s for s in container.streams.video if not _is_attached_pic(s)]
+    if not real:
+        return None
+    default = [s for s in real if _disposition(s, "default")]
+    return (default or real)[0]
+
+
+def _disposition(stream, flag: str) -> bool:
+    import av
+
+    try:
+        return bool(stream.disposition & getattr(av.stream.Disposition, flag))
+    except (AttributeError, TypeError):
+        return False
+
+
+def _is_attached_pic(stream) -> bool:
+    return _disposition(stream, "attached_pic") or _disposition(stream, "timed_thumbnails")
+
+
+def orientation_from_matrix(m) -> str:
+    """FFmpeg's autorotate rules (fftools), from a display matrix of 9 int32 (16.16 fixed point)."""
+    if m is None or len(m) < 9:
+        return ""
+    a, b = m[0] / 65536.0, m[1] / 65536.0
+    c, d = m[3] / 65536.0, m[4] / 65536.0
+    s0, s1 = math.hypot(a, c), math.hypot(b, d)
+    if not s0 or not s1:
+        return ""
+    theta = math.degrees(math.atan2(b / s1, a / s0)) % 360.0  # clockwise display rotation
+    if abs(theta - 90) < 1.0:
+        return "cclock_flip" if m[3] > 0 else "clock"
+    if abs(theta - 270) < 1.0:
+        return "clock_flip" if m[3] < 0 else "cclock"
+    if abs(theta - 180) < 1.0:
+        return "+".join(x for x, on in (("", True), ("hflip", m[0] < 0), ("vflip", m[4] < 0)) if on)
+    if theta < 1.0 or theta > 359.0:
+        return "+vflip" if m[4] < 0 else ""
+    return ""  # a non-right angle: shown unrotated (players differ too)
+
+
+def orient(frames: np.ndarray, orientation: str) -> np.ndarray:
+    """Apply ``orientation`` to ``(n, h, w, 3)`` frames (the stored pixels) → what a player shows."""
+    if not orientation:
+        return frames
+    base, *flips = orientation.split("+")
+    if base == "clock":
+        frames = np.rot90(frames, -1, axes=(1, 2))
+    elif base == "cclock":
+        frames = np.rot90(frames, 1, axes=(1, 2))
+    elif base == "cclock_flip":
+        frames = frames.transpose(0, 2, 1, 3)
+    elif base == "clock_flip":
+        frames = frames[:, ::-1, ::-1].transpose(0, 2, 1, 3)
+    if "hflip" in flips:
+        frames = frames[:, :, ::-1]
+    if "vflip" in flips:
+        frames = frames[:, ::-1]
+    return np.ascontiguousarray(frames)
+
+
+def _display_matrix(container, stream) -> list[int] | None:
+    """The display matrix of the first decoded frame (PyAV exposes it per frame)."""
+    import av
+
+    try:
+        for frame in container.decode(stream):
+            for sd in frame.side_data:
+                if "DISPLAYMATRIX" in str(getattr(sd, "type", "")):
+                    return np.frombuffer(bytes(sd), dtype="<i4").tolist()
+            return None
+    except (av.FFmpegError, ValueError):
+        return None
+    return None
+
+
+def _header(path: str) -> Header:
+    """Codec, size, rate, count, duration, the stream to use, pixel aspect and rotation (PyAV)."""
     import av
 
     try:
         with av.open(path) as container:
-            if not container.streams.video:
+            stream = pick_video_stream(container)
+            if stream is None:
                 kinds = sorted({s.type for s in container.streams}) or ["none"]
-                raise DecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
-            stream = container.streams.video[0]
+                pics = " (only cover art)" if container.streams.video else ""
+                raise DecodeError(path, f"no video stream{pics} (streams: {', '.join(kinds)})")
             ctx = stream.codec_context
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
@@ -85,7 +193,19 @@ def _header(path: str) -> tuple[str, int, int, float, int, float]:
                 duration = container.duration / 1_000_000
             else:
                 duration = 0.0
-            return ctx.name or "unknown", int(ctx.width or 0), int(ctx.height or 0), fps, int(stream.frames or 0), duration
+            sar_q = ctx.sample_aspect_ratio
+            sar = float(sar_q) if sar_q and float(sar_q) > 0 else 1.0
+            header = Header(
+                ctx.name or "unknown", int(ctx.width or 0), int(ctx.height or 0), fps, int(stream.frames or 0), duration,
+                stream.index, sar if 0.1 < sar < 10 else 1.0, stream.index == container.streams.video[0].index,
+            )  # fmt: skip
+            if header.width and header.height:
+                orientation = orientation_from_matrix(_display_matrix(container, stream))
+                if orientation:
+                    from dataclasses import replace
+
+                    header = replace(header, orientation=orientation)
+            return header
     except DecodeError:
         raise
     except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
@@ -124,19 +244,34 @@ class VideoReader:
         if os.path.getsize(path) == 0:
             raise DecodeError(path, "empty file (0 bytes)")
         self._open_path = self._decodable_path(path)
-        codec, w, h, fps, header_frames, header_duration = _header(self._open_path)
+        hdr = _header(self._open_path)
+        self.header = hdr
+        codec, w, h, fps, header_frames, header_duration = hdr.codec, hdr.width, hdr.height, hdr.fps, hdr.frames, hdr.duration
         if w <= 0 or h <= 0:
             raise DecodeError(path, f"video stream has no frame size ({w}x{h})")
         if w * h > MAX_PIXELS:
             raise DecodeError(path, f"frame size {w}x{h} is beyond the supported maximum (8K)")
         if header_duration > MAX_DURATION_S:
             raise DecodeError(path, f"absurd duration in metadata ({header_duration:.0f} s)")
-        self.size = decode_size(w, h, image_size, resize) if image_size else None
+        # Sizes are chosen on the picture a player shows (square pixels, rotated); decoders scale
+        # the stored frames, which are turned upright afterwards (``orient``).
+        disp_w, disp_h = hdr.display_size
+        shown = decode_size(disp_w, disp_h, image_size, resize) if image_size else (disp_w, disp_h)
+        #: Output frame size (width, height), as shown.
+        self.size = shown if image_size or hdr.sar != 1.0 else None
+        #: What the decoders are asked for (stored orientation).
+        self._decode_size = None if self.size is None else ((shown[1], shown[0]) if hdr.transposed else shown)
         self._codec, self._src = codec, (w, h)
         self._header_fps = fps
         self._vr = None
         self._av = None
         errors = []
+        if hdr.orientation and backend != "pyav":
+            # decord2 applies the rotation itself (and returns malformed 4-channel frames at full
+            # size), but not every flip: rotated files go to PyAV, whose frames we turn upright.
+            if backend == "decord":
+                raise DecodeError(path, f"decord cannot decode rotated video ({hdr.orientation}) reliably; use PyAV")
+            backend = "pyav"
         if backend in ("auto", "decord"):
             try:
                 self._open_decord()
@@ -156,9 +291,11 @@ class VideoReader:
     def _open_decord(self) -> None:
         import decord
 
+        if not self.header.first_video:
+            raise DecodeError(self.path, "the video to show is not the file's first video stream")
         kwargs = {"ctx": decord.cpu(0), "num_threads": 1}
-        if self.size:
-            kwargs["width"], kwargs["height"] = self.size
+        if self._decode_size:
+            kwargs["width"], kwargs["height"] = self._decode_size
         try:
             vr = decord.VideoReader(self._open_path, **kwargs)
             n = len(vr)
@@ -168,6 +305,9 @@ class VideoReader:
             fps = float(vr.get_avg_fps() or 0.0)
         except (RuntimeError, decord.DECORDError) as exc:
             raise DecodeError(self.path, _decord_reason(exc)) from None
+        if n and times[0, 0] != 0.0:
+            # Player time starts at the first frame (MPEG-TS, edited MP4s start later).
+            times = times - times[0, 0]
         times, note = _repair_times(times, fps, self._header_fps)
         if note:
             self.notes.append(note)
@@ -177,7 +317,7 @@ class VideoReader:
             raise DecodeError(self.path, f"absurd duration in timestamps ({duration:.0f} s)")
         if not fps or not math.isfinite(fps):
             fps = n / duration if duration > 0 else 0.0
-        w, h = self._src
+        w, h = self.header.display_size
         self._vr = vr
         self.info = VideoInfo(n, fps, duration, w, h, self._codec, "decord", times)
 
@@ -189,17 +329,22 @@ class VideoReader:
             frames = int(round(duration * fps))
         if frames <= 0:
             raise DecodeError(self.path, "frame count unknown and no duration")
-        w, h = self._src
-        self._av = _PyAVSequential(self._open_path, self.size)
+        w, h = self.header.display_size
+        self._av = _PyAVSequential(self._open_path, self._decode_size, self.header.stream_index)
         self.info = VideoInfo(frames, fps, frames / fps, w, h, self._codec, "pyav", frame_times_from_fps(frames, fps))
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
-        w, h = self.size or self._src
+        """Shape of a frame as the decoders return it (stored orientation)."""
+        w, h = self._decode_size or self._src
         return (h, w, 3)
 
     def get(self, indices: list[int]) -> np.ndarray:
-        """Decode the given frames; out-of-range indices are clamped to the last frame."""
+        """Decode the given frames, upright as a player shows them; out-of-range indices are
+        clamped to the last frame."""
+        return orient(self._get_stored(indices), self.header.orientation)
+
+    def _get_stored(self, indices: list[int]) -> np.ndarray:
         n = self.info.num_frames
         idx = [min(max(int(i), 0), n - 1) for i in indices]
         if self._vr is not None:
@@ -216,7 +361,7 @@ class VideoReader:
             self._vr = None
             self.info.backend = "pyav"
         if self._av is None:
-            self._av = _PyAVSequential(self._open_path, self.size)
+            self._av = _PyAVSequential(self._open_path, self._decode_size, self.header.stream_index)
         return self._av.get(idx)
 
     def _get_one_by_one(self, idx: list[int]) -> np.ndarray | None:
@@ -286,8 +431,9 @@ class _PyAVSequential:
     for a fallback path whose alternative is losing the whole video.
     """
 
-    def __init__(self, path: str, size: tuple[int, int] | None):
+    def __init__(self, path: str, size: tuple[int, int] | None, stream_index: int | None = None):
         self.path, self.size = path, size
+        self.stream_index = stream_index
         self._container = None
         self._frames = None
         self._pos = -1
@@ -301,7 +447,7 @@ class _PyAVSequential:
             self._container = av.open(self.path)
         except (av.FFmpegError, OSError) as exc:
             raise DecodeError(self.path, _av_reason(exc)) from None
-        stream = self._container.streams.video[0]
+        stream = self._container.streams[self.stream_index] if self.stream_index is not None else self._container.streams.video[0]
         stream.thread_type = "AUTO"
         self._frames = self._iter_frames(stream)
         self._pos, self._frame = -1, None
