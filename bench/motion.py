@@ -137,6 +137,7 @@ def main() -> None:
         import vsearch.eval.direction  # noqa: F401 - and the training and evaluation code
         import vsearch.train.loop  # noqa: F401
         import vsearch.train.tasks  # noqa: F401
+
         test_csv = args.work / "direction" / "captions.csv"
         if not test_csv.exists():
             write_direction_set(args.work / "direction", groups=5, seed=1000)

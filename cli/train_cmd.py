@@ -68,13 +68,19 @@ Model = Annotated[
 
 
 def run_training(cfg, as_json: bool) -> None:
-    """Run ``vsearch.train.loop.train`` with a progress bar; Ctrl-C stops after the step and checkpoints."""
+    """Run ``vsearch.train.loop.train`` with a progress bar; Ctrl-C stops after the step and checkpoints.
+
+    Under torchrun only rank 0 draws the bar and prints the summary.
+    """
+    import os
+
     from vsearch.train.loop import train
 
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     bar = Progress(
         TextColumn(f"[bold]{cfg.task}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]} · {task.fields[rate]} samples/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err_console, disable=as_json,
+        console=err_console, disable=as_json or not main_rank,
     )  # fmt: skip
     task = None
 
@@ -86,6 +92,8 @@ def run_training(cfg, as_json: bool) -> None:
 
     with graceful_stop("stopping after this step; a checkpoint will be saved") as stop, bar:
         result = train(cfg, progress=on_step, stop=stop)
+    if not main_rank:
+        return
     summary = {
         "out": str(result.out),
         "task": cfg.task,

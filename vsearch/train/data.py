@@ -277,10 +277,17 @@ def collate(batch: list[dict | None]) -> dict:
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):
-    """Shuffled batches per epoch from (seed, epoch), starting ``skip`` batches in (for resume)."""
+    """Shuffled batches per epoch from (seed, epoch), starting ``skip`` batches in (for resume).
 
-    def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool = True):
-        self.n, self.batch_size, self.seed, self.drop_last = n, batch_size, seed, drop_last
+    With ``world`` > 1 (torchrun), each global batch of ``batch_size * world`` is cut from the
+    same permutation a single process would use, and rank ``r`` takes slice ``r``: no sample is
+    seen twice or lost, and the global batch is the same whatever the world size.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool = True, *, rank: int = 0, world: int = 1):
+        self.n, self.local, self.seed, self.drop_last = n, batch_size, seed, drop_last
+        self.rank, self.world = rank, world
+        self.batch_size = batch_size * world
         self.epoch = 0
         self.skip = 0
 
@@ -295,7 +302,8 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         return out
 
     def __iter__(self):
-        yield from self.batches()[self.skip :]
+        for batch in self.batches()[self.skip :]:
+            yield batch[self.rank * self.local : (self.rank + 1) * self.local]
 
     def __len__(self) -> int:
         return max(0, len(self.batches()) - self.skip)

@@ -165,17 +165,25 @@ class Trainer:
         self.stop = stop
         self.out = Path(cfg.out)
         self.ckpt_dir = self.out / "checkpoints"
+        from .distributed import World
+
+        self.world = World()  # set by _setup: torchrun's ranks, or one process
 
     def _setup(self) -> None:
         from ..config import resolve_device
         from ..models.registry import load_encoder
         from ..perf import tune_malloc
+        from . import distributed
 
         cfg = self.cfg
         tune_malloc()
         validate(cfg)
         torch.manual_seed(cfg.seed)
-        self.device = torch.device(resolve_device(cfg.device))
+        dev = resolve_device(cfg.device)
+        self.world = distributed.setup(dev)
+        if self.world.distributed and dev.startswith("cuda"):
+            dev = f"cuda:{self.world.local_rank}"
+        self.device = torch.device(dev)
         start = self._last_checkpoint() if cfg.resume else None
         if start and (self.out / "train_config.json").is_file():
             done = json.loads((Path(start) / "trainer_state.json").read_text())
@@ -195,15 +203,23 @@ class Trainer:
 
         if cfg.task not in TASKS:
             raise ConfigError(f"unknown task {cfg.task!r} (choose from {', '.join(TASKS)})")
+        if self.world.distributed:
+            distributed.broadcast_parameters(self.encoder)
         self.task = TASKS[cfg.task](cfg, self.encoder, self.device)
         self.dataset = self.task.dataset()
         self.task.info.update(getattr(self, "task_info_extra", {}))
         new = getattr(self.encoder, "new_parameters", None)
         if new:
             self.task.info["new"] = ", ".join(n.rsplit(".", 1)[-1] for n in new)
-        if len(self.dataset) < cfg.batch_size:
-            raise DatasetError(f"{cfg.data}: {len(self.dataset)} videos, fewer than one batch of {cfg.batch_size}")
-        self.sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed)
+        world = self.world.size
+        if len(self.dataset) < cfg.batch_size * world:
+            raise DatasetError(
+                f"{cfg.data}: {len(self.dataset)} videos, fewer than one global batch of {cfg.batch_size} x {world} processes"
+            )
+        self.sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, rank=self.world.rank, world=world)
+        self.task.info["global_batch"] = cfg.batch_size * world * cfg.accumulate
+        if self.world.distributed:
+            self.task.info["world_size"] = world
         self.batches_per_epoch = len(self.sampler.batches())
         self.total = cfg.steps or max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.accumulate))
         warm = int(cfg.warmup if cfg.warmup >= 1 else round(cfg.warmup * self.total))
@@ -213,12 +229,14 @@ class Trainer:
         self.skipped = 0
         if start:
             self._restore(Path(start))
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.log = open(self.out / "train_log.jsonl", "a", encoding="utf-8")
-        if self.task.info:
-            self.log.write(json.dumps({"step": self.step, **self.task.info}) + "\n")
-            self.log.flush()
-        self.tb = _tensorboard(self.out)
+        self.log, self.tb = None, None
+        if self.world.main:  # rank 0 alone writes logs, checkpoints and the model
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.log = open(self.out / "train_log.jsonl", "a", encoding="utf-8")
+            if self.task.info:
+                self.log.write(json.dumps({"step": self.step, **self.task.info}) + "\n")
+                self.log.flush()
+            self.tb = _tensorboard(self.out)
 
     # -- one optimizer step ------------------------------------------------------------------
     def _step(self, micro: list[dict]) -> float:
@@ -240,8 +258,13 @@ class Trainer:
                 n = embs[0].shape[0]
                 torch.autograd.backward(list(embs), [w.grad[offset : offset + n] for w in whole])
                 offset += n
+        params = [p for p in enc.parameters() if p.requires_grad]
+        if self.world.distributed:
+            from .distributed import average_gradients
+
+            average_gradients(params)
         if self.cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for p in enc.parameters() if p.requires_grad], self.cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -294,11 +317,16 @@ class Trainer:
                 self._log_step(loss, epoch, samples / max(time.perf_counter() - t0, 1e-9))
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self._checkpoint()
-                if cfg.eval_every and cfg.val_data and self.step % cfg.eval_every == 0:
+                if cfg.eval_every and cfg.val_data and self.step % cfg.eval_every == 0 and self.world.main:
                     eval_report = self._evaluate()
                 if self.step >= self.total:
                     break
-                if (budget and steps_this_run >= budget) or (self.stop is not None and self.stop.is_set()):
+                want_stop = (budget and steps_this_run >= budget) or (self.stop is not None and self.stop.is_set())
+                if self.world.distributed:
+                    from .distributed import any_rank
+
+                    want_stop = any_rank(bool(want_stop), self.device)  # every rank stops at the same step
+                if want_stop:
                     stop_now = True
                     break
             if stop_now:
@@ -306,14 +334,19 @@ class Trainer:
                 break
         seconds = time.perf_counter() - t0
         self.encoder.eval()
-        if finished:
+        if finished and self.world.main:
             self.encoder.save_pretrained(self.out, dtype=getattr(torch, cfg.save_dtype))
             (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
             eval_report = self._evaluate()
         self._checkpoint()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
         if self.tb is not None:
             self.tb.close()
+        if self.world.distributed:
+            from .distributed import teardown
+
+            teardown()
         return TrainResult(
             self.out, self.step, losses[-1] if losses else float("nan"), losses, self.skipped, seconds,
             samples / seconds if seconds > 0 else 0.0, eval_report, finished,
@@ -331,7 +364,7 @@ class Trainer:
             "time": time.time(),
             **self.task.metrics,
         }
-        if self.step % self.cfg.log_every == 0 or self.step == 1 or self.step == self.total:
+        if self.log is not None and (self.step % self.cfg.log_every == 0 or self.step == 1 or self.step == self.total):
             self.log.write(json.dumps(record) + "\n")
             self.log.flush()
         if self.tb is not None:
@@ -339,10 +372,12 @@ class Trainer:
             self.tb.add_scalar("train/lr", record["lr"], self.step)
             for key, value in self.task.metrics.items():
                 self.tb.add_scalar(f"train/{key}", value, self.step)
-        if self.progress:
+        if self.progress and self.world.main:
             self.progress({**record, "total": self.total})
 
     def _evaluate(self) -> dict | None:
+        if self.log is None:  # not rank 0
+            return None
         self.encoder.eval()
         report = self.task.evaluate()
         self.encoder.train()
@@ -362,6 +397,8 @@ class Trainer:
         return str(done[-1]) if done else None
 
     def _checkpoint(self) -> None:
+        if not self.world.main:
+            return
         target = self.ckpt_dir / f"step-{self.step:08d}"
         if target.exists():
             return

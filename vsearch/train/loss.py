@@ -18,10 +18,29 @@ LOGIT_SCALE_MAX = math.log(200.0)
 def batch_global_view(*features: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], int]:
     """The features of the whole (global) batch, and where this rank's rows start.
 
-    Single process: the local batch, offset 0. Under DDP this becomes
-    ``torch.distributed.nn.all_gather`` (keeps gradients) and ``offset = rank * local_batch``.
+    Single process: the local batch, offset 0. Under torchrun: every rank's rows, all-gathered
+    with gradients (``distributed.all_gather_with_grad``), and this rank's offset among them.
+    Integer tensors (caption ids) are gathered too, without gradients.
     """
-    return features, 0
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return features, 0
+    from .distributed import all_gather_with_grad
+
+    gathered, offset = [], 0
+    for f in features:
+        g, offset = all_gather_with_grad(f)
+        gathered.append(g)
+    return tuple(gathered), offset
+
+
+def caption_id(text: str) -> int:
+    """A caption's id, equal for equal texts in every process (so duplicate captions are shared
+    positives across ranks too); 62 bits of BLAKE2b, never negative."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 2
 
 
 def _targets(logits: torch.Tensor, offset: int, groups: torch.Tensor | None) -> torch.Tensor:

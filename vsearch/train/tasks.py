@@ -12,14 +12,22 @@ import torch
 from ..errors import DatasetError
 from ..video.transforms import to_pixels
 from .data import PretrainDataset, RecognitionDataset, VideoTextDataset, read_captions, read_pretrain
-from .loss import contrastive_loss, multi_positive_loss, omnisource_loss, pair_loss, recognition_loss, reversal_sensitivity
+from .loss import (
+    caption_id,
+    contrastive_loss,
+    multi_positive_loss,
+    omnisource_loss,
+    pair_loss,
+    recognition_loss,
+    reversal_sensitivity,
+)
 from .reversal import swap_direction
 from .stream import StreamSpec, SyntheticStream, is_stream
 
 
 def _group_ids(texts: list[str], device) -> torch.Tensor:
-    ids: dict[str, int] = {}
-    return torch.tensor([ids.setdefault(t, len(ids)) for t in texts], device=device)
+    """Caption ids that agree across processes (hash of the text)."""
+    return torch.tensor([caption_id(t) for t in texts], device=device)
 
 
 class RetrievalTask:
@@ -80,8 +88,7 @@ class RetrievalTask:
         without a swapped caption is a negative only) plus ``pair_weight`` x the 2-way pair loss."""
         video_rev = rev[0]
         swapped = [swap_direction(t) if self.reversal == "twins" else None for t in texts]
-        ids: dict[str, int] = {}
-        label = lambda t: ids.setdefault(t, len(ids))  # noqa: E731
+        label = caption_id
         t_lab = [label(t) for t in texts]
         v_lab = list(t_lab) + [label(s) if s else -1 for s in swapped]
         all_text = text
