@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,7 +16,13 @@ from .common import BaseOpt, DeviceOpt, JsonOpt, ModelOpt, StoreOpt, console, er
 @app.command()
 @handle_errors
 def search(
-    query: Annotated[str, typer.Argument(help="What to find, in words.", show_default=False)],
+    query: Annotated[str | None, typer.Argument(help="What to find, in words.", show_default=False)] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Search by a picture instead (embedded as a one-frame video).")
+    ] = None,
+    like: Annotated[
+        str | None, typer.Option("--like", help="Search by a moment of an indexed video: VIDEO@SECONDS (e.g. a.mp4@12.5).")
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--top", help="How many results.")] = 10,
     segments: Annotated[
         bool, typer.Option("--segments", help="List raw segments instead of one best segment per video.")
@@ -35,15 +42,35 @@ def search(
     """Search the store by text: the best matching videos, with the time range that matched.
 
     Example: [bold]vsearch search "a dog catches a frisbee" -k 5[/]
+    Also: [bold]vsearch search --image photo.jpg[/], [bold]vsearch search --like holiday.mp4@12.5[/]
     """
-    from vsearch.search import load_store_encoder, precheck
+    from vsearch.errors import QueryError
+    from vsearch.search import load_store_encoder, precheck, search_image, search_like
     from vsearch.search import search as run_search
     from vsearch.store import Store
 
+    given = [x for x in (query, image, like) if x is not None]
+    if len(given) != 1:
+        raise QueryError('give one query: words, --image PHOTO, or --like VIDEO@SECONDS (e.g. vsearch search "a red circle")')
     with Store.open(store, create=False) as st:
-        precheck(st, query, k, model=model, rerank=rerank)  # seconds before a model loads, not after
-        encoder = load_store_encoder(st, model, device, base=base, query_only=not rerank)
-        resp = run_search(st, query, k, encoder=encoder, segments=segments, rerank=rerank)
+        if like is not None:
+            from vsearch.image_query import parse_moment
+
+            path, seconds = parse_moment(like)
+            sid = st.segment_at(path, seconds)
+            if sid is None:
+                raise QueryError(f"{path} at {seconds:g} s is not in the store (index it first; see vsearch list)")
+            resp = search_like(st, sid, k, segments=segments)
+        elif image is not None:
+            from vsearch.image_query import load_image
+
+            pixels = load_image(image)  # a bad image is refused before the model loads
+            precheck(st, "image", k, model=model)
+            resp = search_image(st, pixels, k, encoder=load_store_encoder(st, model, device, base=base), segments=segments)
+        else:
+            precheck(st, query, k, model=model, rerank=rerank)  # seconds before a model loads, not after
+            encoder = load_store_encoder(st, model, device, base=base, query_only=not rerank)
+            resp = run_search(st, query, k, encoder=encoder, segments=segments, rerank=rerank)
     for w in resp.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if as_json:
@@ -80,27 +107,42 @@ def serve(
         str, typer.Option(help="Address to bind. Anything but loopback exposes your index to the network.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VSEARCH_TOKEN",
+            help="Require this token on every request (header Authorization: Bearer T, or open /?token=T once).",
+            show_envvar=True,
+        ),
+    ] = None,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Serve search over HTTP (JSON): /search?q=...&k=10, /status. Loads the model once.
+    """Serve the search page and JSON API: thumbnails, playback at the moment, search by image.
 
-    Example: [bold]vsearch serve --port 8765[/]  then  [bold]curl 'http://127.0.0.1:8765/search?q=a+red+circle&k=3'[/]
+    Open the printed address in a browser; /api/search?q=... and /openapi.json for scripts.
+    Example: [bold]vsearch serve --port 8765[/]  then open [bold]http://127.0.0.1:8765/?q=a+red+circle[/]
     """
-    from vsearch.serve import SearchService, is_loopback, make_server
+    from vsearch.serve import is_loopback
+    from vsearch.web.app import SearchService, create_app
+    from vsearch.web.server import Server, bind
 
+    sock = bind(host, port)  # a busy port is one line, before the model loads
     if not is_loopback(host):
+        warn = "a token is required on every request" if token else "there is no authentication: pass --token"
         err_console.print(
-            f"[yellow]warning:[/] binding to {escape(host)}: anyone who can reach this machine can search the store"
+            f"[yellow]warning:[/] binding to {escape(host)}: anyone who can reach this machine can search the store "
+            f"and play its videos; {warn}",
+            soft_wrap=True,
         )
     with err_console.status("loading the store and its model ..."):
         service = SearchService(store, model=model, device=device)
-    server = make_server(service, host, port)
-    err_console.print(f"serving {escape(str(service.store.root))} on http://{host}:{server.server_address[1]} (Ctrl-C to stop)")
+    server = Server(create_app(service, token=token), sock)
+    err_console.print(f"serving {escape(str(service.store.root))} on {server.url}/ (Ctrl-C to stop)", soft_wrap=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        sock.close()
         service.close()

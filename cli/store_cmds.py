@@ -48,6 +48,9 @@ def index(
     reembed_store: Annotated[
         bool, typer.Option("--reembed", help="First re-embed what the store holds with --model (see `vsearch reembed`).")
     ] = False,
+    no_thumbnails: Annotated[
+        bool, typer.Option("--no-thumbnails", help="Store no thumbnail per segment (the search page then makes them lazily).")
+    ] = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -101,7 +104,7 @@ def index(
                 report = run_index(
                     st, [str(f) for f in folders], encoder,
                     workers=workers, batch_size=batch_size, decode_timeout=decode_timeout,
-                    segment_seconds=segment_seconds, progress=bar, wait=wait, stop=stop,
+                    segment_seconds=segment_seconds, progress=bar, wait=wait, stop=stop, thumbnails=not no_thumbnails,
                 )  # fmt: skip
     if as_json:
         from vsearch.video import display_path
@@ -206,6 +209,46 @@ def status(
         )
     for f in failed:
         console.print(f"[red]failed[/] {escape(f['path'])}: {escape(f['reason'])}", soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def thumbnails(
+    store: StoreOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the thumbnails a store lacks (stores indexed before thumbnails, or with --no-thumbnails).
+
+    One frame per segment is decoded (the middle of the frames the encoder saw).
+    Example: [bold]vsearch thumbnails --store /tmp/demo[/]
+    """
+    from rich.progress import Progress
+
+    from vsearch.errors import VsearchError
+    from vsearch.store import Store
+    from vsearch.thumbnails import decode_thumbnail
+
+    made, failed = 0, 0
+    with Store.open(store, create=False) as st, st.lock("thumbnails", wait=wait):
+        todo = st.segments_without_thumbnail()
+        with Progress(console=err_console, disable=as_json or not todo) as bar:
+            task = bar.add_task("thumbnails", total=len(todo))
+            batch = []
+            for sid, path, frame, _aspect in todo:
+                try:
+                    batch.append((sid, *decode_thumbnail(path, frame)))
+                except VsearchError:
+                    failed += 1
+                bar.advance(task)
+                if len(batch) >= 64:
+                    made += st.put_thumbnails(batch)
+                    batch = []
+            made += st.put_thumbnails(batch)
+    if as_json:
+        print_json({"made": made, "failed": failed})
+    else:
+        console.print(f"made {made} thumbnail(s)" + (f"; {failed} segment(s) could not be decoded" if failed else "") + ".")
 
 
 @app.command("list")

@@ -105,6 +105,8 @@ class EncodedVideo:
     vectors: dict[int, np.ndarray] = field(default_factory=dict)
     seg_errors: list[tuple[int, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: seg -> the middle sampled frame (kept only when thumbnails are wanted).
+    thumbs: dict[int, np.ndarray] = field(default_factory=dict)
     decoded: bool = False
     _waiting: set[int] = field(default_factory=set)
 
@@ -113,13 +115,16 @@ class EncodedVideo:
         return self.decoded and not self._waiting
 
 
-def encode_stream(messages, batcher: SegmentBatcher, times: StageTimes | None = None, on_message=None):
+def encode_stream(
+    messages, batcher: SegmentBatcher, times: StageTimes | None = None, on_message=None, keep_thumbnails: bool = False
+):
     """Turn decode-pool messages into finished videos, batching segments across files.
 
     Yields ``("video", job_id, EncodedVideo)`` once every segment of a file has its vector, and
     ``("error", job_id, reason)`` for files that failed. ``on_message(msg)`` sees every message
     first (progress, stop checks). Also yields ``("segments", job_id, n)`` when a file's plan is
-    known, and ``("vector", job_id, seg)`` per embedded segment, for progress displays.
+    known, and ``("vector", job_id, seg)`` per embedded segment, for progress displays. With
+    ``keep_thumbnails`` each segment's middle sampled frame is kept for its thumbnail.
     """
     pending: dict[int, EncodedVideo] = {}
 
@@ -153,6 +158,9 @@ def encode_stream(messages, batcher: SegmentBatcher, times: StageTimes | None = 
         elif kind == "segment":
             st.frame_idx[msg[2]] = list(msg[3])
             st._waiting.add(msg[2])
+            if keep_thumbnails:
+                frames = msg[4]
+                st.thumbs[msg[2]] = frames[len(frames) // 2].copy()
             yield from deliver(batcher.add((job_id, msg[2]), msg[4]))
         elif kind == "segment_error":
             st.seg_errors.append((msg[2], msg[3]))

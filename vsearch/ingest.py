@@ -23,6 +23,7 @@ from typing import Protocol
 from .embedding import EncodedVideo, SegmentBatcher, StageTimes, default_batch_size, default_workers, encode_stream
 from .errors import MissingRootError
 from .store.store import SegmentWrite, Store, VideoWrite
+from .thumbnails import encode_jpeg
 from .video.discover import FoundFile, Listing, content_hash, is_video_name, list_videos
 from .video.workers import DecodeJob, DecodePool
 
@@ -95,12 +96,14 @@ def index(
     wait: bool = False,
     stop: threading.Event | None = None,
     faults: dict[str, str] | None = None,
+    thumbnails: bool = True,
 ) -> IndexReport:
     """Bring the store up to date with the videos under ``roots``.
 
     ``stop`` (set it from a signal handler) finishes the files in progress, saves, and returns
     with ``interrupted=True``; running ``index`` again picks up where it stopped. ``faults``
     maps paths to an injected decoder fault ("segfault", "hang") and exists for tests.
+    ``thumbnails``: store a small JPEG per segment from the frames already decoded.
     """
     from .perf import tune_malloc
 
@@ -135,6 +138,7 @@ def index(
                 store, rec.id, encoder, plan.todo, report, times,
                 seg_s=seg_s, tail_s=tail_s, workers=workers, batch_size=batch_size,
                 decode_timeout=decode_timeout, progress=progress, stop=stop, faults=faults or {},
+                thumbnails=thumbnails,
             )  # fmt: skip
             report.interrupted = bool(stop and stop.is_set())
         except BaseException:
@@ -282,6 +286,7 @@ def _encode_and_write(
     progress: Progress | None,
     stop: threading.Event | None,
     faults: dict[str, str],
+    thumbnails: bool = True,
 ) -> None:
     if not todo:
         return
@@ -317,7 +322,8 @@ def _encode_and_write(
             pool.stop_submitting()
 
     try:
-        for kind, job_id, payload in encode_stream(pool.messages(jobs), batcher, times, on_message=check_stop):
+        stream = encode_stream(pool.messages(jobs), batcher, times, on_message=check_stop, keep_thumbnails=thumbnails)
+        for kind, job_id, payload in stream:
             f = files[job_id]
             if kind == "segments" and progress:
                 progress.update(new_segments=payload)
@@ -331,7 +337,7 @@ def _encode_and_write(
                 if progress:
                     progress.update(files=1, current=os.path.basename(f.path))
                 changed = _changed_since_listing(f)
-                video = None if changed else _to_write(payload, f, hashes[job_id], report)
+                video = None if changed else _to_write(payload, f, hashes[job_id], report, spec.pixels.resize)
                 if changed:
                     _fail(store, report, report.run_id, f.path, changed, f)
                 elif video is None:
@@ -355,7 +361,7 @@ def _changed_since_listing(f: FoundFile) -> str | None:
     return None
 
 
-def _to_write(video: EncodedVideo, f: FoundFile, chash: str, report: IndexReport) -> VideoWrite | None:
+def _to_write(video: EncodedVideo, f: FoundFile, chash: str, report: IndexReport, resize: str = "crop") -> VideoWrite | None:
     """The store rows of a finished video; None when no segment could be decoded."""
     if not video.vectors:
         return None
@@ -365,8 +371,20 @@ def _to_write(video: EncodedVideo, f: FoundFile, chash: str, report: IndexReport
     warning = "; ".join(notes) or None
     if warning:
         report.warnings.append((f.path, warning))
+    info = video.info or {}
+    # A squashed square frame is stretched back to the display aspect for its thumbnail.
+    aspect = info["width"] / info["height"] if resize == "squash" and info.get("height") else None
     segments = [
-        SegmentWrite(seg, p[3], p[4], p[1], p[2], video.frame_idx[seg], video.vectors[seg])
+        SegmentWrite(
+            seg,
+            p[3],
+            p[4],
+            p[1],
+            p[2],
+            video.frame_idx[seg],
+            video.vectors[seg],
+            encode_jpeg(video.thumbs[seg], aspect) if seg in video.thumbs else None,
+        )  # fmt: skip
         for seg, p in sorted(video.plans.items())
         if seg in video.vectors
     ]

@@ -252,3 +252,36 @@ def _first_per_video(hits: list[Hit]) -> list[Hit]:
 
 def _hit(row, score) -> Hit:
     return Hit(row.path, float(score), row.start_s, row.end_s, row.idx, row.segment_id, row.video_id)
+
+
+def search_by_vector(
+    store: Store, qv: np.ndarray, k: int = 10, *, segments: bool = False, label: str = "", fingerprint: str | None = None
+) -> SearchResponse:
+    """Search with a ready query vector (an image's, or a stored segment's): no text encoder."""
+    t0 = time.perf_counter()
+    if not 1 <= int(k) <= MAX_K:
+        raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+    index = store.vector_index(fingerprint)
+    if index.ntotal == 0:
+        raise EmptyStore(f"the store at {store.root} has no segments yet: index some videos first")
+    hits = flag_missing(search_vector(store, index, np.asarray(qv, np.float32)[None, :], k, segments))
+    return SearchResponse(label, hits, index.ntotal, (time.perf_counter() - t0) * 1000)
+
+
+def search_like(store: Store, segment_id: int, k: int = 10, *, segments: bool = False) -> SearchResponse:
+    """More like this: the stored vector of ``segment_id`` is the query (nothing is decoded)."""
+    qv = store.segment_vector(segment_id)
+    if qv is None:
+        raise QueryError(f"segment {segment_id} is not in the store")
+    return search_by_vector(store, qv, k, segments=segments, label=f"like segment {segment_id}")
+
+
+def search_image(store: Store, image, k: int = 10, *, encoder=None, segments: bool = False) -> SearchResponse:
+    """Search by an image (bytes, a path, or an ``(h, w, 3)`` array), embedded by the store's
+    encoder as a one-frame video (``image_query``)."""
+    from .image_query import image_vector, load_image
+
+    pixels = image if isinstance(image, np.ndarray) else load_image(image)
+    enc = encoder or load_store_encoder(store)
+    store.check_encoder(enc)
+    return search_by_vector(store, image_vector(enc, pixels), k, segments=segments, label="image", fingerprint=enc.fingerprint)

@@ -107,6 +107,17 @@ class Embedding(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float16, little-endian, dim values
 
 
+class Thumbnail(Base):
+    """A segment's picture for the search page: a small JPEG of a frame inside the segment
+    (its middle sampled frame), made at index time from frames the encoder was fed anyway."""
+
+    __tablename__ = "thumbnails"
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Tombstone(Base):
     """A vector removed at generation ``gen``; lets older FAISS files catch up. Pruned after saves."""
 

@@ -27,7 +27,7 @@ from ..errors import EmptyStore, EncoderMismatch, StoreError, StoreNotFound
 from ..video.discover import display_path as printable
 from . import db as dbmod
 from .lock import WriteLock
-from .schema import Embedding, Encoder, Failure, Meta, Run, Segment, Tombstone, VectorIndexConfig, Video, utcnow
+from .schema import Embedding, Encoder, Failure, Meta, Run, Segment, Thumbnail, Tombstone, VectorIndexConfig, Video, utcnow
 from .vectors import IndexPlan, VectorIndex, choose_index, index_file_name, list_index_files, recall_meter, tune_nprobe
 
 DB_NAME = "vsearch.db"
@@ -64,6 +64,8 @@ class SegmentWrite:
     end_frame: int
     frame_indices: list[int]
     vector: np.ndarray  # (dim,) float32, unit length
+    #: (jpeg bytes, width, height), or None (``--no-thumbnails``).
+    thumbnail: tuple[bytes, int, int] | None = None
 
 
 @dataclass
@@ -481,6 +483,13 @@ class Store:
                     added_vecs.append(np.asarray(g.vector, VECTOR_DTYPE).astype(np.float32))
                 if rows:
                     s.execute(insert(Embedding), rows)
+                thumbs = [
+                    {"segment_id": seg.id, "jpeg": g.thumbnail[0], "width": g.thumbnail[1], "height": g.thumbnail[2]}
+                    for seg, g in zip(video.segments, v.segments)
+                    if g.thumbnail is not None
+                ]
+                if thumbs:
+                    s.execute(insert(Thumbnail), thumbs)
                 s.execute(delete(Failure).where(Failure.path == v.path))
         removed = np.array([seg for enc, seg in removed_pairs if enc == encoder_id], dtype=np.int64)
         added = np.array(added_ids, dtype=np.int64)
@@ -622,6 +631,81 @@ class Store:
             }  # fmt: skip
             for vid, path, dur, at, n in rows
         ]
+
+    def thumbnail(self, segment_id: int) -> bytes | None:
+        with self.Session() as s:
+            return s.scalar(select(Thumbnail.jpeg).where(Thumbnail.segment_id == int(segment_id)))
+
+    def put_thumbnails(self, rows: Sequence[tuple[int, bytes, int, int]]) -> int:
+        """Store thumbnails made after indexing (``vsearch thumbnails``); returns how many."""
+        with self.Session.begin() as s:
+            for sid, jpeg, w, h in rows:
+                s.merge(Thumbnail(segment_id=int(sid), jpeg=jpeg, width=int(w), height=int(h)))
+        return len(rows)
+
+    def segments_without_thumbnail(self, limit: int | None = None) -> list[tuple[int, str, int, float]]:
+        """(segment id, path, middle sampled frame, display aspect) of segments with no thumbnail."""
+        enc = self.encoder()
+        q = (
+            select(Segment.id, Video.path, Embedding.frame_indices, Video.width, Video.height, Segment.start_frame)
+            .join(Video, Video.id == Segment.video_id)
+            .outerjoin(Embedding, (Embedding.segment_id == Segment.id) & (Embedding.encoder_id == (enc.id if enc else -1)))
+            .outerjoin(Thumbnail, Thumbnail.segment_id == Segment.id)
+            .where(Thumbnail.segment_id.is_(None))
+            .order_by(Segment.id)
+        )
+        if limit:
+            q = q.limit(limit)
+        with self.Session() as s:
+            rows = s.execute(q).all()
+        out = []
+        for sid, path, idx, w, h, start in rows:
+            frame = int(idx[len(idx) // 2]) if idx else int(start)
+            out.append((int(sid), path, frame, (w / h) if h else 1.0))
+        return out
+
+    def video(self, video_id: int) -> dict | None:
+        """One video's row and its segments (the server's video page)."""
+        with self.Session() as s:
+            v = s.get(Video, int(video_id))
+            if v is None:
+                return None
+            segs = [
+                {"segment_id": g.id, "index": g.idx, "start": g.start_s, "end": g.end_s}
+                for g in s.scalars(select(Segment).where(Segment.video_id == v.id).order_by(Segment.idx))
+            ]
+            return {
+                "id": v.id, "path": v.path, "duration": v.duration, "width": v.width, "height": v.height,
+                "codec": v.codec, "size": v.size, "segments": segs,
+            }  # fmt: skip
+
+    def segment_vector(self, segment_id: int) -> np.ndarray | None:
+        """The stored vector of a segment under the store's encoder (more-like-this: no re-decode)."""
+        enc = self.encoder()
+        if enc is None:
+            return None
+        with self.Session() as s:
+            blob = s.scalar(
+                select(Embedding.vector).where(Embedding.segment_id == int(segment_id), Embedding.encoder_id == enc.id)
+            )
+        if blob is None:
+            return None
+        v = unpack_vectors([blob], int(enc.spec["dim"]))[0].astype(np.float32)
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    def segment_at(self, path: str, seconds: float) -> int | None:
+        """The segment of ``path`` that holds the moment ``seconds`` (``search --like FILE@T``)."""
+        with self.Session() as s:
+            vid = s.scalar(select(Video.id).where(Video.path == os.path.abspath(path)))
+            if vid is None:
+                return None
+            rows = s.execute(
+                select(Segment.id, Segment.start_s, Segment.end_s).where(Segment.video_id == vid).order_by(Segment.idx)
+            ).all()
+        for sid, a, b in rows:
+            if a <= seconds < b:
+                return int(sid)
+        return int(rows[-1][0]) if rows and seconds >= rows[-1][2] else None
 
     def videos_by_hash(self, hashes: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
         """(video id, path) of every stored video with each content hash, whatever its root."""

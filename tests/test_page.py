@@ -1,0 +1,125 @@
+"""The search page in a real browser: Debian's chromium driven by Playwright, on sample_data.
+
+CI installs chromium (`.ci/run`); where it is absent these tests skip with one line.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from vsearch.ingest import index
+    from vsearch.models import load_encoder
+    from vsearch.serve import start
+    from vsearch.store import Store
+
+    store = tmp_path_factory.mktemp("page") / "store"
+    with Store.open(store) as st:
+        index(st, [SAMPLE / "videos"], load_encoder(SAMPLE / "model"), workers=0)
+    srv = start(store, "127.0.0.1", 0)
+    yield srv
+    srv.stop()
+    srv.service.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    pg = browser.new_page()
+    yield pg
+    pg.close()
+
+
+def cards(page):
+    page.wait_for_selector("article.card")
+    return page.query_selector_all("article.card")
+
+
+def test_a_query_shows_cards_with_loaded_thumbnails_and_the_url_round_trips(server, page):
+    page.goto(server.url + "/")
+    page.fill("#q", "a yellow triangle")
+    page.press("#q", "Enter")
+    page.wait_for_function("document.querySelectorAll('article.card').length > 0")
+    first = cards(page)[0].query_selector(".name").inner_text()
+    assert first.startswith("yellow_triangle_")
+    assert parse_qs(urlparse(page.url).query)["q"] == ["a yellow triangle"]
+    page.wait_for_function(
+        "[...document.querySelectorAll('article.card img')].slice(0, 6).every(i => i.complete && i.naturalWidth > 0)"
+    )
+    # Reloading the URL gives the same first result (a search can be bookmarked and shared).
+    page.reload()
+    page.wait_for_selector("article.card")
+    assert cards(page)[0].query_selector(".name").inner_text() == first
+
+
+def test_opening_a_card_plays_from_the_segment_start(server, page):
+    page.goto(server.url + "/?q=a+yellow+triangle")
+    later = None
+    for c in cards(page):
+        if "00:10–00:20" in c.query_selector(".meta").inner_text():
+            later = c
+            break
+    assert later is not None, "a compilation hit at 00:10 was expected"
+    later.query_selector("a.name").click()
+    page.wait_for_url("**/v/**")
+    if page.evaluate("document.getElementById('player').canPlayType('video/mp4') === ''"):
+        page.wait_for_selector("#strip img")  # this browser cannot play mp4: the thumbnail strip instead
+        return
+    page.wait_for_function("document.getElementById('player').readyState >= 1")
+    t = page.evaluate("document.getElementById('player').currentTime")
+    assert abs(t - 10.0) <= 1.0, t
+    assert page.query_selector(".segments li.current") is not None
+
+
+def test_more_like_this_returns_the_clip_itself_first(server, page):
+    page.goto(server.url + "/?q=a+green+square")
+    first = cards(page)[1]
+    seg = first.get_attribute("data-segment")
+    first.query_selector("button.like").click()
+    page.wait_for_url(f"**like={seg}**")
+    page.wait_for_function(f"document.querySelector('article.card')?.dataset.segment === '{seg}'")
+
+
+def test_an_image_upload_finds_its_clip_in_the_top_three(server, page, tmp_path):
+    from PIL import Image
+
+    from vsearch.video.decode import VideoReader
+
+    clip = SAMPLE / "videos" / "yellow_triangle_up_01.mp4"
+    with VideoReader(str(clip)) as r:
+        Image.fromarray(r.get([20])[0]).save(tmp_path / "frame.png")
+    page.goto(server.url + "/")
+    page.set_input_files("#image", str(tmp_path / "frame.png"))
+    page.wait_for_function("document.querySelectorAll('article.card').length >= 3")
+    names = [c.get_attribute("data-path") for c in cards(page)[:3]]
+    assert str(clip.resolve()) in names, names
+
+
+def test_the_status_view(server, page):
+    page.goto(server.url + "/status-page")
+    page.wait_for_selector("#status tr")
+    text = page.inner_text("#status")
+    assert "videos" in text and "40" in text

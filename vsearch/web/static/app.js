@@ -1,0 +1,96 @@
+// The search page: the URL is the state (?q=, ?like=, k, segments), results render without a reload.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const PAGE = 24;
+let state = { q: "", like: null, segments: false, offset: 0, image: null };
+
+function fmt(t) {
+  const s = Math.floor(t), m = Math.floor(s / 60);
+  return `${String(m).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function card(hit) {
+  const el = document.createElement("article");
+  el.className = "card";
+  el.dataset.path = hit.path;
+  el.dataset.segment = hit.segment_id;
+  el.innerHTML = `
+    <a class="thumb" href="${hit.page}"><img loading="lazy" alt="" src="${hit.thumb}"></a>
+    <div class="body">
+      <a class="name" href="${hit.page}"></a>
+      <span class="folder"></span>
+      <span class="meta">${fmt(hit.start)}–${fmt(hit.end)} · score ${hit.score.toFixed(3)}${hit.missing ? ' · <b class="missing">file missing</b>' : ""}</span>
+      <button class="like" type="button">More like this</button>
+    </div>`;
+  el.querySelector(".name").textContent = hit.name;
+  el.querySelector(".folder").textContent = hit.folder;
+  el.querySelector("img").alt = `${hit.name} at ${fmt(hit.start)}`;
+  el.querySelector(".like").addEventListener("click", () => go({ q: "", like: hit.segment_id, offset: 0 }));
+  return el;
+}
+
+function url() {
+  const p = new URLSearchParams();
+  if (state.like) p.set("like", state.like); else if (state.q) p.set("q", state.q);
+  if (state.segments) p.set("segments", "1");
+  return p.toString() ? `/?${p}` : "/";
+}
+
+async function run(append) {
+  const params = new URLSearchParams({ k: PAGE, offset: state.offset, segments: state.segments ? "1" : "0" });
+  let resp;
+  if (state.image) {
+    const body = new FormData();
+    body.append("file", state.image);
+    resp = await fetch(`/api/image?${params}`, { method: "POST", body });
+  } else if (state.like) {
+    resp = await fetch(`/api/like/${state.like}?${params}`);
+  } else if (state.q) {
+    params.set("q", state.q);
+    resp = await fetch(`/api/search?${params}`);
+  } else {
+    $("results").replaceChildren(); $("summary").textContent = ""; $("more").hidden = true;
+    return;
+  }
+  const data = await resp.json();
+  if (!resp.ok) { $("summary").textContent = data.error; $("results").replaceChildren(); $("more").hidden = true; return; }
+  const what = state.image ? "the image" : state.like ? "more like this" : `“${data.query}”`;
+  const shown = (append ? $("results").children.length : 0) + data.hits.length;
+  $("summary").textContent = `${what}: ${shown} ${state.segments ? "segments" : "videos (best segment each)"} of ${data.searched} segments searched · ${Math.round(data.took_ms)} ms`;
+  const cards = data.hits.map(card);
+  if (append) $("results").append(...cards); else $("results").replaceChildren(...cards);
+  $("more").hidden = !data.more;
+}
+
+function go(change, push = true) {
+  Object.assign(state, { image: null }, change);
+  $("q").value = state.q || "";
+  $("segments").checked = state.segments;
+  if (push) history.pushState(null, "", url());
+  run(false);
+}
+
+function fromUrl() {
+  const p = new URLSearchParams(location.search);
+  state = { q: p.get("q") || "", like: p.get("like"), segments: p.get("segments") === "1", offset: 0, image: null };
+  $("q").value = state.q; $("segments").checked = state.segments;
+  run(false);
+}
+
+$("search").addEventListener("submit", (e) => { e.preventDefault(); go({ q: $("q").value.trim(), like: null, offset: 0 }); });
+$("segments").addEventListener("change", () => go({ segments: $("segments").checked, offset: 0 }));
+$("more").addEventListener("click", () => { state.offset += PAGE; run(true); });
+$("image").addEventListener("change", () => { if ($("image").files[0]) searchImage($("image").files[0]); });
+function searchImage(file) {
+  Object.assign(state, { image: file, q: "", like: null, offset: 0 });
+  $("q").value = ""; history.pushState(null, "", "/"); run(false);
+}
+document.addEventListener("dragover", (e) => { e.preventDefault(); $("drop").hidden = false; });
+document.addEventListener("dragleave", (e) => { if (!e.relatedTarget) $("drop").hidden = true; });
+document.addEventListener("drop", (e) => {
+  e.preventDefault(); $("drop").hidden = true;
+  const f = e.dataTransfer.files[0];
+  if (f && f.type.startsWith("image/")) searchImage(f);
+});
+window.addEventListener("popstate", fromUrl);
+fromUrl();
