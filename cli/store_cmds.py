@@ -386,6 +386,8 @@ def check(
         "segments_without_vector": report.segments_without_vector[:100],
         "videos_without_segments": report.videos_without_segments[:100],
         "index_file_problem": report.index_file_problem,
+        "without_thumbnail": report.without_thumbnail,
+        "orphan_thumbnails": report.orphan_thumbnails,
     }
     if as_json:
         print_json(data)
@@ -401,6 +403,8 @@ def check(
         for key in ("only_in_index", "only_in_db", "segments_without_vector", "videos_without_segments"):
             if data[key]:
                 console.print(f"  {key.replace('_', ' ')}: {len(getattr(report, key))} ({data[key][:10]}...)")
+        if report.without_thumbnail:
+            console.print(f"  {report.without_thumbnail} segment(s) have no thumbnail ([bold]vsearch thumbnails[/] makes them)")
         if not report.ok and not repair:
             console.print("run [bold]vsearch check --repair[/] to rebuild the index from the database")
     if not report.ok and not report.repaired:

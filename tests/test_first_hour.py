@@ -230,3 +230,19 @@ def test_embed_takes_paths_as_a_shell_glob_gives_them(tmp_path, synth_dir):
     )
     assert folder["rows"] == 12
     assert "no such file" in run("embed", tmp_path / "nope.mp4", "--model", "tiny-clip", "--out", out, code=1).output
+
+
+def test_thumbnails_are_made_at_index_time_removed_with_their_video_and_backfilled(tmp_path, synth_dir):
+    store = tmp_path / "s"
+    vids = tmp_path / "v"
+    shutil.copytree(synth_dir / "videos", vids)
+    run("index", vids, "--store", store, "--model", "tiny-clip", "--workers", "0", "--no-thumbnails")
+    assert json.loads(run("check", "--store", store, "--json").stdout)["without_thumbnail"] == 12
+    made = json.loads(run("thumbnails", "--store", store, "--json").stdout)
+    assert made == {"made": 12, "failed": 0}
+    data = json.loads(run("check", "--store", store, "--json").stdout)
+    assert data["ok"] and data["without_thumbnail"] == 0
+    victim = sorted(vids.iterdir())[0]
+    run("remove", victim, "--store", store)
+    status = json.loads(run("status", "--store", store, "--json").stdout)
+    assert status["thumbnails"] == 11  # removed with its video

@@ -111,13 +111,17 @@ class CheckReport:
     #: Why the newest FAISS file cannot be used (unreadable, wrong dimension, ids that are not
     #: the database's at its generation); None when it is sound or there is none.
     index_file_problem: str | None = None
+    #: Segments without a stored thumbnail (not an inconsistency: `vsearch thumbnails` makes them).
+    without_thumbnail: int = 0
+    #: Thumbnails whose segment is gone (cannot happen with foreign keys on; checked anyway).
+    orphan_thumbnails: int = 0
     repaired: bool = False
 
     @property
     def ok(self) -> bool:
         return not (
             self.only_in_index or self.only_in_db or self.segments_without_vector or self.videos_without_segments
-            or self.index_file_problem
+            or self.index_file_problem or self.orphan_thumbnails
         )  # fmt: skip
 
 
@@ -996,6 +1000,7 @@ class Store:
             seg_ids = set(s.scalars(select(Segment.id)).all())
             emb_ids = set(s.scalars(select(Embedding.segment_id).where(Embedding.encoder_id == (rec.id if rec else -1))).all())
             empty_videos = s.scalars(select(Video.id).where(~Video.segments.any())).all()
+            thumb_ids = set(s.scalars(select(Thumbnail.segment_id)).all())
         files = list_index_files(self.index_dir, rec.id) if rec else []
         problem = self.index_file_problem(rec) if rec else None
         idx_ids: set[int] = set()
@@ -1013,6 +1018,8 @@ class Store:
             videos_without_segments=sorted(empty_videos),
             index_file_generation=files[0][0] if files else None,
             index_file_problem=problem,
+            without_thumbnail=len(seg_ids - thumb_ids),
+            orphan_thumbnails=len(thumb_ids - seg_ids),
         )
         if repair and not report.ok:
             if report.videos_without_segments or report.segments_without_vector:
@@ -1022,6 +1029,9 @@ class Store:
                     for chunk in _chunks(report.segments_without_vector, 500):
                         bad_videos.update(s.scalars(select(Segment.video_id).where(Segment.id.in_(chunk))).all())
                     self._delete_videos(s, bad_videos, gen)
+            if report.orphan_thumbnails:
+                with self.Session.begin() as s:
+                    s.execute(delete(Thumbnail).where(Thumbnail.segment_id.not_in(select(Segment.id))))
             if rec is not None:
                 self.rebuild_index()
             report.repaired = True
@@ -1057,6 +1067,7 @@ class Store:
             videos = int(s.scalar(select(func.count()).select_from(Video)))
             segments = int(s.scalar(select(func.count()).select_from(Segment)))
             failures = int(s.scalar(select(func.count()).select_from(Failure)))
+            thumbs = int(s.scalar(select(func.count()).select_from(Thumbnail)))
             seconds = float(s.scalar(select(func.coalesce(func.sum(Video.duration), 0.0))))
             gen = int(self._meta(s, "generation"))
             seg_s = float(self._meta(s, "segment_seconds"))
@@ -1092,6 +1103,7 @@ class Store:
             "videos": videos,
             "segments": segments,
             "failures": failures,
+            "thumbnails": thumbs,
             "video_seconds": seconds,
             "segment_seconds": seg_s,
             "generation": gen,
