@@ -4,7 +4,7 @@ Command modules register themselves on ``app``; they import ``vsearch`` (and tor
 command bodies, so `vsearch --help` and `vsearch models` start fast.
 """
 
-from . import eval_cmd, models_cmd, search_cmd, store_cmds, synth, train_cmd  # noqa: F401 - registers commands
+from . import clip_cmd, eval_cmd, models_cmd, search_cmd, store_cmds, synth, train_cmd  # noqa: F401 - registers commands
 from .app import app
 
 

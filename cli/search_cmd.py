@@ -33,6 +33,9 @@ def search(
             "--rerank", help="Re-score the best N segments with the model's re-ranker (X-CLIP's video-conditioned prompts)."
         ),
     ] = 0,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Also write each hit's moment as a video file into this folder.")
+    ] = None,
     store: StoreOpt = None,
     model: ModelOpt = None,
     base: BaseOpt = None,
@@ -73,8 +76,11 @@ def search(
             resp = run_search(st, query, k, encoder=encoder, segments=segments, rerank=rerank)
     for w in resp.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+    exported = _export(resp.hits, export) if export else {}
     if as_json:
-        print_json([h.as_dict() for h in resp.hits])
+        print_json(
+            [{**h.as_dict(), **({"export": exported[h.segment_id]} if h.segment_id in exported else {})} for h in resp.hits]
+        )
         return
     q = resp.query if len(resp.query) <= 60 else resp.query[:57] + "..."
     shown = f"{len(resp.hits)} segment(s)" if segments else f"{len(resp.hits)} video(s), best segment each"
@@ -89,6 +95,26 @@ def search(
         gone = " [red](missing)[/]" if h.missing else ""
         table.add_row(str(i), f"{h.score:.3f}", d["range"], escape(_short(d["path"])) + seg + gone)
     console.print(table)
+
+
+def _export(hits, folder: Path) -> dict[int, str]:
+    """Cut every hit's moment into ``folder`` (NN_name_MMSS-MMSS.mp4); a missing file is skipped with a warning."""
+    import os
+
+    from vsearch.errors import VsearchError
+    from vsearch.video.cut import cut
+
+    done = {}
+    for i, h in enumerate(hits, 1):
+        stem = os.path.splitext(os.path.basename(h.path))[0]
+        name = f"{i:02d}_{stem}_{int(h.start) // 60:02d}{int(h.start) % 60:02d}-{int(h.end) // 60:02d}{int(h.end) % 60:02d}.mp4"
+        try:
+            done[h.segment_id] = cut(h.path, folder / name, h.start, h.end).path
+        except VsearchError as exc:
+            err_console.print(f"[yellow]warning:[/] not exported: {escape(str(exc))}", soft_wrap=True)
+    if done:
+        err_console.print(f"exported {len(done)} moment(s) to {escape(str(folder))}")
+    return done
 
 
 def _short(path: str) -> str:

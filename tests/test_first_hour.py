@@ -246,3 +246,32 @@ def test_thumbnails_are_made_at_index_time_removed_with_their_video_and_backfill
     run("remove", victim, "--store", store)
     status = json.loads(run("status", "--store", store, "--json").stdout)
     assert status["thumbnails"] == 11  # removed with its video
+
+
+def test_clip_stream_copies_on_a_keyframe_and_reencodes_otherwise(tmp_path):
+    from vsearch.video.decode import VideoReader
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "videos" / "compilation_02.mp4"
+    res = json.loads(run("clip", sample, "--start", "10", "--end", "20", "-o", tmp_path / "a.mp4", "--json").stdout)
+    assert res["mode"] == "copy"
+    res = json.loads(run("clip", sample, "--start", "11.3", "--end", "14", "-o", tmp_path / "b.mp4", "--json").stdout)
+    assert res["mode"] == "reencode"
+    with VideoReader(str(tmp_path / "a.mp4")) as a, VideoReader(str(sample)) as src:
+        assert a.info.duration == pytest.approx(10.0, abs=0.1)
+        # The first frame of the copy is the source's frame at 10 s (the red circle scene).
+        first = a.get([0])[0].astype(int)
+        at10 = src.get([150])[0].astype(int)
+        assert abs(first - at10).mean() < 3
+    with VideoReader(str(tmp_path / "b.mp4")) as b:
+        assert b.info.duration == pytest.approx(2.7, abs=0.15)
+    assert "must come after" in run("clip", sample, "--start", "5", "--end", "2", "-o", tmp_path / "c.mp4", code=1).output
+    assert not (tmp_path / "c.mp4").exists()
+
+
+def test_search_export_writes_each_moment(built, tmp_path):
+    store, _videos = built
+    out = tmp_path / "exported"
+    hits = json.loads(run("search", "a red circle", "--store", store, "-k", "2", "--export", out, "--json").stdout)
+    files = sorted(out.iterdir())
+    assert len(files) == 2 and [h["export"] for h in hits] == [str(f) for f in files]
+    assert files[0].name.startswith("01_") and files[0].stat().st_size > 500

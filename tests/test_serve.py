@@ -208,3 +208,21 @@ def test_a_busy_port_is_one_line_naming_the_holder(served):
     lines = [x for x in res.output.strip().splitlines() if x.strip()]
     assert len(lines) == 1 and f"port {server.port}" in lines[0] and "already in use" in lines[0], res.output
     assert f"pid {os.getpid()}" in lines[0]
+
+
+def test_a_store_without_thumbnails_gets_them_lazily_cached_outside_the_store(tmp_path, synth_dir, tiny_encoder, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with Store.open(tmp_path / "s") as st:
+        index(st, [synth_dir / "videos"], tiny_encoder, workers=0, thumbnails=False)
+    server = start(tmp_path / "s", "127.0.0.1", 0)
+    try:
+        hit = get_json(f"{server.url}/api/search?q=a+red+circle&k=1")[1]["hits"][0]
+        code, headers, body = request(server.url + hit["thumb"])
+        assert code == 200 and body[:3] == b"\xff\xd8\xff"
+        cached = list((tmp_path / "cache" / "vsearch" / "thumbnails").glob("*.jpg"))
+        assert len(cached) == 1 and cached[0].read_bytes() == body
+        with Store.open(tmp_path / "s") as st:
+            assert st.thumbnail(hit["segment_id"]) is None  # the server never writes to the store
+    finally:
+        server.stop()
+        server.service.close()
