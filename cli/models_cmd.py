@@ -67,7 +67,18 @@ def embed(
         typer.Argument(help="Video files or folders (searched recursively), e.g. what a shell glob gives.", show_default=False),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output .npy (a .json sidecar names the rows).", show_default=False)
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output .npy (a .json sidecar names the rows), or a folder: Parquet shards of every segment "
+            "(resumable; load them with vsearch import).",
+            show_default=False,
+        ),
+    ] = None,
+    use_ray: Annotated[bool, typer.Option("--ray", help="Decode and encode on Ray (with a shards folder as --out).")] = False,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster to join with --ray.")
     ] = None,
     model: ModelOpt = None,
     base: BaseOpt = None,
@@ -106,7 +117,27 @@ def embed(
         videos = [f.path for f in listing.files]
         if not videos:
             raise ConfigError("no video files found in the given paths")
+    shards = out.suffix.lower() != ".npy"
+    if use_ray and not (shards and videos):
+        raise ConfigError("--ray writes Parquet shards: give video paths and a folder as --out")
     encoder = load_encoder(model or DEFAULT_MODEL, device=device, base=base)
+    if shards and videos:
+        from vsearch.scale.shards import export_shards
+
+        res = export_shards(
+            encoder, videos, out, ray=(ray_address or True) if use_ray else None, segment_seconds=segment_seconds,
+            workers=workers,
+        )  # fmt: skip
+        if as_json:
+            print_json(res)
+        else:
+            console.print(
+                f"wrote {res['shards']} shard(s) to {escape(res['out'])}"
+                + (f"; {res['failed_files']} file(s) failed" if res["failed_files"] else "")
+            )
+        if res["failed_files"]:
+            raise typer.Exit(3)
+        return
     if videos:
         result = embed_videos(
             encoder, [str(v) for v in videos], segments=segments, segment_seconds=segment_seconds, workers=workers
@@ -133,6 +164,45 @@ def embed(
         )
     if result.failed:
         raise typer.Exit(3)
+
+
+@app.command("import")
+@handle_errors
+def import_cmd(
+    directory: Annotated[
+        Path, typer.Argument(help="A folder of part-*.parquet shards (vsearch embed ... --out DIR).", show_default=False)
+    ],
+    model: ModelOpt = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store", "-s", help="Store folder (default: $VSEARCH_HOME, else ~/.local/share/vsearch).", show_default=False
+        ),
+    ] = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Load embeddings written as Parquet shards into a store, after checking model, dimension and norms.
+
+    Example: [bold]vsearch import shards/ --model clip-b32 --store /data/vsearch[/]
+    """
+    import json as _json
+
+    from vsearch.config import DEFAULT_MODEL
+    from vsearch.models import load_encoder
+    from vsearch.scale.shards import import_shards
+    from vsearch.store import Store
+
+    meta_path = directory / "shards.json"
+    meta = _json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    ref = model or meta.get("source") or DEFAULT_MODEL
+    encoder = load_encoder(ref, device=device)
+    with Store.open(store) as st, st.lock("import"):
+        res = import_shards(st, directory, encoder)
+    if as_json:
+        print_json(res)
+    else:
+        console.print(f"imported {res['videos']} video(s), {res['segments']} segment(s) from {res['shards']} shard(s).")
 
 
 @app.command("convert-checkpoint")

@@ -51,6 +51,13 @@ def index(
     no_thumbnails: Annotated[
         bool, typer.Option("--no-thumbnails", help="Store no thumbnail per segment (the search page then makes them lazily).")
     ] = False,
+    use_ray: Annotated[
+        bool, typer.Option("--ray", help="Decode and encode on Ray (a local Ray, or the cluster in --ray-address / RAY_ADDRESS).")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster to join with --ray (e.g. ray://head:10001)."),
+    ] = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -105,6 +112,7 @@ def index(
                     st, [str(f) for f in folders], encoder,
                     workers=workers, batch_size=batch_size, decode_timeout=decode_timeout,
                     segment_seconds=segment_seconds, progress=bar, wait=wait, stop=stop, thumbnails=not no_thumbnails,
+                    ray=(ray_address or True) if use_ray else None,
                 )  # fmt: skip
     if as_json:
         from vsearch.video import display_path

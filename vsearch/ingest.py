@@ -97,19 +97,28 @@ def index(
     stop: threading.Event | None = None,
     faults: dict[str, str] | None = None,
     thumbnails: bool = True,
+    ray: str | bool | None = None,
 ) -> IndexReport:
     """Bring the store up to date with the videos under ``roots``.
 
     ``stop`` (set it from a signal handler) finishes the files in progress, saves, and returns
     with ``interrupted=True``; running ``index`` again picks up where it stopped. ``faults``
     maps paths to an injected decoder fault ("segfault", "hang") and exists for tests.
-    ``thumbnails``: store a small JPEG per segment from the frames already decoded.
+    ``thumbnails``: store a small JPEG per segment from the frames already decoded. ``ray``:
+    decode and encode on Ray (True: a local Ray or ``RAY_ADDRESS``; a string: that cluster);
+    discovery, the diff and every write stay here (``scale.ray_pipeline``).
     """
     from .perf import tune_malloc
 
     tune_malloc()
     t_start = time.perf_counter()
     check_roots(roots, store)
+    ray_ctx = None
+    if ray:
+        from .scale.ray_pipeline import connect, start_actors
+
+        rmod = connect(ray if isinstance(ray, str) else None)
+        ray_ctx = (rmod, start_actors(rmod, encoder))
     lock = store.lock("index", wait=wait)
     try:
         rec = store.bind_encoder(encoder)
@@ -138,7 +147,7 @@ def index(
                 store, rec.id, encoder, plan.todo, report, times,
                 seg_s=seg_s, tail_s=tail_s, workers=workers, batch_size=batch_size,
                 decode_timeout=decode_timeout, progress=progress, stop=stop, faults=faults or {},
-                thumbnails=thumbnails,
+                thumbnails=thumbnails, ray_ctx=ray_ctx,
             )  # fmt: skip
             report.interrupted = bool(stop and stop.is_set())
         except BaseException:
@@ -287,6 +296,7 @@ def _encode_and_write(
     stop: threading.Event | None,
     faults: dict[str, str],
     thumbnails: bool = True,
+    ray_ctx: tuple | None = None,
 ) -> None:
     if not todo:
         return
@@ -297,8 +307,27 @@ def _encode_and_write(
         DecodeJob(i, f.path, spec.frames, spec.pixels.image_size, spec.pixels.resize, seg_s, tail_s, fault=faults.get(f.path))
         for i, (f, _h) in enumerate(todo)
     )
-    pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
-    batcher = SegmentBatcher(encoder, batch_size or default_batch_size(str(encoder.device), spec), times)
+    bsize = batch_size or default_batch_size(str(encoder.device), spec)
+    if ray_ctx is not None:
+        from .scale.ray_pipeline import RayBatcher, ray_messages
+
+        rmod, actors = ray_ctx
+        stopping = threading.Event()
+
+        def limited(jobs_iter):
+            for job in jobs_iter:
+                if stopping.is_set():
+                    return
+                yield job
+
+        cpus = max(1, int(rmod.cluster_resources().get("CPU", 2)) - len(actors))
+        messages = ray_messages(rmod, limited(jobs), max_inflight=2 * cpus)
+        batcher = RayBatcher(rmod, actors, bsize)
+        pool = None
+    else:
+        pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
+        messages = pool.messages(jobs)
+        batcher = SegmentBatcher(encoder, bsize, times)
     ready: list[VideoWrite] = []
     last_commit = last_save = time.monotonic()
 
@@ -319,10 +348,13 @@ def _encode_and_write(
 
     def check_stop(_msg) -> None:
         if stop is not None and stop.is_set():
-            pool.stop_submitting()
+            if pool is not None:
+                pool.stop_submitting()
+            else:
+                stopping.set()
 
     try:
-        stream = encode_stream(pool.messages(jobs), batcher, times, on_message=check_stop, keep_thumbnails=thumbnails)
+        stream = encode_stream(messages, batcher, times, on_message=check_stop, keep_thumbnails=thumbnails)
         for kind, job_id, payload in stream:
             f = files[job_id]
             if kind == "segments" and progress:
