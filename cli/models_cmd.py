@@ -216,6 +216,10 @@ def convert_checkpoint(
         str, typer.Option("--base", help="The CLIP it was trained from: hub id or folder (B/16 files need ...-patch16).")
     ] = "openai/clip-vit-base-patch32",
     fp16: Annotated[bool, typer.Option("--fp16", help="Store the weights as float16 (half the size).")] = False,
+    fill_from_base: Annotated[
+        bool,
+        typer.Option("--fill-from-base", help="Take weights the checkpoint lacks from the base (which must have weights)."),
+    ] = False,
 ) -> None:
     """Convert a third-party checkpoint into a model folder, checking every key and shape.
 
@@ -227,5 +231,5 @@ def convert_checkpoint(
 
     from vsearch.models.registry import convert_checkpoint as convert
 
-    path = convert(src, out, base, dtype=torch.float16 if fp16 else None)
+    path = convert(src, out, base, dtype=torch.float16 if fp16 else None, fill_from_base=fill_from_base)
     console.print(f"wrote {escape(str(path))}: load it with --model {escape(str(path))}")

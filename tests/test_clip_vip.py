@@ -199,3 +199,31 @@ def test_pickles_that_would_run_code_are_refused_without_running(tmp_path):
     junk.write_bytes(b"definitely not a checkpoint")
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         ClipVipEncoder.from_official_checkpoint(junk, "unused")
+
+
+def test_an_official_checkpoint_needs_only_the_base_config_and_tokenizer(tmp_path):
+    import shutil
+
+    torch.manual_seed(2)
+    CLIPModel(tiny_clip_config(image_size=32)).save_pretrained(tmp_path / "full")
+    cfg_only = tmp_path / "cfg-only"
+    cfg_only.mkdir()
+    shutil.copy(tmp_path / "full" / "config.json", cfg_only / "config.json")  # no weights at all
+    trained = vip(seed=5).eval()
+    ckpt = write_official(tmp_path / "ok.pt", trained)
+    out = convert_checkpoint(ckpt, tmp_path / "converted", str(cfg_only))
+    enc = load_encoder(out, cache=False)
+    px = pixels()
+    assert (enc.encode_videos(px) * trained.encode_videos(px)).sum(1).min() > 0.999
+    # A checkpoint that lacks a weight the base would have to supply: refused by name...
+    missing = write_official(tmp_path / "missing.pt", trained, drop=["visual_projection.weight"])
+    with pytest.raises(CheckpointError, match="missing 1 keys: visual_projection.weight"):
+        convert_checkpoint(missing, tmp_path / "m1", str(cfg_only))
+    # ...or filled from a base that has weights, when asked.
+    filled = convert_checkpoint(missing, tmp_path / "m2", str(tmp_path / "full"), fill_from_base=True)
+    base_w = CLIPModel.from_pretrained(tmp_path / "full").visual_projection.weight
+    assert torch.equal(load_encoder(filled, cache=False).clip.visual_projection.weight, base_w)
+    from vsearch.errors import EncoderLoadError
+
+    with pytest.raises(EncoderLoadError, match="no loadable weights"):
+        convert_checkpoint(missing, tmp_path / "m3", str(cfg_only), fill_from_base=True)  # nothing to fill from

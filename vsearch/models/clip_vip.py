@@ -107,6 +107,18 @@ def proxy_guided_attention(
     return attn.out_proj(out.transpose(1, 2).reshape(b, n, d))
 
 
+def _base_config(base: str) -> CLIPConfig:
+    """The CLIP config of ``base`` (a folder with config.json, or a hub id, cached or reachable)."""
+    from .checkpoints import _in_hub_cache, require_hub
+
+    if not os.path.isdir(base) and not _in_hub_cache(base):
+        require_hub(base)
+    try:
+        return CLIPConfig.from_pretrained(base)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"--base {base}: no CLIP config.json there ({str(exc).splitlines()[0][:160]})") from None
+
+
 def resample_temporal(table: torch.Tensor, frames: int) -> torch.Tensor:
     """``(1, S, D)`` → ``(1, T, D)`` by linear interpolation (align_corners=False), as the reference."""
     if table.shape[1] == frames:
@@ -189,15 +201,23 @@ class ClipVipEncoder(ClipBackedEncoder):
 
     @classmethod
     def from_official_checkpoint(
-        cls, path: str | os.PathLike[str], base: str, frames: int = 12, *, state: dict[str, torch.Tensor] | None = None
+        cls,
+        path: str | os.PathLike[str],
+        base: str,
+        frames: int = 12,
+        *,
+        state: dict[str, torch.Tensor] | None = None,
+        fill_from_base: bool = False,
     ) -> ClipVipEncoder:
         """An official ``pretrain_clipvip_base_{32,16}.pt``: flat state dict, ``clipmodel.`` prefix, maybe fp16.
 
         ``base`` (a CLIP hub id or folder with the same architecture) supplies the config and
-        tokenizer. Every key and shape must match: the reference loader skips mismatches
-        silently, which is how a B/16 file loaded into a B/32 model trains from plain CLIP
-        without a word (XPretrain issue #43). ``state``: the file's ``load_state_dict`` when the
-        caller has read it already.
+        tokenizer; an official checkpoint carries every weight, so the base needs no weights.
+        Every key and shape must match: the reference loader skips mismatches silently, which is
+        how a B/16 file loaded into a B/32 base trains from plain CLIP without a word (XPretrain
+        issue #43). A checkpoint that lacks weights is refused, naming them; with
+        ``fill_from_base`` they come from the base's own weights instead (it must have them).
+        ``state``: the file's ``load_state_dict`` when the caller has read it already.
         """
         raw = load_state_dict(path) if state is None else state
         if not any(k.startswith(OFFICIAL_PREFIX) for k in raw):
@@ -211,10 +231,21 @@ class ClipVipEncoder(ClipBackedEncoder):
             if key not in sd:
                 raise CheckpointError(f"{path}: not a CLIP-ViP checkpoint: missing {key}")
         vip = ClipVipConfig(add_cls_num=int(sd[NEW_KEYS[0]].shape[0]), temporal_size=int(sd[NEW_KEYS[1]].shape[1]))
-        enc = cls.from_clip(base, vip, frames)
+        if fill_from_base:
+            enc = cls.from_clip(base, vip, frames)  # the base's weights first; the file's on top
+            have = enc.clip.state_dict()
+            sd = {**{k: v for k, v in have.items() if not k.endswith("position_ids")}, **sd}
+        else:
+            config = _base_config(base)
+            spec = cls.default_spec(config, vip, frames)
+            with torch.device("meta"):
+                clip = CLIPModel(config)
+            tok = load_tokenizer(base if os.path.isdir(base) else None, spec.max_text_len)
+            enc = cls(clip.to_empty(device="cpu"), tok, spec, vip)
         enc.load_clip_state(sd, source=os.fspath(path))
         enc.source = None  # set by the caller once converted to a folder
-        del enc.new_parameters
+        if hasattr(enc, "new_parameters"):
+            del enc.new_parameters
         return enc
 
     def load_clip_state(self, sd: dict[str, torch.Tensor], source: str) -> None:

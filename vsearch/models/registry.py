@@ -437,13 +437,31 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def convert_checkpoint(src: str | os.PathLike[str], out: str | os.PathLike[str], base: str, dtype=None) -> Path:
+def convert_checkpoint(
+    src: str | os.PathLike[str], out: str | os.PathLike[str], base: str, dtype=None, *, fill_from_base: bool = False
+) -> Path:
     """``vsearch convert-checkpoint``: a third-party checkpoint file (official CLIP-ViP, ViFi-CLIP,
-    OpenAI CLIP) → a model folder that loads anywhere ``--model`` is accepted."""
+    OpenAI CLIP) → a model folder that loads anywhere ``--model`` is accepted. ``base`` needs only
+    its config and tokenizer when the file holds every weight; ``fill_from_base`` takes missing
+    weights from the base's own (CLIP-ViP files)."""
     import json
 
-    enc = load_encoder(src, base=base, device="cpu", cache=False)
+    if fill_from_base:
+        from .checkpoints import checkpoint_layout, load_state_dict
+        from .clip_vip import ClipVipEncoder
+
+        state = load_state_dict(src)
+        if checkpoint_layout(state, src) != "clip-vip":
+            raise EncoderLoadError(f"{src}: --fill-from-base applies to official CLIP-ViP checkpoints")
+        enc = ClipVipEncoder.from_official_checkpoint(src, base, state=state, fill_from_base=True)
+    else:
+        enc = load_encoder(src, base=base, device="cpu", cache=False)
     path = enc.save_pretrained(out, dtype=dtype)
-    meta = {"converted_from": os.path.basename(os.fspath(src)), "base": base, "family": enc.family}
+    meta = {
+        "converted_from": os.path.basename(os.fspath(src)),
+        "base": base,
+        "family": enc.family,
+        "filled_from_base": fill_from_base,
+    }
     (path / "conversion.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
