@@ -275,3 +275,26 @@ def test_search_export_writes_each_moment(built, tmp_path):
     files = sorted(out.iterdir())
     assert len(files) == 2 and [h["export"] for h in hits] == [str(f) for f in files]
     assert files[0].name.startswith("01_") and files[0].stat().st_size > 500
+
+
+def test_store_location_precedence(tmp_path, monkeypatch, synth_dir):
+    """--store, else $VSEARCH_HOME, else $XDG_DATA_HOME/vsearch, else ~/.local/share/vsearch."""
+    one = sorted((synth_dir / "videos").iterdir())[:1]
+    vids = tmp_path / "v"
+    vids.mkdir()
+    shutil.copy(one[0], vids / one[0].name)
+    monkeypatch.delenv("VSEARCH_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    args = ["--model", "tiny-clip", "--workers", "0"]
+    run("index", vids, *args)
+    assert (tmp_path / "home" / ".local" / "share" / "vsearch" / "vsearch.db").is_file()
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    run("index", vids, *args)
+    assert (tmp_path / "xdg" / "vsearch" / "vsearch.db").is_file()
+    monkeypatch.setenv("VSEARCH_HOME", str(tmp_path / "vh"))
+    run("index", vids, *args)
+    assert (tmp_path / "vh" / "vsearch.db").is_file()
+    run("index", vids, *args, "--store", tmp_path / "explicit")
+    assert (tmp_path / "explicit" / "vsearch.db").is_file()
+    assert json.loads(run("status", "--json").stdout)["store"] == str((tmp_path / "vh").resolve())

@@ -159,4 +159,4 @@ def test_vectors_stored_match_a_direct_encoding(tmp_path, tiny_encoder):
     with VideoReader(str(path), spec.pixels.image_size, spec.pixels.resize) as r:
         frames = r.get(uniform_indices(0, 30, spec.frames))
     direct = tiny_encoder.encode_frames(frames[None]).numpy()[0]
-    assert np.abs(vecs[0] - direct).max() < 2e-3  # float16 storage
+    assert np.abs(vecs[0] - direct).max() < 5e-4  # float16 storage (a wrong resize moves it ~4e-3)

@@ -139,7 +139,17 @@ def test_seen_axis_set_pairs_both_directions_of_the_axis_kept_in_training(tmp_pa
         Scene(s.shape, s.colour, {"left": "right", "right": "left", "up": "down", "down": "up"}[s.motion]) in train
         for s in scenes
     )
-    assert 0.0 <= direction_accuracy(tiny_encoder, path, workers=0) <= 100.0  # ... and so was its flipped twin
+    # ... and so was its flipped twin. The figure equals a direct count.
+    from vsearch.eval.retrieval import encode_videos
+    from vsearch.train.data import CaptionedVideo
+
+    items = [CaptionedVideo(str(tmp_path / "seen" / r["path"]), (r["caption"],)) for r in rows]
+    videos, _failed = encode_videos(tiny_encoder, items, workers=0)
+    own = tiny_encoder.encode_texts([s.caption for s in scenes]).numpy()
+    flip = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    other = tiny_encoder.encode_texts([Scene(s.shape, s.colour, flip[s.motion]).caption for s in scenes]).numpy()
+    expected = 100 * float(((own * videos).sum(1) > (other * videos).sum(1)).mean())
+    assert direction_accuracy(tiny_encoder, path, workers=0) == pytest.approx(expected)
 
 
 def test_direction_accuracy_reads_a_plain_training_file(synth_dir, tiny_encoder):
