@@ -203,3 +203,54 @@ def test_each_family_indexes_and_searches(tmp_path, synth_dir, model):
     status = json.loads(CliRunner().invoke(app, ["status", "--store", str(tmp_path / "s"), "--json"]).stdout)
     expected_frames = 8 if model == "tiny-xclip" else 12
     assert status["encoder"]["frames"] == expected_frames
+
+
+def test_official_stan_checkpoints_load_strictly_and_map_both_ways(tmp_path):
+    """A checkpoint in farewellthree/STAN's layout (mmengine state_dict, backbone./text_backbone.),
+    written from a tiny STAN, loads back through --model FILE --base and convert-checkpoint."""
+    import json
+
+    from transformers import CLIPModel
+
+    from vsearch.errors import CheckpointError
+    from vsearch.models.registry import convert_checkpoint, tiny_clip_config
+    from vsearch.models.stan import StanConfig, StanEncoder
+    from vsearch.models.stan_official import to_official
+
+    torch.manual_seed(3)
+    cfg = tiny_clip_config(image_size=32)
+    enc = StanEncoder.from_config(cfg, StanConfig(project=False, depth=2), frames=4).eval()
+    with torch.no_grad():
+        for p in enc.stan.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # the temporal_fc must not be zero: the branch must matter
+    official = to_official(enc)
+    for key in ("backbone.class_embedding", "backbone.layers.3.self_attn.q_proj.weight", "backbone.STAN_T_layers.1.temporal_fc.weight",
+                "backbone.STAN_T_layers.0.layer_norm1.weight", "backbone.STAN_S_layers.0.mlp.fc1.weight",
+                "backbone.STAN_time_embed.weight", "text_backbone.text_model.embeddings.token_embedding.weight",
+                "text_backbone.text_projection.weight", "backbone.visual_projection.weight"):  # fmt: skip
+        assert key in official, key
+    ckpt = tmp_path / "stan_msrvtt_tiny.pth"
+    torch.save({"meta": {"mmengine_version": "0.7"}, "state_dict": official}, ckpt)
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps(CLIPModel(cfg).config.to_dict()))  # config only, no weights
+    loaded = load_encoder(ckpt, base=str(base), cache=False)
+    assert loaded.family == "stan" and loaded.cfg.project is False and loaded.cfg.depth == 2
+    px = torch.rand(2, 4, 3, 32, 32)
+    assert torch.allclose(loaded.encode_videos(px), enc.encode_videos(px), atol=1e-5)
+    assert torch.allclose(loaded.encode_texts(["a red circle"]), enc.encode_texts(["a red circle"]), atol=1e-6)
+    back = to_official(loaded)
+    assert back.keys() == official.keys() and all(torch.equal(back[k], official[k]) for k in official)
+    out = convert_checkpoint(ckpt, tmp_path / "converted", str(base))
+    assert torch.allclose(load_encoder(out, cache=False).encode_videos(px), enc.encode_videos(px), atol=1e-5)
+    # Refusals, by name.
+    broken = dict(official)
+    del broken["backbone.STAN_T_layers.1.temporal_fc.weight"]
+    torch.save({"state_dict": broken}, tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match="temporal.1.temporal_fc.weight"):
+        load_encoder(tmp_path / "missing.pth", base=str(base), cache=False)
+    torch.save({"state_dict": {**official, "backbone.extra_head.weight": torch.zeros(2)}}, tmp_path / "extra.pth")
+    with pytest.raises(CheckpointError, match="backbone.extra_head.weight"):
+        load_encoder(tmp_path / "extra.pth", base=str(base), cache=False)
+    with pytest.raises(CheckpointError, match="W_proj"):
+        to_official(StanEncoder.from_config(cfg, StanConfig(project=True, depth=2), frames=4))

@@ -332,9 +332,11 @@ def checkpoint_layout(sd: Mapping[str, torch.Tensor], path: str | os.PathLike[st
     keys = list(sd)
     if any(k.startswith("clipmodel.") for k in keys):
         return "clip-vip"
+    if any(k.startswith("backbone.STAN_") for k in keys):
+        return "stan"
     if any(k.startswith(("image_encoder.", "visual.")) for k in keys):
         return "openai-clip"
     sample = ", ".join(sorted(keys)[:3])
     raise CheckpointError(
-        f"{path}: unrecognised checkpoint layout (keys like {sample}); expected an official CLIP-ViP or a ViFi-CLIP/OpenAI CLIP file"
+        f"{path}: unrecognised checkpoint layout (keys like {sample}); expected an official CLIP-ViP or STAN checkpoint, or a ViFi-CLIP/OpenAI CLIP file"
     )

@@ -30,13 +30,17 @@ FAMILIES: dict[str, str] = {
 
 FAMILY_SUMMARY: dict[str, str] = {
     "clip-vip": "CLIP + video proxy tokens with proxy-guided attention and a temporal embedding (CLIP-ViP); "
-    "frames: any (12 default, temporal table resampled); 224 px squash; CLIP mean/std",
+    "frames: any (12 default, temporal table resampled); 224 px squash; CLIP mean/std; "
+    "image query: a 1-frame video (the temporal table's interpolated middle)",
     "mean-pool": "frame CLIP + temporal mean (zero-shot CLIP, CLIP4Clip meanP, ViFi-CLIP checkpoints); blind to temporal order; "
-    "frames: any (12 default); short side + centre crop; CLIP mean/std (ViFi-CLIP: ImageNet mean/std, no per-frame norm)",
+    "frames: any (12 default); short side + centre crop; CLIP mean/std (ViFi-CLIP: ImageNet mean/std, no per-frame norm); "
+    "image query: CLIP's image features (a 1-frame mean)",
     "stan": "CLIP + a spatial-temporal side branch on its last 4 layers, fused into the frame CLS (STAN); "
-    "frames: any up to 64 (12 default); short side + centre crop; CLIP mean/std",
+    "frames: any up to 64 (12 default); short side + centre crop; CLIP mean/std; "
+    "image query: a 1-frame video through the branch; official checkpoints load with --base",
     "xclip": "X-CLIP (cross-frame message tokens + multi-frame integration transformer), transformers' XCLIPModel; "
-    "frames: exactly the checkpoint's (8 or 16 or 32); short side + centre crop; ImageNet mean/std; optional prompted re-ranking",
+    "frames: exactly the checkpoint's (8 or 16 or 32); short side + centre crop; ImageNet mean/std; optional prompted re-ranking; "
+    "image query: the image repeated to the frame count (a still video)",
 }
 
 
@@ -309,13 +313,17 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
         path, _, base = ref[len(CHECKPOINT_SCHEME) :].partition("#base=")
         state = load_state_dict(path)  # read once: official files are hundreds of MB
         layout = checkpoint_layout(state, path)
-        fam = "clip-vip" if layout == "clip-vip" else "mean-pool"
+        fam = {"clip-vip": "clip-vip", "stan": "stan"}.get(layout, "mean-pool")
         if family not in (None, fam):
             raise EncoderLoadError(f"{path} is a {layout} checkpoint, which loads as {fam}, not {family}")
         if layout == "clip-vip":
             from .clip_vip import ClipVipEncoder
 
             enc = ClipVipEncoder.from_official_checkpoint(path, base, state=state)
+        elif layout == "stan":
+            from .stan import StanEncoder
+
+            enc = StanEncoder.from_official_checkpoint(path, base, state=state)
         else:
             from .mean_pool import MeanPoolEncoder
 

@@ -203,6 +203,30 @@ class StanEncoder(ClipBackedEncoder):
         enc.source = str(Path(ref).resolve())
         return enc.eval()
 
+    @classmethod
+    def from_official_checkpoint(
+        cls, path: str | os.PathLike[str], base: str, frames: int = 12, *, state: dict[str, torch.Tensor] | None = None
+    ) -> StanEncoder:
+        """A released STAN checkpoint (farewellthree/STAN; ``stan_official`` has the key map),
+        strictly: every tensor of the file must land, every tensor of the model must come from it.
+        ``base`` supplies only the CLIP config and tokenizer. The official branch has no W_proj,
+        so the model is built with ``StanConfig(project=False)``, as the public code runs."""
+        from .clip_vip import _base_config
+        from .stan_official import from_official, load_into
+
+        sd = load_state_dict(path) if state is None else state
+        _clip, _branch, depth = from_official(sd, os.fspath(path))
+        cfg = StanConfig(depth=depth, project=False)
+        config = _base_config(base)
+        spec = cls.default_spec(config, cfg, frames)
+        with torch.device("meta"):
+            enc = cls(CLIPModel(config), None, spec, cfg)
+        enc = enc.to_empty(device="cpu")
+        enc.tokenizer = load_tokenizer(base if os.path.isdir(base) else None, spec.max_text_len)
+        load_into(enc, sd, os.fspath(path))
+        enc.source = None
+        return enc.eval()
+
     def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
         vm = self.clip.vision_model
         b, t, c, h, w = pixels.shape  # (B, T, 3, S, S)
