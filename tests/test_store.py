@@ -222,3 +222,31 @@ def test_prefix_queries_do_not_match_sibling_folders(store):
     rec = store.bind_encoder(Enc())
     store.commit(rec.id, [video("/data/a/x.mp4"), video("/data/ab/y.mp4", seed=1), video("/data/a", seed=2)])
     assert set(store.known_videos(["/data/a"])) == {"/data/a/x.mp4", "/data/a"}
+
+
+def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path):
+    """An indexer creating a store while a reader polls it: the migration runs once, under the
+    write lock, and neither side fails with "database is locked"."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\nfrom vsearch.store import Store\n"
+        "t = float(sys.argv[2])\nwhile time.time() < t: pass\n"
+        "s = Store.open(sys.argv[1]); print(s.generation()); s.close()\n"
+    )
+    import time as _t
+
+    start = _t.time() + 1.5
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "s"), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [r[1][-500:] for r in results]
+    assert [r[0].strip() for r in results] == ["0"] * 6

@@ -49,7 +49,10 @@ def make_engine(db_path: Path, readonly: bool = False) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # ``immediate``: take the write lock up front (waiting up to the busy timeout). A deferred
+        # transaction that reads and then writes fails at once with "database is locked" when
+        # another process wrote in between (SQLite cannot upgrade a stale read snapshot).
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")
 
     return engine
 
@@ -90,7 +93,15 @@ def upgrade(engine: Engine) -> None:
             f"the store's schema is at revision {rev}, which this vsearch does not know "
             "(written by a newer version?). Upgrade vsearch to open it."
         )
-    with engine.begin() as conn:
+    # Two processes may open a new store at once (an indexer creating it, a reader polling it):
+    # migrate under the write lock, and only if nobody did meanwhile.
+    with engine.connect().execution_options(immediate=True) as conn, conn.begin():
+        try:
+            now = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except OperationalError:
+            now = None
+        if now == SCHEMA_HEAD:
+            return
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

@@ -217,11 +217,20 @@ class Store:
         return store
 
     def _init_meta(self) -> None:
-        with self.Session.begin() as s:
-            if s.get(Meta, "generation") is None:
-                s.add(Meta(key="generation", value="0"))
-                s.add(Meta(key="segment_seconds", value=repr(DEFAULT_SEGMENT_SECONDS)))
-                s.add(Meta(key="min_tail_seconds", value=repr(DEFAULT_MIN_TAIL_SECONDS)))
+        with self.Session() as s:
+            if s.get(Meta, "generation") is not None:
+                return
+        # A new store: write the defaults under the write lock, unless another process just did.
+        with self.engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            if conn.execute(select(Meta.value).where(Meta.key == "generation")).scalar() is None:
+                conn.execute(
+                    insert(Meta),
+                    [
+                        {"key": "generation", "value": "0"},
+                        {"key": "segment_seconds", "value": repr(DEFAULT_SEGMENT_SECONDS)},
+                        {"key": "min_tail_seconds", "value": repr(DEFAULT_MIN_TAIL_SECONDS)},
+                    ],
+                )
 
     def close(self) -> None:
         with self._index_lock:
