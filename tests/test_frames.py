@@ -183,3 +183,30 @@ def test_cover_art_is_never_taken_for_the_video(tmp_path, model):
         assert r.info.num_frames == 24 and r.info.codec == "h264"
         assert r.header.stream_index == next(i for i, name in kinds if name == "h264")
     assert float(embed(model, clip) @ embed(model, out)) >= 0.98
+
+
+@pytest.mark.parametrize(
+    "codec,pix_fmt,ext,options",
+    [("libx265", "yuv420p", "mp4", {"crf": "12"}), ("libvpx-vp9", "yuv420p", "webm", {"crf": "12", "b": "0"}),
+     ("libsvtav1", "yuv420p", "mp4", {"crf": "12"}), ("libx264", "yuv420p10le", "mp4", {"crf": "12"}),
+     ("libx265", "yuv420p10le", "mkv", {"crf": "12"})],
+)  # fmt: skip
+def test_hevc_vp9_av1_and_10_bit_embed_like_their_8_bit_h264_twin(tmp_path, model, codec, pix_fmt, ext, options):
+    import av
+
+    clip = sample_clip()
+    plain = write(tmp_path / "plain.mp4", clip)
+    path = tmp_path / f"twin.{ext}"
+    try:
+        with av.open(str(path), "w") as c:
+            s = c.add_stream(codec, rate=8)
+            s.width, s.height, s.pix_fmt = 96, 64, pix_fmt
+            s.options = options
+            for f in clip:
+                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+    except (av.FFmpegError, ValueError) as exc:
+        pytest.skip(f"this PyAV build cannot write {codec} {pix_fmt}: {exc}")
+    assert float(embed(model, plain) @ embed(model, path)) >= 0.98

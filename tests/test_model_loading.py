@@ -90,3 +90,42 @@ def test_tiny_models_come_at_another_size():
     assert enc.spec.pixels.image_size == 32 and enc.source == "tiny-clip-vip:32"
     with pytest.raises(EncoderLoadError, match="multiple of the 8-px patch"):
         load_encoder("tiny-clip:30", cache=False)
+
+
+def _fill_hub_cache(cache, repo: str, folder) -> None:
+    """A Hugging Face hub cache entry for ``repo`` as the hub client writes it (offline)."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    base = cache / f"models--{repo.replace('/', '--')}"
+    snap = base / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for f in folder.iterdir():
+        shutil.copy(f, snap / f.name)
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text(commit)
+
+
+def test_hub_ids_resolve_from_a_prefilled_cache_offline_with_the_right_family(hf_xclip, hf_clip, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "hub"
+    _fill_hub_cache(cache, "vsearch-test/tiny-xclip", hf_xclip[0])
+    _fill_hub_cache(cache, "vsearch-test/tiny-clip", hf_clip[0])
+    code = (
+        "import json\nfrom vsearch.models import load_encoder\nout = {}\n"
+        "for ref in ('vsearch-test/tiny-xclip', 'vsearch-test/tiny-clip'):\n"
+        "    e = load_encoder(ref, cache=False)\n"
+        "    out[ref] = [e.family, e.encode_texts(['a red circle'])[0].tolist()]\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["vsearch-test/tiny-xclip"][0] == "xclip" and got["vsearch-test/tiny-clip"][0] == "mean-pool"
+    for ref, (folder, _model) in (("vsearch-test/tiny-xclip", hf_xclip), ("vsearch-test/tiny-clip", hf_clip)):
+        direct = load_encoder(folder, cache=False).encode_texts(["a red circle"])[0]
+        assert torch.allclose(torch.tensor(got[ref][1]), direct, atol=1e-5), ref

@@ -154,5 +154,11 @@ def _hub_tokenizer(ref: str, max_length: int):
         tok = CLIPTokenizer.from_pretrained(ref, local_files_only=True)
     except (OSError, ValueError):
         return None
+    # A cache entry without vocabulary files still "loads" (transformers builds an empty BPE that
+    # maps every word to one id): only a tokenizer that agrees with CLIP's own BPE is used.
+    probe = "a dog catches a frisbee"
+    bundled = load_tokenizer(None, max_length)
+    if list(tok(probe)["input_ids"]) != list(bundled(probe)["input_ids"]):
+        return None
     tok.model_max_length = max_length
     return tok
