@@ -138,3 +138,37 @@ def test_the_cuda_path_matches_the_cpu():
     a = cpu.encode_frames(frames).numpy()
     b = gpu.encode_frames(frames).cpu().numpy()
     assert np.abs(a - b).max() < 2e-2  # bf16 autocast on the GPU
+
+
+def test_the_temperature_clamp_holds_when_training_pushes_past_it(tmp_path):
+    from vsearch.train.loop import TrainConfig, Trainer
+    from vsearch.train.loss import LOGIT_SCALE_MAX
+
+    cfg = TrainConfig(data="synth:static,size=32", model="tiny-clip:32", out=str(tmp_path), frames=1, steps=1,
+                      batch_size=4, lr=1e-3, workers=0)  # fmt: skip
+    tr = Trainer(cfg)
+    tr._setup()
+    with torch.no_grad():
+        tr.encoder.logit_scale.fill_(LOGIT_SCALE_MAX + 0.5)  # past the clamp: one step must bring it back
+    loader = torch.utils.data.DataLoader(tr.dataset, batch_sampler=tr.sampler, collate_fn=collate)
+    tr._step([next(iter(loader))])
+    tr.log.close()
+    assert float(tr.encoder.logit_scale) == pytest.approx(LOGIT_SCALE_MAX)
+
+
+def test_the_eval_cache_is_invalidated_by_a_changed_file(tmp_path):
+    from vsearch.eval.cache import EmbeddingCache
+
+    video = tmp_path / "a.mp4"
+    shutil.copy(SAMPLE / "videos" / "red_circle_left_01.mp4", video)
+    sampling = {"frames": 8}
+    cache = EmbeddingCache("fp-test", tmp_path / "cache")
+    key = EmbeddingCache.key(str(video), sampling)
+    cache.put_many([(key, np.ones(4, np.float32))])
+    assert set(cache.get_many([EmbeddingCache.key(str(video), sampling)])) == {key}  # same file, sampling: a hit
+    assert EmbeddingCache.key(str(video), {"frames": 12}) != key  # another sampling
+    os.utime(video, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert EmbeddingCache.key(str(video), sampling) != key  # a touched file is embedded again
+    assert cache.get_many([EmbeddingCache.key(str(video), sampling)]) == {}
+    other = EmbeddingCache("fp-other", tmp_path / "cache")
+    assert other.path != cache.path and other.get_many([key]) == {}  # another model never reads these vectors
