@@ -254,3 +254,18 @@ def test_official_stan_checkpoints_load_strictly_and_map_both_ways(tmp_path):
         load_encoder(tmp_path / "extra.pth", base=str(base), cache=False)
     with pytest.raises(CheckpointError, match="W_proj"):
         to_official(StanEncoder.from_config(cfg, StanConfig(project=True, depth=2), frames=4))
+
+
+def test_xclip_encode_frames_equals_hand_written_preprocessing(xclip):
+    """uint8 frames → ImageNet mean/std, channels first, frames kept in order → XCLIPModel: written
+    out here with numpy, independently of vsearch's transforms."""
+    size = xclip.spec.pixels.image_size
+    frames = np.random.default_rng(4).integers(0, 256, (2, 8, size, size, 3), dtype=np.uint8)
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    px = ((frames.astype(np.float32) / 255.0 - mean) / std).transpose(0, 1, 4, 2, 3)  # (B, T, 3, S, S)
+    with torch.no_grad():
+        ref = F.normalize(
+            xclip.model.get_video_features(pixel_values=torch.from_numpy(np.ascontiguousarray(px))).pooler_output, dim=-1
+        )
+    assert (xclip.encode_frames(frames) - ref).abs().max() < 1e-5
