@@ -48,6 +48,12 @@ def test_hostile_corpus(tmp_path, tiny_encoder):
             assert failed[path] and "\n" not in failed[path]
         else:
             assert (path in indexed) != (path in failed), case.name
+    # A partly damaged file that indexes says what was wrong with it.
+    warned = dict(report.warnings)
+    for path, case in cases.items():
+        need = {"truncated_faststart.mp4": "cut short", "zero_fps.mp4": "timing"}.get(os.path.basename(path))
+        if need and path in indexed:
+            assert need in (warned.get(path) or ""), (case.name, warned.get(path))
     assert {p for p, _ in report.warnings if p.endswith("again")}  # the symlink loop: a skipped folder
     consistent(store)
     # The summary and `status --failures` list every failure with its reason; exit code 3.

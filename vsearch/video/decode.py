@@ -79,6 +79,10 @@ class Header:
     sar: float = 1.0
     #: The chosen stream is the file's first video stream (the one decord opens).
     first_video: bool = True
+    #: A file cut short (its index names frames whose data lies past the end): the share of
+    #: frames missing, and the last moment (seconds from the first frame) whose data is there.
+    missing_fraction: float = 0.0
+    complete_until: float | None = None
     #: How stored frames become what a player shows (``orient``): "", "clock", "cclock",
     #: "clock_flip", "cclock_flip", optionally followed by "+hflip" / "+vflip".
     orientation: str = ""
@@ -158,6 +162,29 @@ def orient(frames: np.ndarray, orientation: str) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
+def _truncation(stream, path: str) -> tuple[float, float | None]:
+    """(share of frames whose data lies past the end of the file, last complete moment in seconds).
+
+    A container whose index sits at the front (faststart MP4) still lists every frame of a file
+    that was cut short; decoders then repeat the last good frame for the rest without a word.
+    The index entries' byte ranges against the file size tell, without reading the data.
+    """
+    try:
+        entries = stream.index_entries
+        size = os.path.getsize(path)
+    except (AttributeError, OSError):
+        return 0.0, None
+    if not entries or len(entries) == 0:
+        return 0.0, None
+    inside = [e for e in entries if e.pos + e.size <= size]
+    missing = 1.0 - len(inside) / len(entries)
+    if missing <= 0 or stream.time_base is None:
+        return 0.0, None
+    first = min(e.timestamp for e in entries)
+    until = max((e.timestamp for e in inside), default=first)
+    return missing, float((until - first) * stream.time_base)
+
+
 def _display_matrix(container, stream) -> list[int] | None:
     """The display matrix of the first decoded frame (PyAV exposes it per frame)."""
     import av
@@ -199,6 +226,11 @@ def _header(path: str) -> Header:
                 ctx.name or "unknown", int(ctx.width or 0), int(ctx.height or 0), fps, int(stream.frames or 0), duration,
                 stream.index, sar if 0.1 < sar < 10 else 1.0, stream.index == container.streams.video[0].index,
             )  # fmt: skip
+            missing, until = _truncation(stream, path)
+            if missing:
+                from dataclasses import replace
+
+                header = replace(header, missing_fraction=missing, complete_until=until)
             if header.width and header.height:
                 orientation = orientation_from_matrix(_display_matrix(container, stream))
                 if orientation:
@@ -262,6 +294,11 @@ class VideoReader:
         #: What the decoders are asked for (stored orientation).
         self._decode_size = None if self.size is None else ((shown[1], shown[0]) if hdr.transposed else shown)
         self._codec, self._src = codec, (w, h)
+        if hdr.missing_fraction:
+            self.notes.append(
+                f"the file is cut short: {100 * hdr.missing_fraction:.0f}% of its frames are missing; "
+                f"indexed up to {hdr.complete_until:.1f} s"
+            )
         self._header_fps = fps
         self._vr = None
         self._av = None
@@ -308,6 +345,10 @@ class VideoReader:
         if n and times[0, 0] != 0.0:
             # Player time starts at the first frame (MPEG-TS, edited MP4s start later).
             times = times - times[0, 0]
+        if self.header.complete_until is not None:
+            keep = int(np.searchsorted(times[:, 0], self.header.complete_until + 1e-6, side="right"))
+            if 0 < keep < n:
+                times, n = times[:keep], keep
         times, note = _repair_times(times, fps, self._header_fps)
         if note:
             self.notes.append(note)
@@ -329,6 +370,8 @@ class VideoReader:
             frames = int(round(duration * fps))
         if frames <= 0:
             raise DecodeError(self.path, "frame count unknown and no duration")
+        if self.header.complete_until is not None:
+            frames = max(1, min(frames, int(self.header.complete_until * fps) + 1))
         w, h = self.header.display_size
         self._av = _PyAVSequential(self._open_path, self._decode_size, self.header.stream_index)
         self.info = VideoInfo(frames, fps, frames / fps, w, h, self._codec, "pyav", frame_times_from_fps(frames, fps))
