@@ -269,3 +269,50 @@ def test_xclip_encode_frames_equals_hand_written_preprocessing(xclip):
             xclip.model.get_video_features(pixel_values=torch.from_numpy(np.ascontiguousarray(px))).pooler_output, dim=-1
         )
     assert (xclip.encode_frames(frames) - ref).abs().max() < 1e-5
+
+
+def test_search_rerank_scores_are_xclipmodel_logits_on_independently_decoded_frames(tmp_path, synth_dir):
+    """`search --rerank` against XCLIPModel.logits_per_video on frames decoded by PyAV and
+    preprocessed here (PIL resize, centre crop, ImageNet mean/std): not the code's own call."""
+    import av
+    from PIL import Image
+
+    from vsearch.store import Store
+
+    videos = tmp_path / "v"
+    shutil.copytree(synth_dir / "videos", videos)
+    assert (
+        CliRunner()
+        .invoke(app, ["index", str(videos), "--store", str(tmp_path / "s"), "--model", "tiny-xclip", "--workers", "0"])
+        .exit_code
+        == 0
+    )
+    res = CliRunner().invoke(
+        app, ["search", "a red circle", "--store", str(tmp_path / "s"), "-k", "6", "--segments", "--rerank", "6", "--json"]
+    )
+    hits = json.loads(res.stdout)
+    enc = load_encoder("tiny-xclip", cache=False)
+    size = enc.spec.pixels.image_size
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    with Store.open(tmp_path / "s") as st:
+        frames_of = st.frame_indices([h["segment_id"] for h in hits])
+    clips = []
+    for h in hits:
+        with av.open(h["path"]) as c:
+            decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        picked = []
+        for i in frames_of[h["segment_id"]]:
+            img = Image.fromarray(decoded[min(i, len(decoded) - 1)])
+            w, hgt = img.size
+            scale = size / min(w, hgt)
+            img = img.resize((max(size, round(w * scale)), max(size, round(hgt * scale))), Image.Resampling.BICUBIC)
+            left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
+            picked.append(np.asarray(img.crop((left, top, left + size, top + size)), np.float32) / 255.0)
+        clips.append(((np.stack(picked) - mean) / std).transpose(0, 3, 1, 2))
+    tok = enc.tokenize(["a red circle"])
+    with torch.no_grad():
+        ref = enc.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"],
+                        pixel_values=torch.tensor(np.stack(clips), dtype=torch.float32)).logits_per_video[:, 0]  # fmt: skip
+    got = torch.tensor([h["score"] for h in hits])
+    spread = float(ref.max() - ref.min()) or 1.0
+    assert float((got - ref).abs().max()) <= 0.05 * spread + 1e-3, (got, ref)
