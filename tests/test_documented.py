@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -172,3 +173,19 @@ def test_the_eval_cache_is_invalidated_by_a_changed_file(tmp_path):
     assert cache.get_many([EmbeddingCache.key(str(video), sampling)]) == {}
     other = EmbeddingCache("fp-other", tmp_path / "cache")
     assert other.path != cache.path and other.get_many([key]) == {}  # another model never reads these vectors
+
+
+def test_ctrl_c_during_training_saves_a_checkpoint_and_the_rerun_resumes(tmp_path):
+    """The CLI's Ctrl-C sets the stop event (graceful_stop); training stops after the step,
+    checkpoints, and the same command continues from there."""
+    from vsearch.train.loop import TrainConfig, train
+
+    stop = threading.Event()
+    cfg = TrainConfig(data="synth:static,size=32", model="tiny-clip:32", out=str(tmp_path / "m"), frames=1, steps=5,
+                      batch_size=4, lr=1e-3, workers=0)  # fmt: skip
+    first = train(cfg, progress=lambda r: r["step"] == 2 and stop.set(), stop=stop)
+    assert not first.finished and first.steps == 2
+    assert (tmp_path / "m" / "checkpoints" / "step-00000002" / "trainer_state.json").is_file()
+    assert not (tmp_path / "m" / "vsearch.json").exists()  # no final model from an interrupted run
+    second = train(cfg)
+    assert second.finished and second.steps == 5 and len(second.losses) == 3  # steps 3-5 only
