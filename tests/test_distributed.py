@@ -98,3 +98,50 @@ def test_gradcache_accumulation_stays_exact_across_processes(single, tmp_path):
     diff = max_diff(single, out)
     print(f"max |w(2x4x2 accumulated) - w(1x16)| = {diff:.2e}")
     assert diff <= 1e-5
+
+
+def _script(tmp_path, name: str, body: str):
+    path = tmp_path / name
+    path.write_text(
+        "import os, sys\nfrom vsearch.train.loop import TrainConfig, train\n"
+        "cfg = dict(data='synth:motion,size=32', model='tiny-clip:32', frames=2, steps=3, lr=1e-4, workers=0, seed=0,"
+        " batch_size=8, checkpoint_every=1, save_dtype='float32')\n" + textwrap.dedent(body)
+    )
+    return path
+
+
+def test_a_run_stopped_midway_resumes_at_the_exact_step_under_two_processes(single, tmp_path):
+    out = tmp_path / "resumed"
+    first = _script(
+        tmp_path, "first.py", f"r = train(TrainConfig(**cfg, out={str(out)!r}, max_steps_this_run=2))\nassert not r.finished\n"
+    )
+    torchrun(first)
+    assert (out / "checkpoints" / "step-00000002").is_dir() and not (out / "vsearch.json").exists()
+    second = _script(
+        tmp_path, "second.py", f"r = train(TrainConfig(**cfg, out={str(out)!r}))\nassert r.finished and r.steps == 3\n"
+    )
+    torchrun(second)
+    assert max_diff(single, out) <= 1e-5  # = one uninterrupted 1 x 16 run
+
+
+def test_a_failing_rank_ends_the_job_instead_of_hanging(tmp_path):
+    import time
+
+    script = _script(
+        tmp_path, "fail.py",
+        f"""
+        import vsearch.train.loop as loop
+        real = loop.Trainer._step
+        def step(self, micro):
+            if int(os.environ["RANK"]) == 1 and self.step == 1:
+                raise RuntimeError("rank 1 fails on purpose")
+            return real(self, micro)
+        loop.Trainer._step = step
+        train(TrainConfig(**cfg, out={str(tmp_path / "f")!r}))
+        """,
+    )  # fmt: skip
+    t0 = time.monotonic()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    assert res.returncode != 0 and "rank 1 fails on purpose" in res.stderr
+    assert time.monotonic() - t0 < 120  # torchrun tears the other rank down: no hung job
