@@ -656,6 +656,22 @@ class Store:
                 s.merge(Thumbnail(segment_id=int(sid), jpeg=jpeg, width=int(w), height=int(h)))
         return len(rows)
 
+    def thumbnail_source(self, segment_id: int) -> tuple[str, int] | None:
+        """(path, frame) to make one segment's thumbnail from: the middle of its sampled frames."""
+        enc = self.encoder()
+        q = (
+            select(Video.path, Embedding.frame_indices, Segment.start_frame)
+            .join(Video, Video.id == Segment.video_id)
+            .outerjoin(Embedding, (Embedding.segment_id == Segment.id) & (Embedding.encoder_id == (enc.id if enc else -1)))
+            .where(Segment.id == int(segment_id))
+        )
+        with self.Session() as s:
+            row = s.execute(q).first()
+        if row is None:
+            return None
+        path, idx, start = row
+        return path, int(idx[len(idx) // 2]) if idx else int(start)
+
     def segments_without_thumbnail(self, limit: int | None = None) -> list[tuple[int, str, int, float]]:
         """(segment id, path, middle sampled frame, display aspect) of segments with no thumbnail."""
         enc = self.encoder()

@@ -132,10 +132,10 @@ class SearchService:
         from ..thumbnails import cache_dir, decode_thumbnail
 
         with self._lock:
-            rows = {sid: (path, frame) for sid, path, frame, _a in self.store.segments_without_thumbnail()}
-        if segment_id not in rows:
+            source = self.store.thumbnail_source(segment_id)
+        if source is None:
             return None
-        path, frame = rows[segment_id]
+        path, frame = source
         try:
             st = os.stat(path)
         except OSError:
