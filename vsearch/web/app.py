@@ -140,7 +140,10 @@ class SearchService:
             st = os.stat(path)
         except OSError:
             return None
-        key = f"{abs(hash(str(self.store.root)))}-{segment_id}-{st.st_size}-{st.st_mtime_ns}.jpg"
+        import hashlib
+
+        store_id = hashlib.blake2b(str(self.store.root).encode(), digest_size=8).hexdigest()  # stable across runs
+        key = f"{store_id}-{segment_id}-{st.st_size}-{st.st_mtime_ns}.jpg"
         cached = cache_dir() / key
         if cached.is_file():
             return cached.read_bytes()
