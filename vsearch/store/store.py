@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,24 +26,20 @@ from ..config import DEFAULT_MIN_TAIL_SECONDS, DEFAULT_SEGMENT_SECONDS, default_
 from ..errors import EmptyStore, EncoderMismatch, StoreError, StoreNotFound
 from ..video.discover import display_path as printable
 from . import db as dbmod
+from .catalog import Catalog
+from .health import CheckReport, Health
 from .lock import WriteLock
+from .rows import DB_NAME, VECTOR_DTYPE, KnownVideo, SegmentRow, pack_vector, unpack_vectors
+from .rows import chunks as _chunks
+from .rows import prefix_range as _prefix_range
 from .schema import Embedding, Encoder, Failure, Meta, Run, Segment, Thumbnail, Tombstone, VectorIndexConfig, Video, utcnow
 from .vectors import IndexPlan, VectorIndex, choose_index, index_file_name, list_index_files, recall_meter, tune_nprobe
 
-DB_NAME = "vsearch.db"
+__all__ = ["CheckReport", "EncoderRecord", "KnownVideo", "SegmentRow", "SegmentWrite", "Store", "VideoWrite",
+           "VECTOR_DTYPE", "pack_vector", "unpack_vectors"]  # fmt: skip
+
 INDEX_DIR = "index"
 LOCK_NAME = "write.lock"
-VECTOR_DTYPE = np.float16
-
-
-def pack_vector(v: np.ndarray) -> bytes:
-    return np.asarray(v, dtype=VECTOR_DTYPE).tobytes()
-
-
-def unpack_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
-    if not blobs:
-        return np.zeros((0, dim), np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -79,52 +75,6 @@ class VideoWrite:
     warnings: str | None = None
 
 
-@dataclass
-class KnownVideo:
-    id: int
-    size: int
-    mtime_ns: int
-    content_hash: str
-
-
-@dataclass
-class SegmentRow:
-    segment_id: int
-    video_id: int
-    path: str
-    idx: int
-    start_s: float
-    end_s: float
-    duration: float
-
-
-@dataclass
-class CheckReport:
-    generation: int
-    db_vectors: int
-    index_vectors: int
-    only_in_index: list[int] = field(default_factory=list)
-    only_in_db: list[int] = field(default_factory=list)
-    segments_without_vector: list[int] = field(default_factory=list)
-    videos_without_segments: list[int] = field(default_factory=list)
-    index_file_generation: int | None = None
-    #: Why the newest FAISS file cannot be used (unreadable, wrong dimension, ids that are not
-    #: the database's at its generation); None when it is sound or there is none.
-    index_file_problem: str | None = None
-    #: Segments without a stored thumbnail (not an inconsistency: `vsearch thumbnails` makes them).
-    without_thumbnail: int = 0
-    #: Thumbnails whose segment is gone (cannot happen with foreign keys on; checked anyway).
-    orphan_thumbnails: int = 0
-    repaired: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not (
-            self.only_in_index or self.only_in_db or self.segments_without_vector or self.videos_without_segments
-            or self.index_file_problem or self.orphan_thumbnails
-        )  # fmt: skip
-
-
 def _storage_errors(fn):
     """Turn a full disk or a read-only medium into a ``StoreError`` that says so.
 
@@ -155,7 +105,7 @@ def _storage_errors(fn):
     return wrapper
 
 
-class Store:
+class Store(Catalog, Health):
     """Open with ``Store.open(path)``; close with ``close()`` or a ``with`` block."""
 
     def __init__(self, root: Path, engine, readonly: bool = False):
@@ -595,157 +545,6 @@ class Store:
             )
 
     # -- reads -------------------------------------------------------------------------------
-    def count_videos(self) -> int:
-        with self.Session() as s:
-            return int(s.scalar(select(func.count()).select_from(Video)))
-
-    def known_videos(self, roots: Sequence[str]) -> dict[str, KnownVideo]:
-        """Stored videos at or under each root (a root may be a file or a folder)."""
-        out: dict[str, KnownVideo] = {}
-        cols = (Video.id, Video.path, Video.size, Video.mtime_ns, Video.content_hash)
-        with self.Session() as s:
-            for root in roots:
-                lo, hi = _prefix_range(root)
-                q = select(*cols).where((Video.path == root) | ((Video.path >= lo) & (Video.path < hi)))
-                for vid, path, size, mtime, chash in s.execute(q):
-                    out[path] = KnownVideo(vid, size, mtime, chash)
-        return out
-
-    def video_ids_by_hash(self, hashes: Iterable[str]) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        with self.Session() as s:
-            for chunk in _chunks(list(set(hashes)), 500):
-                for vid, h in s.execute(select(Video.id, Video.content_hash).where(Video.content_hash.in_(chunk))):
-                    out.setdefault(h, []).append(vid)
-        return out
-
-    def list_videos(self, under: str | None = None) -> list[dict]:
-        """Every stored video (or those under ``under``) with duration, segments, when it was
-        indexed and whether its file is still there (one stat each)."""
-        q = (
-            select(Video.id, Video.path, Video.duration, Video.indexed_at, func.count(Segment.id))
-            .outerjoin(Segment, Segment.video_id == Video.id)
-            .group_by(Video.id)
-            .order_by(Video.path)
-        )
-        if under is not None:
-            lo, hi = _prefix_range(os.path.abspath(under))
-            q = q.where((Video.path == os.path.abspath(under)) | ((Video.path >= lo) & (Video.path < hi)))
-        with self.Session() as s:
-            rows = s.execute(q).all()
-        return [
-            {
-                "id": vid,
-                "path": path,
-                "duration": round(float(dur), 3),
-                "segments": int(n),
-                "indexed_at": at.isoformat(timespec="seconds") if at else None,
-                "exists": os.path.exists(path),
-            }  # fmt: skip
-            for vid, path, dur, at, n in rows
-        ]
-
-    def thumbnail(self, segment_id: int) -> bytes | None:
-        with self.Session() as s:
-            return s.scalar(select(Thumbnail.jpeg).where(Thumbnail.segment_id == int(segment_id)))
-
-    def put_thumbnails(self, rows: Sequence[tuple[int, bytes, int, int]]) -> int:
-        """Store thumbnails made after indexing (``vsearch thumbnails``); returns how many."""
-        with self.Session.begin() as s:
-            for sid, jpeg, w, h in rows:
-                s.merge(Thumbnail(segment_id=int(sid), jpeg=jpeg, width=int(w), height=int(h)))
-        return len(rows)
-
-    def thumbnail_source(self, segment_id: int) -> tuple[str, int] | None:
-        """(path, frame) to make one segment's thumbnail from: the middle of its sampled frames."""
-        enc = self.encoder()
-        q = (
-            select(Video.path, Embedding.frame_indices, Segment.start_frame)
-            .join(Video, Video.id == Segment.video_id)
-            .outerjoin(Embedding, (Embedding.segment_id == Segment.id) & (Embedding.encoder_id == (enc.id if enc else -1)))
-            .where(Segment.id == int(segment_id))
-        )
-        with self.Session() as s:
-            row = s.execute(q).first()
-        if row is None:
-            return None
-        path, idx, start = row
-        return path, int(idx[len(idx) // 2]) if idx else int(start)
-
-    def segments_without_thumbnail(self, limit: int | None = None) -> list[tuple[int, str, int, float]]:
-        """(segment id, path, middle sampled frame, display aspect) of segments with no thumbnail."""
-        enc = self.encoder()
-        q = (
-            select(Segment.id, Video.path, Embedding.frame_indices, Video.width, Video.height, Segment.start_frame)
-            .join(Video, Video.id == Segment.video_id)
-            .outerjoin(Embedding, (Embedding.segment_id == Segment.id) & (Embedding.encoder_id == (enc.id if enc else -1)))
-            .outerjoin(Thumbnail, Thumbnail.segment_id == Segment.id)
-            .where(Thumbnail.segment_id.is_(None))
-            .order_by(Segment.id)
-        )
-        if limit:
-            q = q.limit(limit)
-        with self.Session() as s:
-            rows = s.execute(q).all()
-        out = []
-        for sid, path, idx, w, h, start in rows:
-            frame = int(idx[len(idx) // 2]) if idx else int(start)
-            out.append((int(sid), path, frame, (w / h) if h else 1.0))
-        return out
-
-    def video(self, video_id: int) -> dict | None:
-        """One video's row and its segments (the server's video page)."""
-        with self.Session() as s:
-            v = s.get(Video, int(video_id))
-            if v is None:
-                return None
-            segs = [
-                {"segment_id": g.id, "index": g.idx, "start": g.start_s, "end": g.end_s}
-                for g in s.scalars(select(Segment).where(Segment.video_id == v.id).order_by(Segment.idx))
-            ]
-            return {
-                "id": v.id, "path": v.path, "duration": v.duration, "width": v.width, "height": v.height,
-                "codec": v.codec, "size": v.size, "segments": segs,
-            }  # fmt: skip
-
-    def segment_vector(self, segment_id: int) -> np.ndarray | None:
-        """The stored vector of a segment under the store's encoder (more-like-this: no re-decode)."""
-        enc = self.encoder()
-        if enc is None:
-            return None
-        with self.Session() as s:
-            blob = s.scalar(
-                select(Embedding.vector).where(Embedding.segment_id == int(segment_id), Embedding.encoder_id == enc.id)
-            )
-        if blob is None:
-            return None
-        v = unpack_vectors([blob], int(enc.spec["dim"]))[0].astype(np.float32)
-        return v / max(float(np.linalg.norm(v)), 1e-12)
-
-    def segment_at(self, path: str, seconds: float) -> int | None:
-        """The segment of ``path`` that holds the moment ``seconds`` (``search --like FILE@T``)."""
-        with self.Session() as s:
-            vid = s.scalar(select(Video.id).where(Video.path == os.path.abspath(path)))
-            if vid is None:
-                return None
-            rows = s.execute(
-                select(Segment.id, Segment.start_s, Segment.end_s).where(Segment.video_id == vid).order_by(Segment.idx)
-            ).all()
-        for sid, a, b in rows:
-            if a <= seconds < b:
-                return int(sid)
-        return int(rows[-1][0]) if rows and seconds >= rows[-1][2] else None
-
-    def videos_by_hash(self, hashes: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
-        """(video id, path) of every stored video with each content hash, whatever its root."""
-        out: dict[str, list[tuple[int, str]]] = {}
-        with self.Session() as s:
-            for chunk in _chunks(list(set(hashes)), 500):
-                q = select(Video.id, Video.path, Video.content_hash).where(Video.content_hash.in_(chunk))
-                for vid, path, h in s.execute(q):
-                    out.setdefault(h, []).append((vid, path))
-        return out
-
     def move_video(self, video_id: int, new_path: str, size: int, mtime_ns: int) -> None:
         """A renamed file keeps its segments and vectors; only the path changes."""
         with self.Session.begin() as s:
@@ -755,31 +554,6 @@ class Store:
     def touch_video(self, video_id: int, mtime_ns: int) -> None:
         with self.Session.begin() as s:
             s.execute(update(Video).where(Video.id == video_id).values(mtime_ns=mtime_ns))
-
-    def segment_rows(self, segment_ids: Sequence[int]) -> dict[int, SegmentRow]:
-        out: dict[int, SegmentRow] = {}
-        with self.Session() as s:
-            for chunk in _chunks([int(i) for i in segment_ids], 900):
-                q = (
-                    select(Segment.id, Segment.video_id, Video.path, Segment.idx, Segment.start_s, Segment.end_s, Video.duration)
-                    .join(Video, Video.id == Segment.video_id)
-                    .where(Segment.id.in_(chunk))
-                )
-                for row in s.execute(q):
-                    out[row[0]] = SegmentRow(*row)
-        return out
-
-    def frame_indices(self, segment_ids: Sequence[int]) -> dict[int, list[int]]:
-        """The frames each segment's vector was computed from (under the store's encoder)."""
-        rec = self.encoder()
-        out: dict[int, list[int]] = {}
-        with self.Session() as s:
-            for chunk in _chunks([int(i) for i in segment_ids], 900):
-                q = select(Embedding.segment_id, Embedding.frame_indices).where(
-                    Embedding.encoder_id == rec.id, Embedding.segment_id.in_(chunk)
-                )
-                out.update({sid: list(idx) for sid, idx in s.execute(q)})
-        return out
 
     def iter_embeddings(self, encoder_id: int, batch: int = 20000):
         """(segment ids, float32 vectors) in batches, for exports and rebuilds."""
@@ -1013,136 +787,6 @@ class Store:
             return self.rebuild_index("auto")
         return None
 
-    def check(self, repair: bool = False) -> CheckReport:
-        """Compare FAISS with SQLite and look for half-written videos; optionally repair.
-
-        Repair rebuilds the index from the database and deletes segments without vectors and
-        videos without segments, so the next ``index`` run re-embeds those files.
-        """
-        rec = self.encoder()
-        with self.Session() as s:
-            gen = int(self._meta(s, "generation"))
-            seg_ids = set(s.scalars(select(Segment.id)).all())
-            emb_ids = set(s.scalars(select(Embedding.segment_id).where(Embedding.encoder_id == (rec.id if rec else -1))).all())
-            empty_videos = s.scalars(select(Video.id).where(~Video.segments.any())).all()
-            thumb_ids = set(s.scalars(select(Thumbnail.segment_id)).all())
-        files = list_index_files(self.index_dir, rec.id) if rec else []
-        problem = self.index_file_problem(rec) if rec else None
-        idx_ids: set[int] = set()
-        if rec is not None:
-            with self._index_lock:
-                self._index = None
-                idx_ids = set(self.vector_index().ids().tolist())
-        report = CheckReport(
-            generation=gen,
-            db_vectors=len(emb_ids),
-            index_vectors=len(idx_ids),
-            only_in_index=sorted(idx_ids - emb_ids),
-            only_in_db=sorted(emb_ids - idx_ids),
-            segments_without_vector=sorted(seg_ids - emb_ids),
-            videos_without_segments=sorted(empty_videos),
-            index_file_generation=files[0][0] if files else None,
-            index_file_problem=problem,
-            without_thumbnail=len(seg_ids - thumb_ids),
-            orphan_thumbnails=len(thumb_ids - seg_ids),
-        )
-        if repair and not report.ok:
-            if report.videos_without_segments or report.segments_without_vector:
-                with self.Session.begin() as s:
-                    gen = self._bump_generation(s)
-                    bad_videos = set(report.videos_without_segments)
-                    for chunk in _chunks(report.segments_without_vector, 500):
-                        bad_videos.update(s.scalars(select(Segment.video_id).where(Segment.id.in_(chunk))).all())
-                    self._delete_videos(s, bad_videos, gen)
-            if report.orphan_thumbnails:
-                with self.Session.begin() as s:
-                    s.execute(delete(Thumbnail).where(Thumbnail.segment_id.not_in(select(Segment.id))))
-            if rec is not None:
-                self.rebuild_index()
-            report.repaired = True
-        return report
-
-    def index_file_problem(self, rec: EncoderRecord | None = None) -> str | None:
-        """Load the newest FAISS file on its own and say what is wrong with it, if anything.
-
-        Loading the index for a search quietly falls back to an older file or a rebuild, which
-        is right for a reader but hides damage from ``check`` and ``status``.
-        """
-        rec = rec or self.encoder()
-        if rec is None:
-            return None
-        files = list_index_files(self.index_dir, rec.id)
-        if not files:
-            return None
-        fgen, path = files[0]
-        dim = int(rec.spec["dim"])
-        try:
-            index = VectorIndex.read(path, dim)
-        except (RuntimeError, StoreError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return f"{path.name} cannot be read ({first[:120]})"
-        if index.index.d != dim:
-            return f"{path.name} holds {index.index.d}-dimensional vectors, the encoder makes {dim}"
-        return None
-
-    def status(self) -> dict:
-        """Everything ``vsearch status`` shows, as plain data."""
-        rec = self.encoder()
-        with self.Session() as s:
-            videos = int(s.scalar(select(func.count()).select_from(Video)))
-            segments = int(s.scalar(select(func.count()).select_from(Segment)))
-            failures = int(s.scalar(select(func.count()).select_from(Failure)))
-            thumbs = int(s.scalar(select(func.count()).select_from(Thumbnail)))
-            seconds = float(s.scalar(select(func.coalesce(func.sum(Video.duration), 0.0))))
-            gen = int(self._meta(s, "generation"))
-            seg_s = float(self._meta(s, "segment_seconds"))
-            cfg = s.get(VectorIndexConfig, rec.id) if rec else None
-            kind = cfg.kind if cfg else "flat"
-            index_params = dict(cfg.params) if cfg else {}
-            last = s.scalars(select(Run).where(Run.kind == "index").order_by(Run.id.desc()).limit(1)).first()
-            last_run = None
-            if last is not None:
-                last_run = {
-                    "id": last.id,
-                    "status": last.status,
-                    "started_at": last.started_at.isoformat(timespec="seconds"),
-                    "finished_at": last.finished_at.isoformat(timespec="seconds") if last.finished_at else None,
-                    "counts": last.counts or {},
-                }
-        files = list_index_files(self.index_dir, rec.id) if rec else []
-        db_bytes = sum(p.stat().st_size for p in self.root.glob(DB_NAME + "*") if p.is_file())
-        idx_bytes = sum(p.stat().st_size for _g, p in files if p.exists())
-        return {
-            "store": str(self.root),
-            "encoder": None
-            if rec is None
-            else {
-                "name": rec.name,
-                "source": rec.source,
-                "fingerprint": rec.fingerprint,
-                "family": rec.spec.get("family"),
-                "dim": rec.spec.get("dim"),
-                "frames": rec.spec.get("frames"),
-                "image_size": rec.spec.get("pixels", {}).get("image_size"),
-            },
-            "videos": videos,
-            "segments": segments,
-            "failures": failures,
-            "thumbnails": thumbs,
-            "video_seconds": seconds,
-            "segment_seconds": seg_s,
-            "generation": gen,
-            "index": {
-                "kind": kind,
-                "params": index_params,
-                "file_generation": files[0][0] if files else None,
-                "bytes": idx_bytes,
-                "problem": self.index_file_problem(rec) if rec else None,
-            },
-            "database_bytes": db_bytes,
-            "last_run": last_run,
-        }
-
 
 class _ReentrantLock:
     """What ``Store.lock`` returns: release() undoes one lock() call."""
@@ -1173,15 +817,3 @@ def _training_sample(vectors: np.ndarray, nlist: int, per_list: int = 256, seed:
     if len(vectors) <= cap:
         return vectors
     return vectors[np.random.default_rng(seed).choice(len(vectors), size=cap, replace=False)]
-
-
-def _prefix_range(root: str) -> tuple[str, str]:
-    """Bounds such that ``lo <= path < hi`` selects paths inside folder ``root`` (byte order)."""
-    prefix = root.rstrip(os.sep) + os.sep
-    hi = prefix[:-1] + chr(ord(os.sep) + 1)
-    return prefix, hi
-
-
-def _chunks(seq: Sequence, n: int):
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]

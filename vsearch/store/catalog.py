@@ -1,0 +1,196 @@
+"""The store's read side for videos, segments and thumbnails: what is stored, where, and for
+which file. Mixed into ``Store`` (the one entry point); every method reads through SQLAlchemy
+sessions and writes nothing but thumbnails."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import func, select
+
+from .rows import KnownVideo, SegmentRow, unpack_vectors
+from .rows import chunks as _chunks
+from .rows import prefix_range as _prefix_range
+from .schema import Embedding, Segment, Thumbnail, Video
+
+
+class Catalog:
+    """Queries about stored videos and segments (``Store`` provides ``Session`` and ``encoder``)."""
+
+    def count_videos(self) -> int:
+        with self.Session() as s:
+            return int(s.scalar(select(func.count()).select_from(Video)))
+
+    def known_videos(self, roots: Sequence[str]) -> dict[str, KnownVideo]:
+        """Stored videos at or under each root (a root may be a file or a folder)."""
+        out: dict[str, KnownVideo] = {}
+        cols = (Video.id, Video.path, Video.size, Video.mtime_ns, Video.content_hash)
+        with self.Session() as s:
+            for root in roots:
+                lo, hi = _prefix_range(root)
+                q = select(*cols).where((Video.path == root) | ((Video.path >= lo) & (Video.path < hi)))
+                for vid, path, size, mtime, chash in s.execute(q):
+                    out[path] = KnownVideo(vid, size, mtime, chash)
+        return out
+
+    def video_ids_by_hash(self, hashes: Iterable[str]) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        with self.Session() as s:
+            for chunk in _chunks(list(set(hashes)), 500):
+                for vid, h in s.execute(select(Video.id, Video.content_hash).where(Video.content_hash.in_(chunk))):
+                    out.setdefault(h, []).append(vid)
+        return out
+
+    def list_videos(self, under: str | None = None) -> list[dict]:
+        """Every stored video (or those under ``under``) with duration, segments, when it was
+        indexed and whether its file is still there (one stat each)."""
+        q = (
+            select(Video.id, Video.path, Video.duration, Video.indexed_at, func.count(Segment.id))
+            .outerjoin(Segment, Segment.video_id == Video.id)
+            .group_by(Video.id)
+            .order_by(Video.path)
+        )
+        if under is not None:
+            lo, hi = _prefix_range(os.path.abspath(under))
+            q = q.where((Video.path == os.path.abspath(under)) | ((Video.path >= lo) & (Video.path < hi)))
+        with self.Session() as s:
+            rows = s.execute(q).all()
+        return [
+            {
+                "id": vid,
+                "path": path,
+                "duration": round(float(dur), 3),
+                "segments": int(n),
+                "indexed_at": at.isoformat(timespec="seconds") if at else None,
+                "exists": os.path.exists(path),
+            }  # fmt: skip
+            for vid, path, dur, at, n in rows
+        ]
+
+    def thumbnail(self, segment_id: int) -> bytes | None:
+        with self.Session() as s:
+            return s.scalar(select(Thumbnail.jpeg).where(Thumbnail.segment_id == int(segment_id)))
+
+    def put_thumbnails(self, rows: Sequence[tuple[int, bytes, int, int]]) -> int:
+        """Store thumbnails made after indexing (``vsearch thumbnails``); returns how many."""
+        with self.Session.begin() as s:
+            for sid, jpeg, w, h in rows:
+                s.merge(Thumbnail(segment_id=int(sid), jpeg=jpeg, width=int(w), height=int(h)))
+        return len(rows)
+
+    def thumbnail_source(self, segment_id: int) -> tuple[str, int] | None:
+        """(path, frame) to make one segment's thumbnail from: the middle of its sampled frames."""
+        enc = self.encoder()
+        q = (
+            select(Video.path, Embedding.frame_indices, Segment.start_frame)
+            .join(Video, Video.id == Segment.video_id)
+            .outerjoin(Embedding, (Embedding.segment_id == Segment.id) & (Embedding.encoder_id == (enc.id if enc else -1)))
+            .where(Segment.id == int(segment_id))
+        )
+        with self.Session() as s:
+            row = s.execute(q).first()
+        if row is None:
+            return None
+        path, idx, start = row
+        return path, int(idx[len(idx) // 2]) if idx else int(start)
+
+    def segments_without_thumbnail(self, limit: int | None = None) -> list[tuple[int, str, int, float]]:
+        """(segment id, path, middle sampled frame, display aspect) of segments with no thumbnail."""
+        enc = self.encoder()
+        q = (
+            select(Segment.id, Video.path, Embedding.frame_indices, Video.width, Video.height, Segment.start_frame)
+            .join(Video, Video.id == Segment.video_id)
+            .outerjoin(Embedding, (Embedding.segment_id == Segment.id) & (Embedding.encoder_id == (enc.id if enc else -1)))
+            .outerjoin(Thumbnail, Thumbnail.segment_id == Segment.id)
+            .where(Thumbnail.segment_id.is_(None))
+            .order_by(Segment.id)
+        )
+        if limit:
+            q = q.limit(limit)
+        with self.Session() as s:
+            rows = s.execute(q).all()
+        out = []
+        for sid, path, idx, w, h, start in rows:
+            frame = int(idx[len(idx) // 2]) if idx else int(start)
+            out.append((int(sid), path, frame, (w / h) if h else 1.0))
+        return out
+
+    def video(self, video_id: int) -> dict | None:
+        """One video's row and its segments (the server's video page)."""
+        with self.Session() as s:
+            v = s.get(Video, int(video_id))
+            if v is None:
+                return None
+            segs = [
+                {"segment_id": g.id, "index": g.idx, "start": g.start_s, "end": g.end_s}
+                for g in s.scalars(select(Segment).where(Segment.video_id == v.id).order_by(Segment.idx))
+            ]
+            return {
+                "id": v.id, "path": v.path, "duration": v.duration, "width": v.width, "height": v.height,
+                "codec": v.codec, "size": v.size, "segments": segs,
+            }  # fmt: skip
+
+    def segment_vector(self, segment_id: int) -> np.ndarray | None:
+        """The stored vector of a segment under the store's encoder (more-like-this: no re-decode)."""
+        enc = self.encoder()
+        if enc is None:
+            return None
+        with self.Session() as s:
+            blob = s.scalar(
+                select(Embedding.vector).where(Embedding.segment_id == int(segment_id), Embedding.encoder_id == enc.id)
+            )
+        if blob is None:
+            return None
+        v = unpack_vectors([blob], int(enc.spec["dim"]))[0].astype(np.float32)
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    def segment_at(self, path: str, seconds: float) -> int | None:
+        """The segment of ``path`` that holds the moment ``seconds`` (``search --like FILE@T``)."""
+        with self.Session() as s:
+            vid = s.scalar(select(Video.id).where(Video.path == os.path.abspath(path)))
+            if vid is None:
+                return None
+            rows = s.execute(
+                select(Segment.id, Segment.start_s, Segment.end_s).where(Segment.video_id == vid).order_by(Segment.idx)
+            ).all()
+        for sid, a, b in rows:
+            if a <= seconds < b:
+                return int(sid)
+        return int(rows[-1][0]) if rows and seconds >= rows[-1][2] else None
+
+    def videos_by_hash(self, hashes: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
+        """(video id, path) of every stored video with each content hash, whatever its root."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        with self.Session() as s:
+            for chunk in _chunks(list(set(hashes)), 500):
+                q = select(Video.id, Video.path, Video.content_hash).where(Video.content_hash.in_(chunk))
+                for vid, path, h in s.execute(q):
+                    out.setdefault(h, []).append((vid, path))
+        return out
+
+    def segment_rows(self, segment_ids: Sequence[int]) -> dict[int, SegmentRow]:
+        out: dict[int, SegmentRow] = {}
+        with self.Session() as s:
+            for chunk in _chunks([int(i) for i in segment_ids], 900):
+                q = (
+                    select(Segment.id, Segment.video_id, Video.path, Segment.idx, Segment.start_s, Segment.end_s, Video.duration)
+                    .join(Video, Video.id == Segment.video_id)
+                    .where(Segment.id.in_(chunk))
+                )
+                for row in s.execute(q):
+                    out[row[0]] = SegmentRow(*row)
+        return out
+
+    def frame_indices(self, segment_ids: Sequence[int]) -> dict[int, list[int]]:
+        """The frames each segment's vector was computed from (under the store's encoder)."""
+        rec = self.encoder()
+        out: dict[int, list[int]] = {}
+        with self.Session() as s:
+            for chunk in _chunks([int(i) for i in segment_ids], 900):
+                q = select(Embedding.segment_id, Embedding.frame_indices).where(
+                    Embedding.encoder_id == rec.id, Embedding.segment_id.in_(chunk)
+                )
+                out.update({sid: list(idx) for sid, idx in s.execute(q)})
+        return out
