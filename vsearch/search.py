@@ -19,6 +19,12 @@ from .video.sampling import format_range
 MAX_K = 10_000
 
 
+def check_k(k: int) -> None:
+    """How many results may be asked for: 1 to MAX_K (one check for every search entry point)."""
+    if not 1 <= int(k) <= MAX_K:
+        raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+
+
 @dataclass
 class Hit:
     path: str
@@ -103,8 +109,7 @@ def precheck(store: Store, query: str, k: int, *, model: str | None = None, rera
     from .models.registry import ALIASES
 
     clean_query(query)
-    if not 1 <= int(k) <= MAX_K:
-        raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+    check_k(k)
     rec = store.encoder()
     if rec is None:
         raise EmptyStore(f"the store at {store.root} is empty: index some videos first (`vsearch index DIR`)")
@@ -138,8 +143,7 @@ def search(store: Store, query: str, k: int = 10, *, encoder=None, segments: boo
     """
     t0 = time.perf_counter()
     q = clean_query(query)
-    if not 1 <= int(k) <= MAX_K:
-        raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+    check_k(k)
     own = encoder is None
     for attempt in range(2):
         try:
@@ -259,8 +263,7 @@ def search_by_vector(
 ) -> SearchResponse:
     """Search with a ready query vector (an image's, or a stored segment's): no text encoder."""
     t0 = time.perf_counter()
-    if not 1 <= int(k) <= MAX_K:
-        raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+    check_k(k)
     index = store.vector_index(fingerprint)
     if index.ntotal == 0:
         raise EmptyStore(f"the store at {store.root} has no segments yet: index some videos first")

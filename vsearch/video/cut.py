@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from ..errors import DecodeError, QueryError
+from .decode import pick_video_stream
 
 
 @dataclass
@@ -37,7 +38,7 @@ def cut(src: str | os.PathLike[str], out: str | os.PathLike[str], start: float, 
         raise QueryError("the output would overwrite the source video")
     try:
         with av.open(src) as probe:
-            stream = next((s for s in probe.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)), None)
+            stream = pick_video_stream(probe)
             if stream is None:
                 raise DecodeError(src, "no video stream")
             first = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
@@ -85,7 +86,7 @@ def _reencode(src: str, out: str, start: float, end: float) -> None:
     import av
 
     with av.open(src) as inp, av.open(out, "w") as dst:
-        vin = next(s for s in inp.streams.video if not (s.disposition & av.stream.Disposition.attached_pic))
+        vin = pick_video_stream(inp)
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         vout = dst.add_stream("libx264", rate=rate)
         vout.width, vout.height = vin.codec_context.width, vin.codec_context.height

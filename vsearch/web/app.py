@@ -304,10 +304,9 @@ def create_app(service: SearchService, token: str | None = None):
     # The earlier JSON API, unchanged.
     @app.get("/search", summary="Search by text (earlier API)")
     def old_search(q: str = "", k: int = Query(10), segments: bool = False):
-        from ..search import MAX_K
+        from ..search import check_k
 
-        if not 1 <= k <= MAX_K:
-            raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
+        check_k(k)
         resp = service.search(q, k, segments)
         return {key: resp[key] for key in ("query", "hits", "searched", "took_ms", "warnings")}
 
