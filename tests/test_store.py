@@ -120,6 +120,30 @@ def test_commit_replace_remove_keep_faiss_equal_to_sqlite(store):
     assert store.count_videos() == 0 and store.vector_index().ntotal == 0
 
 
+def test_one_commit_of_many_videos_keeps_every_segment_with_its_own_vector_range_and_thumbnail(store):
+    # The write path inserts all rows of a commit at once and pairs ids back by position: a
+    # shifted pairing would give segments each other's vectors, which nothing else would notice.
+    rec = store.bind_encoder(Enc())
+    writes = [video(f"/v/{k}.mp4", n_segments=1 + k % 4, seed=k) for k in range(9)]
+    for w in writes:
+        for g in w.segments:
+            g.thumbnail = (f"{w.path}#{g.idx}".encode(), 16, 9)
+    store.commit(rec.id, writes[:1])
+    store.commit(rec.id, writes[1:])  # eight videos, 21 segments in one transaction
+    index = store.vector_index()
+    ids = index.ids()
+    rows = store.segment_rows(list(ids))
+    assert len(rows) == sum(len(w.segments) for w in writes) == index.ntotal
+    by_path = {w.path: w for w in writes}
+    for sid in ids:
+        row = rows[int(sid)]
+        want = by_path[row.path].segments[row.idx]
+        assert (row.start_s, row.end_s) == (want.start_s, want.end_s)
+        assert store.thumbnail(int(sid)) == f"{row.path}#{row.idx}".encode()
+        hit = index.search(want.vector[None], 1)
+        assert int(hit.ids[0][0]) == int(sid) and hit.scores[0][0] > 0.999
+
+
 def test_second_process_view_catches_up_from_an_old_file(store):
     rec = store.bind_encoder(Enc())
     store.commit(rec.id, [video("/v/a.mp4")])
