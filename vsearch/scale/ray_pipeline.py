@@ -4,8 +4,9 @@
 the diff against the store, commits, crash safety) exactly as it is:
 
 - **Decoding** runs as Ray CPU tasks over *segment batches*, not frames (Ray Data's
-  ``read_videos`` yields a row per frame: far too fine for clips of 12 frames): a probe task plans
-  a file's segments, then each task decodes ``SEGMENTS_PER_TASK`` of them at the encoder's size.
+  ``read_videos`` yields a row per frame: far too fine for clips of 12 frames): a file's first task
+  plans its segments and decodes the first ``SEGMENTS_PER_TASK`` (a short clip is one task), then
+  each further task decodes ``SEGMENTS_PER_TASK`` more at the encoder's size.
   A task whose worker dies is retried by Ray (``max_retries``); after that the file is recorded as
   failed and the run goes on.
 - **Encoding** runs in an actor pool, the model loaded once per actor (``num_gpus=1`` per actor
@@ -55,15 +56,25 @@ def _remote_functions(ray):
     from ..video.workers import DecodeJob, decode_job
 
     @ray.remote(num_cpus=1, max_retries=2)
-    def probe(job: DecodeJob) -> list[tuple]:
-        """The file's info and segment plan (or its error): the first message of decode_job."""
+    def first(job: DecodeJob) -> tuple[list[tuple], bool]:
+        """Open the file, plan its segments and decode the first ``SEGMENTS_PER_TASK`` of them in
+        one task (a short clip is then one task, opened once). Returns (messages, complete)."""
         if job.fault == "segfault":  # tests: a worker that dies (Ray retries it, then gives up)
             import signal
 
             os.kill(os.getpid(), signal.SIGSEGV)
-        for msg in decode_job(job):
-            return [msg]  # "info" or "error"; the segments are decoded by `decode` tasks
-        return [("error", job.id, "no video frames")]
+        msgs: list[tuple] = []
+        gen = decode_job(job)
+        for msg in gen:
+            msgs.append(msg)
+            if msg[0] in ("error", "done"):
+                return msgs, True
+            if msg[0] == "info" and len(msg[3]) <= SEGMENTS_PER_TASK:
+                continue  # the whole file fits: decode it all here
+            if sum(m[0] in ("segment", "segment_error") for m in msgs) == SEGMENTS_PER_TASK:
+                gen.close()  # the rest goes out as `decode` tasks
+                return msgs, False
+        return msgs or [("error", job.id, "no video frames")], True
 
     @ray.remote(num_cpus=1, max_retries=2)
     def decode(job: DecodeJob) -> list[tuple]:
@@ -89,7 +100,7 @@ def _remote_functions(ray):
             pixels = to_pixels(torch.from_numpy(frames), self.encoder.spec.pixels, device=self.encoder.device)
             return self.encoder.encode_videos(pixels).numpy()
 
-    return probe, decode, EncoderActor
+    return first, decode, EncoderActor
 
 
 def ray_messages(ray, jobs: Iterable, *, max_inflight: int) -> Iterator[tuple]:
@@ -97,33 +108,40 @@ def ray_messages(ray, jobs: Iterable, *, max_inflight: int) -> Iterator[tuple]:
     each file's segments in batches of ``SEGMENTS_PER_TASK``."""
     from dataclasses import replace
 
-    probe, decode, _actor = _remote_functions(ray)
+    first, decode, _actor = _remote_functions(ray)
     pending = iter(jobs)
-    probes: dict = {}  # ref -> job
+    firsts: dict = {}  # ref -> job
     chunks: dict = {}  # ref -> job id
     left: dict[int, int] = {}  # job id -> chunks not yet back
     failed: set[int] = set()
 
     def refill() -> None:
-        while len(probes) + len(chunks) < max_inflight:
+        while len(firsts) + len(chunks) < max_inflight:
             job = next(pending, None)
             if job is None:
                 return
-            probes[probe.remote(job)] = job
+            firsts[first.remote(job)] = job
+
+    def relay(job_id: int, msgs: list[tuple]) -> Iterator[tuple]:
+        for m in msgs:
+            yield m
+            if m[0] == "error":
+                failed.add(job_id)
+                return
 
     refill()
-    while probes or chunks:
-        ready, _ = ray.wait(list(probes) + list(chunks), num_returns=1)
+    while firsts or chunks:
+        ready, _ = ray.wait(list(firsts) + list(chunks), num_returns=1)
         ref = ready[0]
-        if ref in probes:
-            job = probes.pop(ref)
+        if ref in firsts:
+            job = firsts.pop(ref)
             try:
-                (msg,) = ray.get(ref)
+                msgs, complete = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a dead worker, after Ray's retries
-                msg = ("error", job.id, f"decode worker failed ({type(exc).__name__})")
-            yield msg
-            if msg[0] == "info":
-                plans = [tuple(p) for p in msg[3]]
+                msgs, complete = [("error", job.id, f"decode worker failed ({type(exc).__name__})")], True
+            yield from relay(job.id, msgs)
+            if not complete and job.id not in failed:
+                plans = [tuple(p) for p in msgs[0][3]][SEGMENTS_PER_TASK:]
                 parts = [plans[i : i + SEGMENTS_PER_TASK] for i in range(0, len(plans), SEGMENTS_PER_TASK)]
                 left[job.id] = len(parts)
                 for part in parts:
@@ -135,13 +153,8 @@ def ray_messages(ray, jobs: Iterable, *, max_inflight: int) -> Iterator[tuple]:
             except Exception as exc:  # noqa: BLE001
                 msgs = [("error", job_id, f"decode worker failed ({type(exc).__name__})")]
             if job_id not in failed:
-                for m in msgs:
-                    if m[0] == "error":
-                        failed.add(job_id)
-                        yield m
-                        break
-                    yield m
-                else:
+                yield from relay(job_id, msgs)
+                if job_id not in failed:
                     left[job_id] -= 1
                     if left[job_id] == 0:
                         yield ("done", job_id)
@@ -211,12 +224,25 @@ class RayBatcher:
         return out
 
 
+#: Actor pools already started in this Ray session, by (job, model source, family, fingerprint, n):
+#: a process that indexes several folders (or a benchmark that times start-up apart) loads the
+#: model into its actors once.
+_POOLS: dict[tuple, list] = {}
+
+
 def start_actors(ray, encoder, *, actors: int | None = None) -> list:
     """Encoder actors that load the driver's model (checked by fingerprint): one per GPU in the
-    cluster, else one CPU actor."""
+    cluster, else one CPU actor. Started once per Ray session and model."""
     if not encoder.source:
         raise ConfigError("--ray needs a model the workers can load by name, folder or hub id (not an in-memory one)")
-    _probe, _decode, actor_cls = _remote_functions(ray)
+    key = (ray.get_runtime_context().get_job_id(), encoder.source, encoder.family, encoder.fingerprint, actors)
+    if key not in _POOLS:
+        _POOLS[key] = _start_actors(ray, encoder, actors)
+    return _POOLS[key]
+
+
+def _start_actors(ray, encoder, actors: int | None) -> list:
+    _first, _decode, actor_cls = _remote_functions(ray)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     n = actors or max(1, gpus)
     opts = {"num_gpus": 1} if gpus else {"num_cpus": 1}
