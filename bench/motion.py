@@ -14,8 +14,9 @@ fixed-seed file set of the held-out scenes (whole colour+shape+axis groups and w
 colour+shape pairs, never a single direction) plus each clip's exact time reversal
 (``eval.direction``). Every row: same steps, batch, lr, frames, size, seed. Rows marked
 "image" start from ``image-clip``: a tiny CLIP trained by ``vsearch train`` on 1-frame stills
-("a red circle"), the offline stand-in for OpenAI CLIP; X-CLIP cannot start from it (its vision
-tower carries cross-frame and prompt modules a CLIP does not have), so it starts from scratch.
+("a red circle"), the offline stand-in for OpenAI CLIP. Every family can start from it, as each
+paper starts from OpenAI CLIP: CLIP-ViP adds proxies and a temporal table, STAN its branch,
+X-CLIP its message tokens, MIT and prompt generator (``new`` in each training log).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ ROWS: dict[str, tuple[str, str | None, str, str]] = {
     "clip-vip-image": ("image", "clip-vip", "off", ""),
     "clip-vip-image-rev": ("image", "clip-vip", "twins", "the recipe"),
     "stan-image-rev": ("image", "stan", "twins", ""),
-    "xclip-scratch-rev": ("tiny-xclip:32", None, "twins", "X-CLIP cannot start from a CLIP"),
+    "xclip-image-rev": ("image", "xclip", "twins", ""),
 }
 
 

@@ -53,7 +53,17 @@ PairWeight = Annotated[
 ]
 Family = Annotated[
     str | None,
-    typer.Option(help="Build this family (clip-vip, stan) on top of --model, a plain CLIP: its weights load, the rest is new."),
+    typer.Option(
+        help="Build this family (clip-vip, stan, xclip) on top of the starting model, a plain CLIP: its weights load, the rest is new."
+    ),
+]
+NewLrMul = Annotated[
+    float,
+    typer.Option(
+        help="Multiply the learning rate of the parts a family adds to CLIP (CLIP-ViP's proxies and temporal table, "
+        "STAN's branch, X-CLIP's message, MIT and prompt modules) by this: with a low learning rate the CLIP keeps "
+        "what it knows while the new parts learn fast (CLIP-ViP's lr_mul)."
+    ),
 ]
 TemporalInit = Annotated[
     float | None,
@@ -165,6 +175,7 @@ def train_retrieval(
     pair_weight: PairWeight = 0.0,
     family: Family = None,
     temporal_init_std: TemporalInit = None,
+    new_lr_mul: NewLrMul = 1.0,
     save_dtype: SaveDtype = "float32",
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -277,6 +288,7 @@ def pretrain(
     pair_weight: PairWeight = 0.0,
     family: Family = None,
     temporal_init_std: TemporalInit = None,
+    new_lr_mul: NewLrMul = 1.0,
     save_dtype: SaveDtype = "float32",
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -308,4 +320,4 @@ def _common(args: dict) -> dict:
 
 
 def _temporal(args: dict) -> dict:
-    return {k: args[k] for k in ("time_reversal", "pair_weight", "family", "temporal_init_std")}
+    return {k: args[k] for k in ("time_reversal", "pair_weight", "family", "temporal_init_std", "new_lr_mul")}

@@ -180,3 +180,59 @@ def test_image_clip_then_clip_vip_on_top_with_twins_logs_sensitivity_and_refuses
     assert (a - b).abs().max() < 0.05
     with pytest.raises(ConfigError, match="already holds a finished model"):
         Trainer(cfg).run()
+
+
+def test_xclip_on_an_image_clip_keeps_every_clip_weight_and_fixes_the_frame_count(tmp_path):
+    # X-CLIP is built from CLIP in its paper too: the towers load, message/MIT/prompt modules are new.
+    from transformers import CLIPModel
+
+    from vsearch.models.mean_pool import pooled
+    from vsearch.models.registry import tiny_clip_config
+
+    torch.manual_seed(0)
+    folder = tmp_path / "clip"
+    CLIPModel(tiny_clip_config(image_size=32)).save_pretrained(folder)
+    clip = CLIPModel.from_pretrained(folder)
+    enc = load_encoder(folder, family="xclip", frames=4, cache=False)
+    assert enc.family == "xclip" and enc.spec.frames == 4 and enc.spec.frame_rule == "fixed"
+    theirs = {k.replace(".pre_layrnorm.", ".pre_layernorm."): v for k, v in clip.state_dict().items()}
+    mine = enc.model.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in theirs.items() if not k.endswith("position_ids"))
+    new = [k for k in mine if k not in theirs]
+    assert new and all(any(a in "model." + k for a in type(enc).added_to_clip) for k in new)
+    tok = enc.tokenize(["a red circle moving left"])
+    with torch.no_grad():
+        want = pooled(clip.get_text_features(**tok))
+        got = enc.text_features(tok["input_ids"], tok["attention_mask"])
+        assert torch.allclose(F.normalize(want, dim=-1), F.normalize(got, dim=-1), atol=1e-6)
+        assert enc.video_features(torch.randn(2, 4, 3, 32, 32)).shape == (2, 64)
+    out = tmp_path / "xclip"
+    result = train(
+        TrainConfig(data="synth:motion,size=32", model=str(folder), family="xclip", out=str(out), frames=4, steps=2,
+                    batch_size=8, lr=1e-3, workers=0, seed=0, time_reversal="twins", pair_weight=1.0)
+    )  # fmt: skip
+    assert result.finished
+    log = json.loads((out / "train_log.jsonl").read_text().splitlines()[0])
+    assert "message_attn" in log["new"] and "mit" in log["new"]
+    assert load_encoder(out, cache=False).family == "xclip"
+
+
+def test_new_lr_mul_speeds_up_only_what_the_family_adds(tmp_path):
+    from vsearch.train.loop import param_groups
+
+    enc = load_encoder("tiny-clip:32", family="clip-vip", cache=False)
+    groups = param_groups(enc, 0.05, 1e-4, type(enc).added_to_clip, 10.0)
+    fast = {id(p) for g in groups if g["lr"] == pytest.approx(1e-3) for p in g["params"]}
+    names = {n for n, p in enc.named_parameters() if id(p) in fast}
+    assert names == {"clip.vision_model.embeddings.added_cls", "clip.vision_model.embeddings.temporal_embedding"}
+    assert all(g["weight_decay"] == 0.0 for g in groups if any(id(p) in fast for p in g["params"]))
+    # Trained and resumed with the split groups; a family that adds nothing refuses the option.
+    cfg = TrainConfig(
+        data="synth:motion,size=32", model="tiny-clip:32", family="clip-vip", out=str(tmp_path / "m"), frames=4,
+        steps=2, batch_size=8, lr=1e-4, new_lr_mul=10.0, workers=0, seed=0, checkpoint_every=1, max_steps_this_run=1,
+    )  # fmt: skip
+    assert not train(cfg).finished
+    assert train(cfg).finished
+    with pytest.raises(ConfigError, match="adds nothing to CLIP"):
+        Trainer(TrainConfig(data="synth:motion,size=32", model="tiny-clip:32", out=str(tmp_path / "p"), frames=4,
+                            steps=1, batch_size=8, new_lr_mul=2.0, workers=0)).run()  # fmt: skip

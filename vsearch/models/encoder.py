@@ -113,6 +113,9 @@ class VideoTextEncoder(nn.Module):
     """Base class: subclasses implement ``video_features``, ``text_features`` and saving."""
 
     family: ClassVar[str] = ""
+    #: Name fragments of the parameters this family adds to a CLIP (the training loop's
+    #: ``new_lr_mul`` applies to them). Empty for plain CLIP.
+    added_to_clip: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: EncoderSpec, tokenizer: Any):
         super().__init__()

@@ -272,13 +272,15 @@ def load_encoder(
     device: str | None = None,
     cache: bool = True,
     base: str | None = None,
+    frames: int | None = None,
 ) -> VideoTextEncoder:
     """Resolve ``ref`` to an encoder in eval mode on ``device`` (auto: CUDA if present).
 
     ``ref`` is a registry name, a model folder, a hub id, or an official checkpoint file
     (``.pt``) together with ``base``, the CLIP it was trained from. With ``cache`` (the default)
     a process loads each model once; later calls return the same object, so a long-running
-    process pays for model loading and query encoding once.
+    process pays for model loading and query encoding once. ``frames``: the frame count of a
+    family built here on a plain CLIP (X-CLIP fixes it when built; the others take any count).
     """
     from ..config import resolve_device
 
@@ -287,13 +289,13 @@ def load_encoder(
     if os.path.isfile(ref):
         ref = checkpoint_ref(ref, base or "openai/clip-vit-base-patch32")
     dev = resolve_device(device)
-    key = (str(Path(ref).resolve()) if os.path.exists(ref) else ref, family, dev)
+    key = (str(Path(ref).resolve()) if os.path.exists(ref) else ref, family, dev, frames)
     if cache:
         with _cache_lock:
             hit = _cache.get(key)
         if hit is not None:
             return hit
-    enc = _build(ref, family).to(dev).eval()
+    enc = _build(ref, family, frames).to(dev).eval()
     if enc.source and not enc.source.startswith(CHECKPOINT_SCHEME):
         from . import query_path
 
@@ -304,7 +306,7 @@ def load_encoder(
     return enc
 
 
-def _build(ref: str, family: str | None) -> VideoTextEncoder:
+def _build(ref: str, family: str | None, frames: int | None = None) -> VideoTextEncoder:
     from .encoder import read_spec_file
 
     if ref.startswith(CHECKPOINT_SCHEME):
@@ -333,11 +335,12 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
     tiny = tiny_variant(ref)
     if ref in REGISTRY or tiny:
         entry = REGISTRY[tiny[0] if tiny else ref]
+        build = _tiny(*tiny) if tiny else entry.build
         if family and family != entry.family:
             if entry.family == "mean-pool" and family in ON_CLIP:
-                return _on_clip(family, entry.build())
+                return _on_clip(family, build(), frames)
             raise EncoderLoadError(f"{ref!r} is a {entry.family} model, not {family}")
-        return _tiny(*tiny)() if tiny else entry.build()
+        return build()
     path = Path(ref)
     if path.is_dir():
         saved = read_spec_file(path)
@@ -347,13 +350,15 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
             if family and family != fam and not (fam == "mean-pool" and family in ON_CLIP):
                 raise EncoderLoadError(f"{ref} holds a {fam} model (config.json), not {family}")
             if family in ON_CLIP and fam == "mean-pool":
+                if family == "xclip":
+                    return family_class(family).from_clip(path, frames=frames or 8)
                 fam = family  # CLIP-ViP / STAN built on a plain CLIP folder
         fam = family or fam or "mean-pool"
         if saved and family and saved["family"] != family:
             if saved["family"] == "mean-pool" and family in ON_CLIP:
                 from .mean_pool import MeanPoolEncoder
 
-                return _on_clip(family, MeanPoolEncoder.from_pretrained(path))
+                return _on_clip(family, MeanPoolEncoder.from_pretrained(path), frames)
             raise EncoderLoadError(f"{ref} holds a {saved['family']} model, not {family}")
         if not saved and not (path / "config.json").is_file():
             raise EncoderLoadError(f"{ref} is not a model folder (no vsearch.json or config.json)")
@@ -363,6 +368,8 @@ def _build(ref: str, family: str | None) -> VideoTextEncoder:
         fam = _hub_family(ref)
         if family and fam and family != fam and not (fam == "mean-pool" and family in ON_CLIP):
             raise EncoderLoadError(f"{ref} is a {fam} model (its config.json), not {family}")
+        if family == "xclip" and fam == "mean-pool":
+            return family_class(family).from_clip(ref, frames=frames or 8)
         return family_class(family or fam or "mean-pool").from_pretrained(ref)
     if "/" in ref or ref.startswith((".", "~")):
         raise EncoderLoadError(f"{ref}: no such model folder")
@@ -422,18 +429,19 @@ def _hub_family(ref: str) -> str | None:
 
 
 #: Families built on top of a plain CLIP (its weights load; only the family's additions are new).
-ON_CLIP = ("clip-vip", "stan")
+ON_CLIP = ("clip-vip", "stan", "xclip")
 
 
-def _on_clip(family: str, clip_encoder: VideoTextEncoder) -> VideoTextEncoder:
+def _on_clip(family: str, clip_encoder: VideoTextEncoder, frames: int | None = None) -> VideoTextEncoder:
     """``family`` initialised from a mean-pool (plain CLIP) encoder: CLIP-ViP post-pretrained
-    from an image CLIP, as in the paper. Every CLIP weight is copied; ``new_parameters`` names
-    what the family adds. The CLIP's pixel settings (size, resize, normalisation) are kept."""
+    from an image CLIP, as in the paper (X-CLIP and STAN start from CLIP in theirs too). Every
+    CLIP weight is copied; ``new_parameters`` names what the family adds. The CLIP's pixel
+    settings (size, resize, normalisation) are kept."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="vsearch-clip-") as tmp:
         clip_encoder.clip.save_pretrained(tmp)
-        enc = family_class(family).from_clip(tmp, frames=clip_encoder.spec.frames)
+        enc = family_class(family).from_clip(tmp, frames=frames or clip_encoder.spec.frames)
     enc.spec = replace(enc.spec, pixels=clip_encoder.spec.pixels, max_text_len=clip_encoder.spec.max_text_len)
     enc.tokenizer = clip_encoder.tokenizer
     enc.source = None

@@ -148,6 +148,7 @@ class StanBranch(nn.Module):
 
 class StanEncoder(ClipBackedEncoder):
     family = "stan"
+    added_to_clip = ("stan.",)
 
     def __init__(self, clip: CLIPModel, tokenizer, spec: EncoderSpec, cfg: StanConfig):
         super().__init__(clip, tokenizer, spec)

@@ -20,8 +20,9 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import XCLIPConfig, XCLIPModel
+from transformers import CLIPModel, XCLIPConfig, XCLIPModel
 
+from ..errors import EncoderLoadError
 from ..video.transforms import PixelSpec
 from .checkpoints import from_pretrained_hf, read_preprocessor_config, save_model_dir
 from .constants import IMAGENET_MEAN, IMAGENET_STD
@@ -32,6 +33,7 @@ from .tokenizer import load_tokenizer
 
 class XClipEncoder(VideoTextEncoder):
     family = "xclip"
+    added_to_clip = (".mit.", ".prompts_generator.", ".prompts_visual_", ".message_fc.", ".message_ln.", ".message_attn.")
 
     def __init__(self, model: XCLIPModel, tokenizer, spec: EncoderSpec):
         super().__init__(spec, tokenizer)
@@ -59,9 +61,41 @@ class XClipEncoder(VideoTextEncoder):
         return cls(XCLIPModel(config).eval(), tokenizer or load_tokenizer(None, spec.max_text_len), spec)
 
     @classmethod
-    def from_pretrained(cls, ref: str | os.PathLike[str], **_ignored) -> XClipEncoder:
-        """``microsoft/xclip-base-patch32`` (and the other hub checkpoints) or a folder."""
+    def from_clip(cls, ref: str | os.PathLike[str], frames: int = 8, seed: int = 0) -> XClipEncoder:
+        """X-CLIP on any CLIP (hub id or folder), as the X-CLIP paper builds it from OpenAI CLIP:
+        every CLIP weight loads (the vision tower's layers keep their names; only
+        ``pre_layrnorm`` is spelled ``pre_layernorm``); the cross-frame message modules, the
+        multi-frame integration transformer and the prompt generator are new
+        (``new_parameters`` names them). The frame count is fixed from here on."""
         ref = os.fspath(ref)
+        clip = from_pretrained_hf(CLIPModel, ref)
+        config = xclip_config_from_clip(clip.config, frames)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = XCLIPModel(config)
+        state = {k.replace(".pre_layrnorm.", ".pre_layernorm."): v for k, v in clip.state_dict().items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        unexpected = [k for k in unexpected if not k.endswith("position_ids")]
+        added = [k for k in missing if not k.endswith("position_ids")]
+        stray = [k for k in added if not k.startswith(XCLIP_NEW_PREFIXES) and not any(m in k for m in XCLIP_NEW_IN_LAYER)]
+        if unexpected or stray:
+            raise EncoderLoadError(
+                f"{ref}: CLIP weights do not fit X-CLIP ({len(unexpected)} unused, e.g. {unexpected[:2]}; "
+                f"{len(stray)} CLIP weights left unset, e.g. {stray[:2]})"
+            )
+        spec = cls.default_spec(config)
+        enc = cls(model.eval(), load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len), spec)
+        enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
+        enc.new_parameters = [*XCLIP_NEW_PREFIXES, *XCLIP_NEW_IN_LAYER]
+        return enc
+
+    @classmethod
+    def from_pretrained(cls, ref: str | os.PathLike[str], **_ignored) -> XClipEncoder:
+        """``microsoft/xclip-base-patch32`` (and the other hub checkpoints) or a folder; a plain
+        CLIP (folder or hub id) is the start of an X-CLIP (``from_clip``)."""
+        ref = os.fspath(ref)
+        if os.path.isdir(ref) and not read_spec_file(ref) and _model_type(ref) == "clip":
+            return cls.from_clip(ref)
         saved = read_spec_file(ref) if os.path.isdir(ref) else None
         model = from_pretrained_hf(XCLIPModel, ref).eval()
         spec = EncoderSpec.from_dict(saved["spec"]) if saved else cls.default_spec(model.config, read_preprocessor_config(ref))
@@ -95,6 +129,42 @@ class XClipEncoder(VideoTextEncoder):
 
     def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
         return save_model_dir(directory, self, self.model.config, self.model.state_dict(), dtype)
+
+
+#: What X-CLIP adds to a CLIP: top-level modules, and the message modules inside every vision layer.
+XCLIP_NEW_PREFIXES = ("mit.", "prompts_generator.", "prompts_visual_layernorm.", "prompts_visual_projection")
+XCLIP_NEW_IN_LAYER = (".message_fc.", ".message_ln.", ".message_attn.")
+
+
+def xclip_config_from_clip(clip_config, frames: int) -> XCLIPConfig:
+    """An X-CLIP around a CLIP's towers. The new modules are sized as the official X-CLIP
+    sizes them on OpenAI CLIP: a one-layer MIT at the projection width (4x MLP), heads of 64
+    dimensions (8 at B/32's 512), at least 4 heads for tiny models."""
+    dim = clip_config.projection_dim
+    heads = max(4, dim // 64)
+    return XCLIPConfig(
+        text_config=clip_config.text_config.to_dict(),
+        vision_config={
+            **clip_config.vision_config.to_dict(),
+            "num_frames": frames,
+            "mit_hidden_size": dim,
+            "mit_intermediate_size": 4 * dim,
+            "mit_num_hidden_layers": 1,
+            "mit_num_attention_heads": heads,
+        },
+        projection_dim=dim,
+        prompt_num_attention_heads=heads,
+        logit_scale_init_value=clip_config.logit_scale_init_value,
+    )
+
+
+def _model_type(folder: str) -> str:
+    import json
+
+    try:
+        return str(json.loads((Path(folder) / "config.json").read_text()).get("model_type", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def tiny_xclip_config(image_size: int = 64, patch_size: int = 8, frames: int = 8, projection_dim: int = 64) -> XCLIPConfig:

@@ -76,6 +76,10 @@ class TrainConfig:
     #: Re-initialise the temporal tables N(0, std²) before training (a new, zero table gives
     #: order no gradient to grow from; see README, "Temporal order"). None: keep them.
     temporal_init_std: float | None = None
+    #: The parts a family adds to CLIP (``VideoTextEncoder.added_to_clip``) train at this
+    #: multiple of ``lr`` (CLIP-ViP's official ``lr_mul``): a low ``lr`` keeps what the CLIP
+    #: learned from images while the new parts move fast.
+    new_lr_mul: float = 1.0
     # recognition
     prompt: str | None = None  # class-name template [default: the model's spec]
     freeze_text: bool = False
@@ -97,15 +101,26 @@ class TrainResult:
     finished: bool = True
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: no decay on biases, norms, embeddings and the temperature."""
-    decay, no_decay = [], []
+def param_groups(
+    model: torch.nn.Module, weight_decay: float, lr: float | None = None, added: tuple[str, ...] = (), added_mul: float = 1.0
+) -> list[dict]:
+    """AdamW groups: no decay on biases, norms, embeddings and the temperature; parameters whose
+    names contain one of ``added`` (what a family adds to CLIP) at ``added_mul`` x ``lr``."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         low = name.lower()
-        (no_decay if p.ndim < 2 or any(m in low for m in NO_DECAY_MARKERS) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        no_decay = p.ndim < 2 or any(m in low for m in NO_DECAY_MARKERS)
+        is_added = added_mul != 1.0 and any(a in name for a in added)
+        groups.setdefault((no_decay, is_added), []).append(p)
+    out = []
+    for (no_decay, is_added), params in sorted(groups.items()):
+        group = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if lr is not None:
+            group["lr"] = lr * (added_mul if is_added else 1.0)
+        out.append(group)
+    return out
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -122,6 +137,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--accumulate must be at least 1, not {cfg.accumulate}")
     if not cfg.lr > 0:
         raise ConfigError(f"--lr must be more than 0, not {cfg.lr}")
+    if not cfg.new_lr_mul > 0:
+        raise ConfigError(f"--new-lr-mul must be more than 0, not {cfg.new_lr_mul}")
     if cfg.frames is not None and cfg.frames < 1:
         raise ConfigError(f"--frames must be at least 1, not {cfg.frames}")
     if cfg.time_reversal not in MODES:
@@ -193,7 +210,10 @@ class Trainer:
                     f"or pass a larger --steps to train it further"
                 )
         family = None if start else cfg.family
-        self.encoder = load_encoder(start or cfg.model, family=family, device=str(self.device), cache=False, base=cfg.base)
+        self.encoder = load_encoder(
+            start or cfg.model, family=family, device=str(self.device), cache=False, base=cfg.base,
+            frames=cfg.frames if family else None,
+        )  # fmt: skip
         if cfg.temporal_init_std is not None and not start:
             self.task_info_extra = {"temporal_init": init_temporal(self.encoder, cfg.temporal_init_std, cfg.seed)}
         if cfg.frames:
@@ -210,7 +230,7 @@ class Trainer:
         self.task.info.update(getattr(self, "task_info_extra", {}))
         new = getattr(self.encoder, "new_parameters", None)
         if new:
-            self.task.info["new"] = ", ".join(n.rsplit(".", 1)[-1] for n in new)
+            self.task.info["new"] = ", ".join(n.strip(".").rsplit(".", 1)[-1] for n in new)
         world = self.world.size
         if len(self.dataset) < cfg.batch_size * world:
             raise DatasetError(
@@ -223,7 +243,11 @@ class Trainer:
         self.batches_per_epoch = len(self.sampler.batches())
         self.total = cfg.steps or max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.accumulate))
         warm = int(cfg.warmup if cfg.warmup >= 1 else round(cfg.warmup * self.total))
-        self.optimizer = torch.optim.AdamW(param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+        added = type(self.encoder).added_to_clip
+        if cfg.new_lr_mul != 1.0 and not added:
+            raise ConfigError(f"--new-lr-mul: a {self.encoder.family} model adds nothing to CLIP")
+        groups = param_groups(self.encoder, cfg.weight_decay, cfg.lr, added, cfg.new_lr_mul)
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(self.total, warm))
         self.step = 0
         self.skipped = 0
