@@ -34,6 +34,17 @@ from ..errors import ConfigError, EncoderMismatch
 SEGMENTS_PER_TASK = 16
 
 
+def segments_per_task() -> int:
+    """``VSEARCH_RAY_SEGMENTS_PER_TASK`` (default 16): larger tasks for long videos on a cluster
+    where per-task overhead shows, smaller ones to spread a few long files over many CPUs."""
+    raw = os.environ.get("VSEARCH_RAY_SEGMENTS_PER_TASK", "")
+    if not raw:
+        return SEGMENTS_PER_TASK
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"VSEARCH_RAY_SEGMENTS_PER_TASK must be a whole number >= 1, not {raw!r}")
+    return int(raw)
+
+
 def connect(address: str | None = None, num_cpus: int | None = None):
     """``ray.init``: a local Ray when no address is given (nor ``RAY_ADDRESS``), else join that cluster."""
     try:
@@ -56,22 +67,24 @@ def _remote_functions(ray):
     from ..video.workers import DecodeJob, decode_job
 
     @ray.remote(num_cpus=1, max_retries=2)
-    def first(job: DecodeJob) -> tuple[list[tuple], bool]:
-        """Open the file, plan its segments and decode the first ``SEGMENTS_PER_TASK`` of them in
-        one task (a short clip is then one task, opened once). Returns (messages, complete)."""
+    def first(job: DecodeJob, per_task: int) -> tuple[list[tuple], bool]:
+        """Open the file, plan its segments and decode the first ``per_task`` of them in one task
+        (a short clip is then one task, opened once). Returns (messages, complete)."""
         if job.fault == "segfault":  # tests: a worker that dies (Ray retries it, then gives up)
             import signal
 
             os.kill(os.getpid(), signal.SIGSEGV)
         msgs: list[tuple] = []
+        fits, decoded = True, 0
         gen = decode_job(job)
         for msg in gen:
             msgs.append(msg)
             if msg[0] in ("error", "done"):
                 return msgs, True
-            if msg[0] == "info" and len(msg[3]) <= SEGMENTS_PER_TASK:
-                continue  # the whole file fits: decode it all here
-            if sum(m[0] in ("segment", "segment_error") for m in msgs) == SEGMENTS_PER_TASK:
+            if msg[0] == "info":
+                fits = len(msg[3]) <= per_task  # else decode the first per_task segments here
+            decoded += msg[0] in ("segment", "segment_error")
+            if not fits and decoded == per_task:
                 gen.close()  # the rest goes out as `decode` tasks
                 return msgs, False
         return msgs or [("error", job.id, "no video frames")], True
@@ -109,6 +122,7 @@ def ray_messages(ray, jobs: Iterable, *, max_inflight: int) -> Iterator[tuple]:
     from dataclasses import replace
 
     first, decode, _actor = _remote_functions(ray)
+    per_task = segments_per_task()
     pending = iter(jobs)
     firsts: dict = {}  # ref -> job
     chunks: dict = {}  # ref -> job id
@@ -120,7 +134,7 @@ def ray_messages(ray, jobs: Iterable, *, max_inflight: int) -> Iterator[tuple]:
             job = next(pending, None)
             if job is None:
                 return
-            firsts[first.remote(job)] = job
+            firsts[first.remote(job, per_task)] = job
 
     def relay(job_id: int, msgs: list[tuple]) -> Iterator[tuple]:
         for m in msgs:
@@ -141,8 +155,8 @@ def ray_messages(ray, jobs: Iterable, *, max_inflight: int) -> Iterator[tuple]:
                 msgs, complete = [("error", job.id, f"decode worker failed ({type(exc).__name__})")], True
             yield from relay(job.id, msgs)
             if not complete and job.id not in failed:
-                plans = [tuple(p) for p in msgs[0][3]][SEGMENTS_PER_TASK:]
-                parts = [plans[i : i + SEGMENTS_PER_TASK] for i in range(0, len(plans), SEGMENTS_PER_TASK)]
+                plans = [tuple(p) for p in msgs[0][3]][per_task:]
+                parts = [plans[i : i + per_task] for i in range(0, len(plans), per_task)]
                 left[job.id] = len(parts)
                 for part in parts:
                     chunks[decode.remote(replace(job, segments=tuple(part)))] = job.id
