@@ -159,3 +159,21 @@ def test_missing_faiss_names_the_extras(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # as if neither faiss-cpu nor faiss-gpu were installed
     with pytest.raises(FaissMissing, match=r"vsearch\[cpu\].*vsearch\[gpu\]"):
         vectors.import_faiss()
+
+
+def test_plain_index_and_search_never_import_ray(tmp_path):
+    # Ray is for --ray only: its import alone costs about a second and a few hundred MB.
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    vids = tmp_path / "v"
+    vids.mkdir()
+    for f in sorted((sample / "videos").glob("red_*.mp4"))[:2]:
+        shutil.copy(f, vids / f.name)
+    store = tmp_path / "s"
+    code = (
+        "import sys; from vsearch_cli.main import app; from typer.testing import CliRunner; "
+        f"a = CliRunner().invoke(app, ['index', {str(vids)!r}, '--model', {str(sample / 'model')!r}, '--store', {str(store)!r}]); "
+        f"b = CliRunner().invoke(app, ['search', 'a red circle', '--store', {str(store)!r}, '--json']); "
+        "print(a.exit_code, b.exit_code, 'ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split()[-3:] == ["0", "0", "False"], out.stderr[-2000:]
