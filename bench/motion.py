@@ -27,9 +27,13 @@ import os
 import time
 from pathlib import Path
 
-#: name -> (model, family on top, time reversal, note)
+#: name -> (model, family on top, time reversal, note). "image": the image CLIP trained on stills
+#: of the motion training split's objects; "image-all": on stills of every (colour, shape), as
+#: OpenAI CLIP has seen every object (stills carry no direction, so nothing about order leaks).
 ROWS: dict[str, tuple[str, str | None, str, str]] = {
     "mean-pool-image-rev": ("image", None, "twins", "leak check: must be exactly 50"),
+    "mean-pool-image-all-rev": ("image-all", None, "twins", "leak check, all-objects image CLIP"),
+    "clip-vip-image-all-rev": ("image-all", "clip-vip", "twins", ""),
     "clip-vip-scratch": ("tiny-clip-vip:32", None, "off", ""),
     "clip-vip-scratch-rev": ("tiny-clip-vip:32", None, "twins", ""),
     "clip-vip-image": ("image", "clip-vip", "off", ""),
@@ -39,14 +43,15 @@ ROWS: dict[str, tuple[str, str | None, str, str]] = {
 }
 
 
-def image_clip(work: Path, args) -> Path:
+def image_clip(work: Path, args, split: str = "train") -> Path:
     """The image-CLIP stand-in: tiny CLIP, 32 px, trained on 1-frame stills."""
     from vsearch.train.loop import TrainConfig, train
 
-    out = work / "image-clip"
+    out = work / ("image-clip" if split == "train" else "image-clip-all")
     if not (out / "train_config.json").exists():
         cfg = TrainConfig(
-            data="synth:static,size=32", model="tiny-clip:32", out=str(out), frames=1, steps=args.image_steps,
+            data="synth:static,size=32" + (",split=all" if split == "all" else ""), model="tiny-clip:32", out=str(out),
+            frames=1, steps=args.image_steps,
             batch_size=64, lr=1e-3, weight_decay=0.05, warmup=0.05, seed=args.seed, workers=0, checkpoint_every=500,
         )  # fmt: skip
         train(cfg)
@@ -59,14 +64,15 @@ def run_row(name: str, work: Path, args, test_csv: Path) -> dict:
     from vsearch.train.loop import TrainConfig, train
 
     model, family, reversal, note = ROWS[name]
-    if model == "image":
-        model = str(image_clip(work, args))
+    start = "scratch" if model.startswith("tiny-") else "image CLIP" if model == "image" else "image CLIP (all)"
+    if model in ("image", "image-all"):
+        model = str(image_clip(work, args, "train" if model == "image" else "all"))
     out = work / name
     cfg = TrainConfig(
         data="synth:motion,size=32", model=model, family=family, out=str(out), frames=args.frames, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, weight_decay=0.05, warmup=0.05, seed=args.seed, workers=0,
         checkpoint_every=250, time_reversal=reversal, pair_weight=args.pair_weight if reversal != "off" else 0.0,
-        temporal_init_std=None if ROWS[name][0] == "image" and family is None else args.temporal_init_std,
+        temporal_init_std=None if ROWS[name][0].startswith("image") and family is None else args.temporal_init_std,
     )  # fmt: skip
     t0 = time.perf_counter()
     if not (out / "train_config.json").exists():
@@ -75,13 +81,14 @@ def run_row(name: str, work: Path, args, test_csv: Path) -> dict:
             progress=lambda r: r["step"] % 250 == 0 and print(f"  {name} step {r['step']}/{r['total']} loss {r['loss']:.3f}", flush=True),
         )  # fmt: skip
         rate = result.samples_per_s
-    else:
-        rate = 0.0
-    wall = time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+    else:  # trained earlier (another session): its own log has the figures
+        log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if '"loss"' in x]
+        rate, wall = log[-1]["samples_per_s"], cfg.steps * cfg.batch_size / log[-1]["samples_per_s"]
     enc = load_encoder(out, cache=False)
     report = evaluate_direction(enc, test_csv)
     return {
-        "row": name, "family": enc.family, "start": "image CLIP" if cfg.model.startswith("/") else "scratch",
+        "row": name, "family": enc.family, "start": start,
         "reversal": reversal, "pair_weight": cfg.pair_weight, "temporal_init_std": cfg.temporal_init_std, "note": note,
         "steps": args.steps, "batch": args.batch_size, "lr": args.lr, "frames": args.frames, "size": 32, "seed": args.seed,
         "train_wall_s": round(wall, 1), "samples_per_s": round(rate, 1), **report,
@@ -89,11 +96,11 @@ def run_row(name: str, work: Path, args, test_csv: Path) -> dict:
 
 
 def print_table(results: list[dict]) -> None:
-    head = f"{'row':<22}{'start':<11}{'rev':<7}{'text':>6}{'ties':>6}{'video':>7}{'ties':>6}{'4-way':>7}{'R@1':>6}{'R@5':>6}{'col+sh':>8}{'rsens':>7}{'steps':>7}{'min':>6}"
+    head = f"{'row':<25}{'start':<17}{'rev':<7}{'text':>6}{'ties':>6}{'video':>7}{'ties':>6}{'4-way':>7}{'R@1':>6}{'R@5':>6}{'col+sh':>8}{'rsens':>7}{'steps':>7}{'min':>6}"
     print(head)
     for r in results:
         print(
-            f"{r['row']:<22}{r['start']:<11}{r['reversal']:<7}{r['text_side']:>6.1f}{r['text_side_ties']:>6.0f}"
+            f"{r['row']:<25}{r['start']:<17}{r['reversal']:<7}{r['text_side']:>6.1f}{r['text_side_ties']:>6.0f}"
             f"{r['video_side']:>7.1f}{r['video_side_ties']:>6.0f}{r['four_way']:>7.1f}{r['R@1']:>6.1f}{r['R@5']:>6.1f}"
             f"{r['colour_shape_top1']:>8.1f}{r['reversal_sensitivity']:>7.3f}{r['steps']:>7}{r['train_wall_s'] / 60:>6.1f}"
         )
@@ -106,9 +113,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True)
     # The recipe first and the leak check second: the rows a short session most needs.
-    order = ["clip-vip-image-rev", "mean-pool-image-rev"] + [
-        r for r in ROWS if r not in ("clip-vip-image-rev", "mean-pool-image-rev")
-    ]
+    first = ("clip-vip-image-rev", "mean-pool-image-rev")
+    order = [*first, *(r for r in ROWS if r not in first)]
     p.add_argument("--rows", default=",".join(order), help=f"comma-separated, from: {', '.join(ROWS)}")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--image-steps", type=int, default=4000)
