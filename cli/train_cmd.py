@@ -57,6 +57,13 @@ Family = Annotated[
         help="Build this family (clip-vip, stan, xclip) on top of the starting model, a plain CLIP: its weights load, the rest is new."
     ),
 ]
+FreezeLayers = Annotated[
+    int,
+    typer.Option(
+        help="Keep the embeddings and the first N transformer layers of each tower fixed (Test of Time freezes 5 of 6): "
+        "pretrained appearance stays while the top layers and the family's new parts learn order; 0 trains everything."
+    ),
+]
 NewLrMul = Annotated[
     float,
     typer.Option(
@@ -176,6 +183,7 @@ def train_retrieval(
     family: Family = None,
     temporal_init_std: TemporalInit = None,
     new_lr_mul: NewLrMul = 1.0,
+    freeze_layers: FreezeLayers = 0,
     save_dtype: SaveDtype = "float32",
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -289,6 +297,7 @@ def pretrain(
     family: Family = None,
     temporal_init_std: TemporalInit = None,
     new_lr_mul: NewLrMul = 1.0,
+    freeze_layers: FreezeLayers = 0,
     save_dtype: SaveDtype = "float32",
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -320,4 +329,4 @@ def _common(args: dict) -> dict:
 
 
 def _temporal(args: dict) -> dict:
-    return {k: args[k] for k in ("time_reversal", "pair_weight", "family", "temporal_init_std", "new_lr_mul")}
+    return {k: args[k] for k in ("time_reversal", "pair_weight", "family", "temporal_init_std", "new_lr_mul", "freeze_layers")}

@@ -236,3 +236,31 @@ def test_new_lr_mul_speeds_up_only_what_the_family_adds(tmp_path):
     with pytest.raises(ConfigError, match="adds nothing to CLIP"):
         Trainer(TrainConfig(data="synth:motion,size=32", model="tiny-clip:32", out=str(tmp_path / "p"), frames=4,
                             steps=1, batch_size=8, new_lr_mul=2.0, workers=0)).run()  # fmt: skip
+
+
+def test_freeze_layers_keeps_lower_layers_and_embeddings_and_trains_the_rest(tmp_path):
+    from transformers import CLIPModel
+
+    from vsearch.models.registry import tiny_clip_config
+
+    torch.manual_seed(0)
+    folder = tmp_path / "clip"
+    CLIPModel(tiny_clip_config(image_size=32)).save_pretrained(folder)
+    before = CLIPModel.from_pretrained(folder).state_dict()
+    out = tmp_path / "vip"
+    train(
+        TrainConfig(data="synth:motion,size=32", model=str(folder), family="clip-vip", out=str(out), frames=4, steps=3,
+                    batch_size=8, lr=1e-2, workers=0, seed=0, freeze_layers=3, temporal_init_std=0.5)
+    )  # fmt: skip
+    log = json.loads((out / "train_log.jsonl").read_text().splitlines()[0])
+    assert log["frozen"] == "text embeddings + layers 0-0 of 2, vision embeddings + layers 0-2 of 4"
+    after = load_encoder(out, cache=False).clip.state_dict()
+    same = {k for k in before if torch.equal(before[k], after[k].float())}
+    frozen = [k for k in before if k.startswith(("vision_model.embeddings.", "text_model.embeddings."))
+              or ".encoder.layers.0." in k or k.startswith(("vision_model.encoder.layers.1.", "vision_model.encoder.layers.2."))]  # fmt: skip
+    assert frozen and all(k in same for k in frozen if not k.endswith("position_ids"))
+    assert "vision_model.encoder.layers.3.mlp.fc1.weight" not in same
+    assert "text_model.encoder.layers.1.mlp.fc1.weight" not in same
+    with pytest.raises(ConfigError, match="freeze-layers"):
+        train(TrainConfig(data="synth:motion,size=32", model="tiny-clip:32", out=str(tmp_path / "x"), frames=4, steps=1,
+                          batch_size=8, workers=0, freeze_layers=-1))  # fmt: skip

@@ -80,6 +80,10 @@ class TrainConfig:
     #: multiple of ``lr`` (CLIP-ViP's official ``lr_mul``): a low ``lr`` keeps what the CLIP
     #: learned from images while the new parts move fast.
     new_lr_mul: float = 1.0
+    #: Keep the token/patch embeddings and the first N transformer layers of each tower fixed
+    #: (TACT freezes 5 of 6): the pretrained appearance stays, the top layers and the family's
+    #: new parts learn order. Each tower's last layer always trains.
+    freeze_layers: int = 0
     # recognition
     prompt: str | None = None  # class-name template [default: the model's spec]
     freeze_text: bool = False
@@ -137,6 +141,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--accumulate must be at least 1, not {cfg.accumulate}")
     if not cfg.lr > 0:
         raise ConfigError(f"--lr must be more than 0, not {cfg.lr}")
+    if cfg.freeze_layers < 0:
+        raise ConfigError(f"--freeze-layers must be 0 or more, not {cfg.freeze_layers}")
     if not cfg.new_lr_mul > 0:
         raise ConfigError(f"--new-lr-mul must be more than 0, not {cfg.new_lr_mul}")
     if cfg.frames is not None and cfg.frames < 1:
@@ -163,6 +169,34 @@ def init_temporal(encoder: torch.nn.Module, std: float, seed: int) -> str:
     if not names:
         raise ConfigError(f"--temporal-init-std: a {encoder.family} model has no temporal table")
     return f"{', '.join(names)} ~ N(0, {std}^2)"
+
+
+def freeze_lower_layers(encoder: torch.nn.Module, n: int) -> str:
+    """Fix token/patch/position embeddings and layers ``0..n-1`` of every transformer tower in
+    ``encoder`` (capped so each tower's last layer trains); returns what was frozen, for the log.
+    Parts a family adds (``added_to_clip``: temporal tables, proxies, branches) always train."""
+    import re
+
+    added = type(encoder).added_to_clip
+    towers: dict[str, int] = {}
+    for name, _p in encoder.named_parameters():
+        m = re.search(r"(^|\.)((?:text|vision)_model)\.encoder\.layers\.(\d+)\.", name)
+        if m:
+            towers[m.group(2)] = max(towers.get(m.group(2), 0), int(m.group(3)) + 1)
+    if not towers:
+        raise ConfigError(f"--freeze-layers: a {encoder.family} model has no CLIP towers to freeze")
+    keep = {t: min(n, depth - 1) for t, depth in towers.items()}
+    for name, p in encoder.named_parameters():
+        if any(a in name for a in added):
+            continue
+        m = re.search(r"(^|\.)((?:text|vision)_model)\.(.*)", name)
+        if not m:
+            continue
+        tower, rest = m.group(2), m.group(3)
+        layer = re.match(r"encoder\.layers\.(\d+)\.", rest)
+        if (layer and int(layer.group(1)) < keep[tower]) or rest.startswith("embeddings."):
+            p.requires_grad_(False)
+    return ", ".join(f"{t.split('_')[0]} embeddings + layers 0-{k - 1} of {towers[t]}" for t, k in sorted(keep.items()) if k)
 
 
 def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
@@ -228,6 +262,8 @@ class Trainer:
         self.task = TASKS[cfg.task](cfg, self.encoder, self.device)
         self.dataset = self.task.dataset()
         self.task.info.update(getattr(self, "task_info_extra", {}))
+        if cfg.freeze_layers:
+            self.task.info["frozen"] = freeze_lower_layers(self.encoder, cfg.freeze_layers)
         new = getattr(self.encoder, "new_parameters", None)
         if new:
             self.task.info["new"] = ", ".join(n.strip(".").rsplit(".", 1)[-1] for n in new)
