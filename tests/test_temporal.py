@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vsearch.data.synthetic import ALL_SCENES, Scene, reversal_split
-from vsearch.errors import ConfigError, TrainingError
+from vsearch.data.synthetic import ALL_SCENES, REVERSAL_HELDOUT_PAIRS, Scene, reversal_split
+from vsearch.errors import ConfigError, DatasetError, TrainingError
 from vsearch.eval.direction import direction_report, render_direction_clips
 from vsearch.models import load_encoder
 from vsearch.train.loop import TrainConfig, Trainer, train
@@ -264,3 +264,41 @@ def test_freeze_layers_keeps_lower_layers_and_embeddings_and_trains_the_rest(tmp
     with pytest.raises(ConfigError, match="freeze-layers"):
         train(TrainConfig(data="synth:motion,size=32", model="tiny-clip:32", out=str(tmp_path / "x"), frames=4, steps=1,
                           batch_size=8, workers=0, freeze_layers=-1))  # fmt: skip
+
+
+def test_stills_in_a_motion_stream_and_their_reversal_is_a_positive_not_a_negative(tmp_path, monkeypatch):
+    # synth:motion,stills=P mixes still objects of every colour and shape (static caption) into
+    # the motion clips. A still reads the same backwards: its "reversal" must not be a negative.
+    import vsearch.train.tasks as tasks
+    from vsearch.train.tasks import RetrievalTask
+
+    spec = StreamSpec.parse("synth:motion,size=32,stills=0.5")
+    ds = SyntheticStream(spec, 4, seed=0)
+    items = [ds[i] for i in range(60)]
+    stills = [x for x in items if "moving" not in x["text"]]
+    assert 15 < len(stills) < 45 and all((x["frames"] == x["frames"][:1]).all() for x in stills)
+    moving = [Scene.parse(x["text"]) for x in items if "moving" in x["text"]]
+    assert not any((m.colour, m.shape) in REVERSAL_HELDOUT_PAIRS for m in moving)  # the motion split is unchanged
+    for bad in ("synth:motion,stills=1", "synth:static,stills=0.2", "synth:motion,stills=x"):
+        with pytest.raises(DatasetError):
+            StreamSpec.parse(bad)
+    enc = load_encoder("tiny-clip-vip:32", cache=False)
+    enc.spec = enc.spec.with_frames(4)
+    task = RetrievalTask(TrainConfig(data="synth:motion,size=32,stills=0.5", model="x", out=str(tmp_path),
+                                     time_reversal="twins"), enc, torch.device("cpu"))  # fmt: skip
+    task.dataset()
+    pick = [
+        next(i for i, x in enumerate(items) if "moving" not in x["text"]),
+        next(i for i, x in enumerate(items) if "moving" in x["text"]),
+    ]
+    batch = {"frames": torch.from_numpy(np.stack([items[i]["frames"] for i in pick])), "text": [items[i]["text"] for i in pick]}
+    seen = {}
+    real = tasks.multi_positive_loss
+    monkeypatch.setattr(
+        tasks, "multi_positive_loss", lambda v, t, vl, tl, s: seen.update(vl=vl.tolist()) or real(v, t, vl, tl, s)
+    )
+    with torch.no_grad():
+        task.loss(task.embed(batch), [batch])
+    originals, reversed_ = seen["vl"][:2], seen["vl"][2:]
+    assert reversed_[0] == originals[0]  # the still's reversal: a positive of its own caption
+    assert reversed_[1] not in (-1, originals[1])  # the moving clip's twin: the swapped caption

@@ -12,7 +12,10 @@ fresh data. Evaluation sets stay files written with a fixed seed (``write_direct
 - ``synth:static``: one still frame per clip (a 1-frame video); caption "a red circle": the data
   for an image-CLIP stand-in.
 - options: ``size=64`` (rendered square side; the model's pipeline resizes), ``length=100000``
-  (indices per epoch), ``frames=N`` (rendered frames, default the model's).
+  (indices per epoch), ``frames=N`` (rendered frames, default the model's), ``stills=0.25``
+  (motion only: that share of items is a still object of any colour and shape with its static
+  caption, so appearance keeps an image-text signal while motion clips teach order; a still
+  reads the same backwards, so time reversal treats its reversal as itself).
 
 For ``vsearch pretrain`` a motion sample carries ``subtitle`` (the motion caption: the text of
 the whole clip) and ``caption`` (the static caption: what an image captioner says about the
@@ -40,6 +43,10 @@ class StreamSpec:
     size: int = 64
     length: int = 100_000
     frames: int | None = None
+    #: motion only: this share of items is a still object (any colour and shape, the clip's frames
+    #: all the same) with its static caption ("a green triangle"): appearance keeps a direct
+    #: image-text signal while the motion clips teach order.
+    stills: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> StreamSpec:
@@ -51,12 +58,14 @@ class StreamSpec:
         kw: dict = {}
         for opt in opts:
             key, sep, value = opt.partition("=")
-            if not sep or key not in ("split", "size", "length", "frames"):
-                raise DatasetError(f"{text}: unknown option {opt!r} (split=, size=, length=, frames=)")
+            if not sep or key not in ("split", "size", "length", "frames", "stills"):
+                raise DatasetError(f"{text}: unknown option {opt!r} (split=, size=, length=, frames=, stills=)")
             try:
-                kw[key] = value if key == "split" else int(value)
+                kw[key] = value if key == "split" else float(value) if key == "stills" else int(value)
             except ValueError:
-                raise DatasetError(f"{text}: {key} must be a whole number, not {value!r}") from None
+                raise DatasetError(f"{text}: {key} must be a number, not {value!r}") from None
+        if not 0.0 <= kw.get("stills", 0.0) < 1.0 or (kw.get("stills") and kind != "motion"):
+            raise DatasetError(f"{text}: stills= is a share in [0, 1) of a synth:motion stream")
         if kw.get("split", "train") not in ("train", "all"):
             raise DatasetError(f"{text}: split must be train or all")
         if kw.get("size", 64) < 16 or kw.get("length", 1) < 1 or kw.get("frames", 1) < 1:
@@ -88,9 +97,15 @@ class SyntheticStream(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index, 11])
-        scene = self.scenes[int(rng.integers(len(self.scenes)))]
-        frames = render_scene(scene, self.frames, self.spec.size, self.spec.size, rng)
-        text = static_caption(scene) if self.spec.kind == "static" else scene.caption
+        if self.spec.stills and rng.random() < self.spec.stills:
+            # A still of any object (stills carry no direction: the held-out split is about motion).
+            scene = ALL_SCENES[int(rng.integers(len(ALL_SCENES)))]
+            frames = np.repeat(render_scene(scene, 1, self.spec.size, self.spec.size, rng), self.frames, axis=0)
+            text = static_caption(scene)
+        else:
+            scene = self.scenes[int(rng.integers(len(self.scenes)))]
+            frames = render_scene(scene, self.frames, self.spec.size, self.spec.size, rng)
+            text = static_caption(scene) if self.spec.kind == "static" else scene.caption
         sample = {"frames": frames, "index": index}
         if self.pretrain:
             sample.update(middle=frames[len(frames) // 2 : len(frames) // 2 + 1], subtitle=text, caption=static_caption(scene))

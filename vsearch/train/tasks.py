@@ -25,6 +25,12 @@ from .reversal import swap_direction
 from .stream import StreamSpec, SyntheticStream, is_stream
 
 
+def palindromes(batches: list[dict], device) -> torch.Tensor:
+    """(B,) bool: clips whose frames read the same backwards (still shots, still images)."""
+    flags = [(b["frames"] == b["frames"].flip(1)).flatten(1).all(1) for b in batches]
+    return torch.cat(flags).to(device)
+
+
 def _group_ids(texts: list[str], device) -> torch.Tensor:
     """Caption ids that agree across processes (hash of the text)."""
     return torch.tensor([caption_id(t) for t in texts], device=device)
@@ -79,18 +85,23 @@ class RetrievalTask:
         texts = [t for b in batches for t in b[self.text_key]]
         if self.reversal == "off":
             return contrastive_loss(embs[0], embs[1], self.encoder.logit_scale, _group_ids(texts, self.device))
-        return self.reversal_loss(embs[0], embs[1], embs[2:], texts)
+        return self.reversal_loss(embs[0], embs[1], embs[2:], texts, palindromes(batches, self.device))
 
     text_key = "text"
 
-    def reversal_loss(self, video, text, rev: tuple[torch.Tensor, ...], texts: list[str]) -> torch.Tensor:
+    def reversal_loss(
+        self, video, text, rev: tuple[torch.Tensor, ...], texts: list[str], same: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """InfoNCE over originals and reversals (caption-equality positives; a reversed clip
-        without a swapped caption is a negative only) plus ``pair_weight`` x the 2-way pair loss."""
+        without a swapped caption is a negative only) plus ``pair_weight`` x the 2-way pair loss.
+        ``same`` (B,) marks clips that read the same backwards (a still shot): their reversal is
+        the clip itself, so it is a positive of the caption, never a negative."""
         video_rev = rev[0]
         swapped = [swap_direction(t) if self.reversal == "twins" else None for t in texts]
         label = caption_id
         t_lab = [label(t) for t in texts]
-        v_lab = list(t_lab) + [label(s) if s else -1 for s in swapped]
+        still = [False] * len(texts) if same is None else same.tolist()
+        v_lab = list(t_lab) + [label(s) if s else (t if st else -1) for s, t, st in zip(swapped, t_lab, still)]
         all_text = text
         has = torch.tensor([s is not None for s in swapped], device=self.device)
         if self.reversal == "twins" and bool(has.any()):
@@ -106,7 +117,8 @@ class RetrievalTask:
         if weight:
             text_rev = rev[1] if self.reversal == "twins" else None
             total = main + weight * pair_loss(video, video_rev, text, text_rev, self.encoder.logit_scale, has)
-        self.metrics = {"reversal_sensitivity": round(reversal_sensitivity(video, video_rev), 6)}
+        moving = ~same if same is not None and bool((~same).any()) else slice(None)
+        self.metrics = {"reversal_sensitivity": round(reversal_sensitivity(video[moving], video_rev[moving]), 6)}
         return total
 
     def evaluate(self) -> dict | None:
@@ -169,7 +181,7 @@ class PretrainTask(RetrievalTask):
         if self.reversal != "off":
             texts = [t for b in batches for t in b[self.text_key]]
             clip_text = subtitle if subtitle is not None else caption
-            loss = loss + self.reversal_loss(video, clip_text, tuple(it), texts)
+            loss = loss + self.reversal_loss(video, clip_text, tuple(it), texts, palindromes(batches, self.device))
         return loss
 
     def evaluate(self) -> dict | None:
