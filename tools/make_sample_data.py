@@ -58,7 +58,9 @@ def make_model(steps: int, work: Path | None) -> None:
     install_model(out)
 
 
-def make_temporal(work: Path | None, image_steps: int, pretrain_steps: int, train_steps: int, image_split: str) -> None:
+def make_temporal(
+    work: Path | None, image_steps: int, pretrain_steps: int, train_steps: int, image_split: str, stills: float = 0.0
+) -> None:
     """The temporal demo model, as the CLIP-ViP paper builds one, in miniature, with vsearch's commands:
 
     1. an image CLIP stand-in: a tiny CLIP (32 px) trained on 1-frame stills ("a red circle");
@@ -83,17 +85,18 @@ def make_temporal(work: Path | None, image_steps: int, pretrain_steps: int, trai
             check=True,
         )  # fmt: skip
     reversal = ["--frames", "8", "--time-reversal", "twins", "--pair-weight", "1", "--batch-size", "32",
-                "--checkpoint-every", "250", "--data", "synth:motion,size=32"]  # fmt: skip
+                "--checkpoint-every", "250"]  # fmt: skip
     if not (pre / "train_config.json").exists():
         subprocess.run(
             [*vs, "pretrain", "--model", str(image), "--family", "clip-vip", "--temporal-init-std", "0.5",
-             "--steps", str(pretrain_steps), "--out", str(pre), *reversal, *common],
+             "--data", "synth:motion,size=32", "--steps", str(pretrain_steps), "--out", str(pre), *reversal, *common],
             check=True,
         )  # fmt: skip
     if not (vip / "train_config.json").exists():
+        data = ["--data", "synth:motion,size=32" + (f",stills={stills}" if stills else "")]
         subprocess.run(
             [*vs, "train", "retrieval", "--model", str(pre), "--steps", str(train_steps), "--save-dtype", "float16",
-             "--out", str(vip), *reversal, *common[:-1], "2"],  # another seed: fresh clips
+             "--out", str(vip), *reversal, *data, *common[:-1], "2"],  # another seed: fresh clips
             check=True,
         )  # fmt: skip
     direction = work / "direction"
@@ -137,6 +140,7 @@ if __name__ == "__main__":
                     "OpenAI CLIP has) or of the motion training split only")  # fmt: skip
     tp.add_argument("--pretrain-steps", type=int, default=1000, help="vsearch pretrain (post-pretraining) steps")
     tp.add_argument("--train-steps", type=int, default=3000, help="vsearch train retrieval steps after it")
+    tp.add_argument("--stills", type=float, default=0.0, help="share of still objects in that step's stream (stills=)")
     i = sub.add_parser("install", help="copy an already trained model folder into sample_data/model (or --to)")
     i.add_argument("trained", type=Path)
     i.add_argument("--to", type=Path, default=None)
@@ -146,6 +150,6 @@ if __name__ == "__main__":
     elif args.what == "model":
         make_model(args.steps, args.work)
     elif args.what == "temporal":
-        make_temporal(args.work, args.image_steps, args.pretrain_steps, args.train_steps, args.image_split)
+        make_temporal(args.work, args.image_steps, args.pretrain_steps, args.train_steps, args.image_split, args.stills)
     else:
         install_model(args.trained, args.to)
