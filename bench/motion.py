@@ -34,6 +34,8 @@ ROWS: dict[str, tuple[str, str | None, str, str]] = {
     "mean-pool-image-rev": ("image", None, "twins", "leak check: must be exactly 50"),
     "mean-pool-image-all-rev": ("image-all", None, "twins", "leak check, all-objects image CLIP"),
     "clip-vip-image-all-rev": ("image-all", "clip-vip", "twins", ""),
+    "clip-vip-image-all-rev-stills": ("image-all", "clip-vip", "twins", "a quarter of the items still objects"),
+    "mean-pool-image-all-rev-stills": ("image-all", None, "twins", "leak check, with stills"),
     "clip-vip-scratch": ("tiny-clip-vip:32", None, "off", ""),
     "clip-vip-scratch-rev": ("tiny-clip-vip:32", None, "twins", ""),
     "clip-vip-image": ("image", "clip-vip", "off", ""),
@@ -41,6 +43,8 @@ ROWS: dict[str, tuple[str, str | None, str, str]] = {
     "stan-image-rev": ("image", "stan", "twins", ""),
     "xclip-image-rev": ("image", "xclip", "twins", ""),
 }
+#: Rows whose stream carries more options than ``synth:motion,size=32``.
+STREAM_OPTIONS = {"clip-vip-image-all-rev-stills": ",stills=0.25", "mean-pool-image-all-rev-stills": ",stills=0.25"}
 
 
 def image_clip(work: Path, args, split: str = "train") -> Path:
@@ -69,7 +73,8 @@ def run_row(name: str, work: Path, args, test_csv: Path) -> dict:
         model = str(image_clip(work, args, "train" if model == "image" else "all"))
     out = work / name
     cfg = TrainConfig(
-        data="synth:motion,size=32", model=model, family=family, out=str(out), frames=args.frames, steps=args.steps,
+        data="synth:motion,size=32" + STREAM_OPTIONS.get(name, ""), model=model, family=family, out=str(out),
+        frames=args.frames, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, weight_decay=0.05, warmup=0.05, seed=args.seed, workers=0,
         checkpoint_every=250, time_reversal=reversal, pair_weight=args.pair_weight if reversal != "off" else 0.0,
         temporal_init_std=None if ROWS[name][0].startswith("image") and family is None else args.temporal_init_std,
@@ -89,18 +94,18 @@ def run_row(name: str, work: Path, args, test_csv: Path) -> dict:
     report = evaluate_direction(enc, test_csv)
     return {
         "row": name, "family": enc.family, "start": start,
-        "reversal": reversal, "pair_weight": cfg.pair_weight, "temporal_init_std": cfg.temporal_init_std, "note": note,
+        "reversal": reversal, "data": cfg.data, "pair_weight": cfg.pair_weight, "temporal_init_std": cfg.temporal_init_std, "note": note,
         "steps": args.steps, "batch": args.batch_size, "lr": args.lr, "frames": args.frames, "size": 32, "seed": args.seed,
         "train_wall_s": round(wall, 1), "samples_per_s": round(rate, 1), **report,
     }  # fmt: skip
 
 
 def print_table(results: list[dict]) -> None:
-    head = f"{'row':<25}{'start':<17}{'rev':<7}{'text':>6}{'ties':>6}{'video':>7}{'ties':>6}{'4-way':>7}{'R@1':>6}{'R@5':>6}{'col+sh':>8}{'rsens':>7}{'steps':>7}{'min':>6}"
+    head = f"{'row':<31}{'start':<17}{'rev':<7}{'text':>6}{'ties':>6}{'video':>7}{'ties':>6}{'4-way':>7}{'R@1':>6}{'R@5':>6}{'col+sh':>8}{'rsens':>7}{'steps':>7}{'min':>6}"
     print(head)
     for r in results:
         print(
-            f"{r['row']:<25}{r['start']:<17}{r['reversal']:<7}{r['text_side']:>6.1f}{r['text_side_ties']:>6.0f}"
+            f"{r['row']:<31}{r['start']:<17}{r['reversal']:<7}{r['text_side']:>6.1f}{r['text_side_ties']:>6.0f}"
             f"{r['video_side']:>7.1f}{r['video_side_ties']:>6.0f}{r['four_way']:>7.1f}{r['R@1']:>6.1f}{r['R@5']:>6.1f}"
             f"{r['colour_shape_top1']:>8.1f}{r['reversal_sensitivity']:>7.3f}{r['steps']:>7}{r['train_wall_s'] / 60:>6.1f}"
         )
