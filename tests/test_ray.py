@@ -28,9 +28,9 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def cli(*args, timeout=600):
+def cli(*args, timeout=600, env=ENV):
     res = subprocess.run(
-        [sys.executable, "-m", "vsearch", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV
+        [sys.executable, "-m", "vsearch", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(next(line for line in reversed(res.stdout.splitlines()) if line.startswith("{")))
@@ -120,12 +120,7 @@ def test_a_file_split_over_several_decode_tasks_gives_the_local_store(tmp_path):
         shutil.copy(f, vids / f.name)
     common = ["--model", SAMPLE / "model", "--segment-seconds", "2", "--json"]
     cli("index", vids, "--store", tmp_path / "local", "--workers", "1", *common)
-    env = {**ENV, "VSEARCH_RAY_SEGMENTS_PER_TASK": "2"}
-    res = subprocess.run(
-        [sys.executable, "-m", "vsearch", "index", str(vids), "--store", str(tmp_path / "ray"), "--ray", *map(str, common)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
+    cli("index", vids, "--store", tmp_path / "ray", "--ray", *common, env={**ENV, "VSEARCH_RAY_SEGMENTS_PER_TASK": "2"})
     enc = load_encoder(SAMPLE / "model")
     with Store.open(tmp_path / "local") as a, Store.open(tmp_path / "ray") as b:
         assert len(rows(a)) >= 30 and rows(a) == rows(b) and b.check().ok

@@ -128,7 +128,7 @@ def resample_temporal(table: torch.Tensor, frames: int) -> torch.Tensor:
 
 class ClipVipEncoder(ClipBackedEncoder):
     family = "clip-vip"
-    added_to_clip = ("embeddings.added_cls", "embeddings.temporal_embedding")
+    added_to_clip = NEW_KEYS
 
     def __init__(self, clip: CLIPModel, tokenizer, spec: EncoderSpec, vip: ClipVipConfig, init_seed: int | None = None):
         super().__init__(clip, tokenizer, spec)

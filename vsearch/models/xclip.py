@@ -30,10 +30,17 @@ from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
 from .mean_pool import pooled
 from .tokenizer import load_tokenizer
 
+#: What X-CLIP adds to a CLIP, as name fragments that match both state-dict keys and the
+#: encoder's parameter names: top-level modules, and the message modules in every vision layer.
+XCLIP_NEW = (
+    "mit.", "prompts_generator.", "prompts_visual_layernorm.", "prompts_visual_projection",
+    ".message_fc.", ".message_ln.", ".message_attn.",
+)  # fmt: skip
+
 
 class XClipEncoder(VideoTextEncoder):
     family = "xclip"
-    added_to_clip = (".mit.", ".prompts_generator.", ".prompts_visual_", ".message_fc.", ".message_ln.", ".message_attn.")
+    added_to_clip = XCLIP_NEW
 
     def __init__(self, model: XCLIPModel, tokenizer, spec: EncoderSpec):
         super().__init__(spec, tokenizer)
@@ -77,7 +84,7 @@ class XClipEncoder(VideoTextEncoder):
         missing, unexpected = model.load_state_dict(state, strict=False)
         unexpected = [k for k in unexpected if not k.endswith("position_ids")]
         added = [k for k in missing if not k.endswith("position_ids")]
-        stray = [k for k in added if not k.startswith(XCLIP_NEW_PREFIXES) and not any(m in k for m in XCLIP_NEW_IN_LAYER)]
+        stray = [k for k in added if not any(m in k for m in XCLIP_NEW)]
         if unexpected or stray:
             raise EncoderLoadError(
                 f"{ref}: CLIP weights do not fit X-CLIP ({len(unexpected)} unused, e.g. {unexpected[:2]}; "
@@ -86,16 +93,15 @@ class XClipEncoder(VideoTextEncoder):
         spec = cls.default_spec(config)
         enc = cls(model.eval(), load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len), spec)
         enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
-        enc.new_parameters = [*XCLIP_NEW_PREFIXES, *XCLIP_NEW_IN_LAYER]
+        enc.new_parameters = list(XCLIP_NEW)
         return enc
 
     @classmethod
     def from_pretrained(cls, ref: str | os.PathLike[str], **_ignored) -> XClipEncoder:
-        """``microsoft/xclip-base-patch32`` (and the other hub checkpoints) or a folder; a plain
-        CLIP (folder or hub id) is the start of an X-CLIP (``from_clip``)."""
+        """``microsoft/xclip-base-patch32`` (and the other hub checkpoints) or a folder. A plain
+        CLIP becomes an X-CLIP through ``from_clip`` (``load_encoder`` routes it there, with the
+        frame count)."""
         ref = os.fspath(ref)
-        if os.path.isdir(ref) and not read_spec_file(ref) and _model_type(ref) == "clip":
-            return cls.from_clip(ref)
         saved = read_spec_file(ref) if os.path.isdir(ref) else None
         model = from_pretrained_hf(XCLIPModel, ref).eval()
         spec = EncoderSpec.from_dict(saved["spec"]) if saved else cls.default_spec(model.config, read_preprocessor_config(ref))
@@ -131,11 +137,6 @@ class XClipEncoder(VideoTextEncoder):
         return save_model_dir(directory, self, self.model.config, self.model.state_dict(), dtype)
 
 
-#: What X-CLIP adds to a CLIP: top-level modules, and the message modules inside every vision layer.
-XCLIP_NEW_PREFIXES = ("mit.", "prompts_generator.", "prompts_visual_layernorm.", "prompts_visual_projection")
-XCLIP_NEW_IN_LAYER = (".message_fc.", ".message_ln.", ".message_attn.")
-
-
 def xclip_config_from_clip(clip_config, frames: int) -> XCLIPConfig:
     """An X-CLIP around a CLIP's towers. The new modules are sized as the official X-CLIP
     sizes them on OpenAI CLIP: a one-layer MIT at the projection width (4x MLP), heads of 64
@@ -156,15 +157,6 @@ def xclip_config_from_clip(clip_config, frames: int) -> XCLIPConfig:
         prompt_num_attention_heads=heads,
         logit_scale_init_value=clip_config.logit_scale_init_value,
     )
-
-
-def _model_type(folder: str) -> str:
-    import json
-
-    try:
-        return str(json.loads((Path(folder) / "config.json").read_text()).get("model_type", ""))
-    except (OSError, ValueError):
-        return ""
 
 
 def tiny_xclip_config(image_size: int = 64, patch_size: int = 8, frames: int = 8, projection_dim: int = 64) -> XCLIPConfig:
