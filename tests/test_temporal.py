@@ -302,3 +302,57 @@ def test_stills_in_a_motion_stream_and_their_reversal_is_a_positive_not_a_negati
     originals, reversed_ = seen["vl"][:2], seen["vl"][2:]
     assert reversed_[0] == originals[0]  # the still's reversal: a positive of its own caption
     assert reversed_[1] not in (-1, originals[1])  # the moving clip's twin: the swapped caption
+
+
+def test_frame_captions_are_timeless_their_reversal_a_positive_and_out_of_the_pair_loss(tmp_path, monkeypatch):
+    # synth:motion,framecaps=P captions a share of the *moving* clips by appearance alone ("a red
+    # circle", CLIP-ViP's auxiliary frame captions). The clip played backwards is still a red
+    # circle: its reversal is a positive, and the pair loss has no direction to decide for it.
+    import vsearch.train.tasks as tasks
+    from vsearch.train.tasks import RetrievalTask
+
+    spec = StreamSpec.parse("synth:motion,size=32,framecaps=0.5")
+    ds = SyntheticStream(spec, 4, seed=0)
+    items = [ds[i] for i in range(60)]
+    framecaps = [x for x in items if x["timeless"]]
+    assert 15 < len(framecaps) < 45
+    for x in framecaps:
+        assert "moving" not in x["text"] and not (x["frames"] == x["frames"][:1]).all()  # moving, static caption
+    assert all("moving" in x["text"] for x in items if not x["timeless"])
+    for bad in ("synth:motion,framecaps=1", "synth:static,framecaps=0.2", "synth:motion,framecaps=-0.1"):
+        with pytest.raises(DatasetError, match="framecaps"):
+            StreamSpec.parse(bad)
+    enc = load_encoder("tiny-clip-vip:32", cache=False)
+    enc.spec = enc.spec.with_frames(4)
+    cfg = TrainConfig(
+        data="synth:motion,size=32,framecaps=0.5", model="x", out=str(tmp_path), time_reversal="twins", pair_weight=1.0
+    )
+    task = RetrievalTask(cfg, enc, torch.device("cpu"))
+    task.dataset()
+    pick = [next(i for i, x in enumerate(items) if x["timeless"]), next(i for i, x in enumerate(items) if not x["timeless"])]
+    from vsearch.train.data import collate
+
+    batch = collate([items[i] for i in pick])
+    seen = {}
+    real_main, real_pair = tasks.multi_positive_loss, tasks.pair_loss
+    monkeypatch.setattr(
+        tasks, "multi_positive_loss", lambda v, t, vl, tl, s: seen.update(vl=vl.tolist()) or real_main(v, t, vl, tl, s)
+    )
+    monkeypatch.setattr(tasks, "pair_loss", lambda *a: seen.update(ordered=a[-1].tolist()) or real_pair(*a))
+    with torch.no_grad():
+        task.loss(task.embed(batch), [batch])
+    originals, reversed_ = seen["vl"][:2], seen["vl"][2:]
+    assert reversed_[0] == originals[0]  # the frame-captioned clip's reversal: a positive of its caption
+    assert reversed_[1] not in (-1, originals[1])  # the motion-captioned clip's twin: the swapped caption
+    assert seen["ordered"] == [False, True]
+
+
+def test_pair_loss_leaves_out_samples_without_a_direction():
+    e = torch.eye(4)
+    s = torch.tensor(math.log(50.0))
+    v, vr, t, tr = e[[0, 2]], e[[1, 2]], e[[0, 3]], e[[1, 3]]  # sample 1: a still (v = ṽ)
+    only_first = pair_loss(v[:1], vr[:1], t[:1], tr[:1], s)
+    assert pair_loss(v, vr, t, tr, s, ordered=torch.tensor([True, False])).item() == pytest.approx(only_first.item())
+    assert pair_loss(v, vr, t, tr, s).item() > only_first.item() + 0.1  # counted, the still adds log 2 terms
+    none = pair_loss(v, vr, t, tr, s, ordered=torch.tensor([False, False]))
+    assert none.item() == 0.0

@@ -179,14 +179,23 @@ def pair_loss(
     text_rev: torch.Tensor | None,
     logit_scale: torch.Tensor,
     swapped: torch.Tensor | None = None,
+    ordered: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The direction decision itself, per sample: 2-way cross-entropies inside {v, ṽ} × {c, c̃}.
 
     Text side: the caption c picks v over ṽ (and c̃ picks ṽ over v). With ``text_rev`` (twins),
     also the video side: v picks c over c̃, ṽ picks c̃ over c. ``swapped`` (B,) bool marks the
-    samples whose caption has a swapped form; the others contribute only c → {v, ṽ}.
+    samples whose caption has a swapped form; the others contribute only c → {v, ṽ}. ``ordered``
+    (B,) bool marks the samples that have a direction at all (not a still, not a timeless
+    caption); the others are left out, as c fits v and ṽ equally. None: every sample.
     """
     s = logit_scale.exp()
+    if ordered is not None:
+        if not bool(ordered.any()):
+            return video.sum() * 0.0  # nothing to decide in this batch (every item a still)
+        video, video_rev, text = video[ordered], video_rev[ordered], text[ordered]
+        text_rev = text_rev[ordered] if text_rev is not None else None
+        swapped = swapped[ordered] if swapped is not None else None
     zero = torch.zeros(video.shape[0], dtype=torch.long, device=video.device)
     terms = [F.cross_entropy(s * torch.stack([(text * video).sum(1), (text * video_rev).sum(1)], 1), zero)]
     if text_rev is not None:

@@ -15,7 +15,10 @@ fresh data. Evaluation sets stay files written with a fixed seed (``write_direct
   (indices per epoch), ``frames=N`` (rendered frames, default the model's), ``stills=0.25``
   (motion only: that share of items is a still object of any colour and shape with its static
   caption, so appearance keeps an image-text signal while motion clips teach order; a still
-  reads the same backwards, so time reversal treats its reversal as itself).
+  reads the same backwards, so time reversal treats its reversal as itself), ``framecaps=0.25``
+  (motion only: that share of the moving clips is captioned by appearance alone, "a red circle",
+  as an image captioner describes one frame: CLIP-ViP's auxiliary captions. Such a caption says
+  nothing about time, so it is marked ``timeless`` and the reversed clip shares it).
 
 For ``vsearch pretrain`` a motion sample carries ``subtitle`` (the motion caption: the text of
 the whole clip) and ``caption`` (the static caption: what an image captioner says about the
@@ -34,6 +37,8 @@ from ..errors import DatasetError
 
 PREFIX = "synth:"
 KINDS = ("motion", "static")
+#: Options that are a share of the items.
+SHARES = ("stills", "framecaps")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,10 @@ class StreamSpec:
     #: all the same) with its static caption ("a green triangle"): appearance keeps a direct
     #: image-text signal while the motion clips teach order.
     stills: float = 0.0
+    #: motion only: this share of the moving clips carries its static caption instead of the motion
+    #: caption (a frame caption: CLIP-ViP's auxiliary captions), so the video tower must keep
+    #: appearance apart from motion; the caption is timeless (true of the clip played backwards).
+    framecaps: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> StreamSpec:
@@ -58,14 +67,15 @@ class StreamSpec:
         kw: dict = {}
         for opt in opts:
             key, sep, value = opt.partition("=")
-            if not sep or key not in ("split", "size", "length", "frames", "stills"):
-                raise DatasetError(f"{text}: unknown option {opt!r} (split=, size=, length=, frames=, stills=)")
+            if not sep or key not in ("split", "size", "length", "frames", "stills", "framecaps"):
+                raise DatasetError(f"{text}: unknown option {opt!r} (split=, size=, length=, frames=, stills=, framecaps=)")
             try:
-                kw[key] = value if key == "split" else float(value) if key == "stills" else int(value)
+                kw[key] = value if key == "split" else float(value) if key in SHARES else int(value)
             except ValueError:
                 raise DatasetError(f"{text}: {key} must be a number, not {value!r}") from None
-        if not 0.0 <= kw.get("stills", 0.0) < 1.0 or (kw.get("stills") and kind != "motion"):
-            raise DatasetError(f"{text}: stills= is a share in [0, 1) of a synth:motion stream")
+        for key in SHARES:
+            if not 0.0 <= kw.get(key, 0.0) < 1.0 or (kw.get(key) and kind != "motion"):
+                raise DatasetError(f"{text}: {key}= is a share in [0, 1) of a synth:motion stream")
         if kw.get("split", "train") not in ("train", "all"):
             raise DatasetError(f"{text}: split must be train or all")
         if kw.get("size", 64) < 16 or kw.get("length", 1) < 1 or kw.get("frames", 1) < 1:
@@ -97,6 +107,7 @@ class SyntheticStream(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index, 11])
+        timeless = False
         if self.spec.stills and rng.random() < self.spec.stills:
             # A still of any object (stills carry no direction: the held-out split is about motion).
             scene = ALL_SCENES[int(rng.integers(len(ALL_SCENES)))]
@@ -106,7 +117,9 @@ class SyntheticStream(torch.utils.data.Dataset):
             scene = self.scenes[int(rng.integers(len(self.scenes)))]
             frames = render_scene(scene, self.frames, self.spec.size, self.spec.size, rng)
             text = static_caption(scene) if self.spec.kind == "static" else scene.caption
-        sample = {"frames": frames, "index": index}
+            if self.spec.framecaps and rng.random() < self.spec.framecaps:
+                text, timeless = static_caption(scene), True
+        sample = {"frames": frames, "index": index, "timeless": timeless}
         if self.pretrain:
             sample.update(middle=frames[len(frames) // 2 : len(frames) // 2 + 1], subtitle=text, caption=static_caption(scene))
         else:

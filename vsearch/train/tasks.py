@@ -25,9 +25,16 @@ from .reversal import swap_direction
 from .stream import StreamSpec, SyntheticStream, is_stream
 
 
-def palindromes(batches: list[dict], device) -> torch.Tensor:
-    """(B,) bool: clips whose frames read the same backwards (still shots, still images)."""
-    flags = [(b["frames"] == b["frames"].flip(1)).flatten(1).all(1) for b in batches]
+def same_backwards(batches: list[dict], device) -> torch.Tensor:
+    """(B,) bool: samples that read the same backwards, so their reversal is a positive of their
+    caption: clips whose frames are a palindrome (still shots, still images), and clips whose
+    source marks the caption ``timeless`` (it says nothing about time: a frame caption)."""
+    flags = []
+    for b in batches:
+        flag = (b["frames"] == b["frames"].flip(1)).flatten(1).all(1)
+        if "timeless" in b:
+            flag = flag | torch.as_tensor(b["timeless"], dtype=torch.bool)
+        flags.append(flag)
     return torch.cat(flags).to(device)
 
 
@@ -85,7 +92,7 @@ class RetrievalTask:
         texts = [t for b in batches for t in b[self.text_key]]
         if self.reversal == "off":
             return contrastive_loss(embs[0], embs[1], self.encoder.logit_scale, _group_ids(texts, self.device))
-        return self.reversal_loss(embs[0], embs[1], embs[2:], texts, palindromes(batches, self.device))
+        return self.reversal_loss(embs[0], embs[1], embs[2:], texts, same_backwards(batches, self.device))
 
     text_key = "text"
 
@@ -94,8 +101,9 @@ class RetrievalTask:
     ) -> torch.Tensor:
         """InfoNCE over originals and reversals (caption-equality positives; a reversed clip
         without a swapped caption is a negative only) plus ``pair_weight`` x the 2-way pair loss.
-        ``same`` (B,) marks clips that read the same backwards (a still shot): their reversal is
-        the clip itself, so it is a positive of the caption, never a negative."""
+        ``same`` (B,) marks samples that read the same backwards (a still shot, a timeless
+        caption): their reversal is a positive of the caption, never a negative, and they take no
+        part in the pair loss (there is no direction to decide)."""
         video_rev = rev[0]
         swapped = [swap_direction(t) if self.reversal == "twins" else None for t in texts]
         label = caption_id
@@ -116,7 +124,8 @@ class RetrievalTask:
         total = main
         if weight:
             text_rev = rev[1] if self.reversal == "twins" else None
-            total = main + weight * pair_loss(video, video_rev, text, text_rev, self.encoder.logit_scale, has)
+            ordered = ~same if same is not None else None
+            total = main + weight * pair_loss(video, video_rev, text, text_rev, self.encoder.logit_scale, has, ordered)
         moving = ~same if same is not None and bool((~same).any()) else slice(None)
         self.metrics = {"reversal_sensitivity": round(reversal_sensitivity(video[moving], video_rev[moving]), 6)}
         return total
@@ -181,7 +190,7 @@ class PretrainTask(RetrievalTask):
         if self.reversal != "off":
             texts = [t for b in batches for t in b[self.text_key]]
             clip_text = subtitle if subtitle is not None else caption
-            loss = loss + self.reversal_loss(video, clip_text, tuple(it), texts, palindromes(batches, self.device))
+            loss = loss + self.reversal_loss(video, clip_text, tuple(it), texts, same_backwards(batches, self.device))
         return loss
 
     def evaluate(self) -> dict | None:
