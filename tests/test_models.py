@@ -69,6 +69,22 @@ def test_save_and_load_round_trip(tmp_path, tiny_encoder):
     assert len(CLIPTokenizer.from_pretrained(out)) == 49408
 
 
+def test_a_model_folder_named_like_an_alias_loads_as_that_folder(tmp_path, tiny_encoder, monkeypatch):
+    # The README's recipe trains into ./clip-vip and then passes `--model clip-vip`: the folder
+    # here must win over the alias for the hub's CLIP-ViP B/32 (as a local folder wins over a
+    # hub id in transformers). Without a folder of that name the alias still applies.
+    from vsearch.models.registry import resolve_alias
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_alias("clip-vip") == "clip-vip-b32"
+    tiny_encoder.save_pretrained(tmp_path / "clip-vip")
+    assert resolve_alias("clip-vip") == "clip-vip"
+    loaded = load_encoder("clip-vip", cache=False)
+    assert loaded.fingerprint == tiny_encoder.fingerprint and loaded.source == str((tmp_path / "clip-vip").resolve())
+    (tmp_path / "clip").mkdir()  # a folder without a model does not shadow the alias
+    assert resolve_alias("clip") == "clip-b32"
+
+
 def test_fp16_save_loads_as_fp32(tmp_path, tiny_encoder):
     out = tiny_encoder.save_pretrained(tmp_path / "h", dtype=torch.float16)
     loaded = load_encoder(out, cache=False)

@@ -106,7 +106,7 @@ def precheck(store: Store, query: str, k: int, *, model: str | None = None, rera
     a ``--model`` that names something other than what built the store."""
     import os
 
-    from .models.registry import ALIASES
+    from .models.registry import resolve_alias
 
     clean_query(query)
     check_k(k)
@@ -117,7 +117,7 @@ def precheck(store: Store, query: str, k: int, *, model: str | None = None, rera
     if rerank and family not in RERANK_FAMILIES:
         raise QueryError(f"--rerank: {family} encoders have no re-ranker (X-CLIP has one); the store was built with {rec.name}")
     if model is not None and rec.source:
-        want = ALIASES.get(model, model)
+        want = resolve_alias(model)
         want = os.path.realpath(want) if os.path.exists(want) else want
         have = os.path.realpath(rec.source) if os.path.exists(rec.source) else rec.source
         if want != have and not (os.path.exists(want) and os.path.exists(have)):

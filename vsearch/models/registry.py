@@ -256,6 +256,20 @@ _cache_lock = threading.Lock()
 
 #: Short names that stand for a registry entry.
 ALIASES = {"clip-vip": "clip-vip-b32", "clip": "clip-b32"}
+
+
+def is_model_folder(ref: str) -> bool:
+    """A folder that holds a saved model (``config.json``)."""
+    return os.path.isfile(os.path.join(ref, "config.json"))
+
+
+def resolve_alias(ref: str) -> str:
+    """``ref`` with a short alias expanded, unless a model folder of that name is here: as with
+    transformers' hub ids, the local folder wins. (The README's recipe writes ``--out clip-vip``;
+    ``--model clip-vip`` must then load that folder, not try the hub for CLIP-ViP B/32.)"""
+    return ref if is_model_folder(ref) else ALIASES.get(ref, ref)
+
+
 #: Source strings of encoders loaded from a third-party checkpoint file: "checkpoint:PATH#base=BASE".
 CHECKPOINT_SCHEME = "checkpoint:"
 
@@ -285,7 +299,7 @@ def load_encoder(
     from ..config import resolve_device
 
     ref = os.fspath(ref)
-    ref = ALIASES.get(ref, ref)
+    ref = resolve_alias(ref)
     if os.path.isfile(ref):
         ref = checkpoint_ref(ref, base or "openai/clip-vit-base-patch32")
     dev = resolve_device(device)
@@ -333,7 +347,7 @@ def _build(ref: str, family: str | None, frames: int | None = None) -> VideoText
         enc.source = ref
         return enc
     tiny = tiny_variant(ref)
-    if ref in REGISTRY or tiny:
+    if (ref in REGISTRY or tiny) and not is_model_folder(ref):
         entry = REGISTRY[tiny[0] if tiny else ref]
         build = _tiny(*tiny) if tiny else entry.build
         if family and family != entry.family:
