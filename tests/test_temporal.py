@@ -266,12 +266,31 @@ def test_freeze_layers_keeps_lower_layers_and_embeddings_and_trains_the_rest(tmp
                           batch_size=8, workers=0, freeze_layers=-1))  # fmt: skip
 
 
-def test_stills_in_a_motion_stream_and_their_reversal_is_a_positive_not_a_negative(tmp_path, monkeypatch):
-    # synth:motion,stills=P mixes still objects of every colour and shape (static caption) into
-    # the motion clips. A still reads the same backwards: its "reversal" must not be a negative.
+def _labels_in_one_reversal_step(tmp_path, monkeypatch, data: str, batch: dict) -> dict:
+    """One twins loss step of a tiny CLIP-ViP on ``batch``: the label of every video column of the
+    InfoNCE (``vl``: originals, then reversals; -1 = negative only) and the pair loss's ``ordered``."""
     import vsearch.train.tasks as tasks
     from vsearch.train.tasks import RetrievalTask
 
+    enc = load_encoder("tiny-clip-vip:32", cache=False)
+    enc.spec = enc.spec.with_frames(4)
+    cfg = TrainConfig(data=data, model="x", out=str(tmp_path), time_reversal="twins", pair_weight=1.0)
+    task = RetrievalTask(cfg, enc, torch.device("cpu"))
+    task.dataset()
+    seen = {}
+    real_main, real_pair = tasks.multi_positive_loss, tasks.pair_loss
+    monkeypatch.setattr(
+        tasks, "multi_positive_loss", lambda v, t, vl, tl, s: seen.update(vl=vl.tolist()) or real_main(v, t, vl, tl, s)
+    )
+    monkeypatch.setattr(tasks, "pair_loss", lambda *a: seen.update(ordered=a[-1].tolist()) or real_pair(*a))
+    with torch.no_grad():
+        task.loss(task.embed(batch), [batch])
+    return seen
+
+
+def test_stills_in_a_motion_stream_and_their_reversal_is_a_positive_not_a_negative(tmp_path, monkeypatch):
+    # synth:motion,stills=P mixes still objects of every colour and shape (static caption) into
+    # the motion clips. A still reads the same backwards: its "reversal" must not be a negative.
     spec = StreamSpec.parse("synth:motion,size=32,stills=0.5")
     ds = SyntheticStream(spec, 4, seed=0)
     items = [ds[i] for i in range(60)]
@@ -282,34 +301,24 @@ def test_stills_in_a_motion_stream_and_their_reversal_is_a_positive_not_a_negati
     for bad in ("synth:motion,stills=1", "synth:static,stills=0.2", "synth:motion,stills=x"):
         with pytest.raises(DatasetError):
             StreamSpec.parse(bad)
-    enc = load_encoder("tiny-clip-vip:32", cache=False)
-    enc.spec = enc.spec.with_frames(4)
-    task = RetrievalTask(TrainConfig(data="synth:motion,size=32,stills=0.5", model="x", out=str(tmp_path),
-                                     time_reversal="twins"), enc, torch.device("cpu"))  # fmt: skip
-    task.dataset()
     pick = [
         next(i for i, x in enumerate(items) if "moving" not in x["text"]),
         next(i for i, x in enumerate(items) if "moving" in x["text"]),
     ]
+    # Frames and captions only: a still is told by its frames reading the same backwards.
     batch = {"frames": torch.from_numpy(np.stack([items[i]["frames"] for i in pick])), "text": [items[i]["text"] for i in pick]}
-    seen = {}
-    real = tasks.multi_positive_loss
-    monkeypatch.setattr(
-        tasks, "multi_positive_loss", lambda v, t, vl, tl, s: seen.update(vl=vl.tolist()) or real(v, t, vl, tl, s)
-    )
-    with torch.no_grad():
-        task.loss(task.embed(batch), [batch])
+    seen = _labels_in_one_reversal_step(tmp_path, monkeypatch, "synth:motion,size=32,stills=0.5", batch)
     originals, reversed_ = seen["vl"][:2], seen["vl"][2:]
     assert reversed_[0] == originals[0]  # the still's reversal: a positive of its own caption
     assert reversed_[1] not in (-1, originals[1])  # the moving clip's twin: the swapped caption
+    assert seen["ordered"] == [False, True]  # and the still has no direction to decide in the pair loss
 
 
 def test_frame_captions_are_timeless_their_reversal_a_positive_and_out_of_the_pair_loss(tmp_path, monkeypatch):
     # synth:motion,framecaps=P captions a share of the *moving* clips by appearance alone ("a red
     # circle", CLIP-ViP's auxiliary frame captions). The clip played backwards is still a red
     # circle: its reversal is a positive, and the pair loss has no direction to decide for it.
-    import vsearch.train.tasks as tasks
-    from vsearch.train.tasks import RetrievalTask
+    from vsearch.train.data import collate
 
     spec = StreamSpec.parse("synth:motion,size=32,framecaps=0.5")
     ds = SyntheticStream(spec, 4, seed=0)
@@ -322,25 +331,9 @@ def test_frame_captions_are_timeless_their_reversal_a_positive_and_out_of_the_pa
     for bad in ("synth:motion,framecaps=1", "synth:static,framecaps=0.2", "synth:motion,framecaps=-0.1"):
         with pytest.raises(DatasetError, match="framecaps"):
             StreamSpec.parse(bad)
-    enc = load_encoder("tiny-clip-vip:32", cache=False)
-    enc.spec = enc.spec.with_frames(4)
-    cfg = TrainConfig(
-        data="synth:motion,size=32,framecaps=0.5", model="x", out=str(tmp_path), time_reversal="twins", pair_weight=1.0
-    )
-    task = RetrievalTask(cfg, enc, torch.device("cpu"))
-    task.dataset()
     pick = [next(i for i, x in enumerate(items) if x["timeless"]), next(i for i, x in enumerate(items) if not x["timeless"])]
-    from vsearch.train.data import collate
-
-    batch = collate([items[i] for i in pick])
-    seen = {}
-    real_main, real_pair = tasks.multi_positive_loss, tasks.pair_loss
-    monkeypatch.setattr(
-        tasks, "multi_positive_loss", lambda v, t, vl, tl, s: seen.update(vl=vl.tolist()) or real_main(v, t, vl, tl, s)
-    )
-    monkeypatch.setattr(tasks, "pair_loss", lambda *a: seen.update(ordered=a[-1].tolist()) or real_pair(*a))
-    with torch.no_grad():
-        task.loss(task.embed(batch), [batch])
+    batch = collate([items[i] for i in pick])  # as training batches it: the timeless flag rides along
+    seen = _labels_in_one_reversal_step(tmp_path, monkeypatch, "synth:motion,size=32,framecaps=0.5", batch)
     originals, reversed_ = seen["vl"][:2], seen["vl"][2:]
     assert reversed_[0] == originals[0]  # the frame-captioned clip's reversal: a positive of its caption
     assert reversed_[1] not in (-1, originals[1])  # the motion-captioned clip's twin: the swapped caption

@@ -258,9 +258,11 @@ _cache_lock = threading.Lock()
 ALIASES = {"clip-vip": "clip-vip-b32", "clip": "clip-b32"}
 
 
-def is_model_folder(ref: str) -> bool:
-    """A folder that holds a saved model (``config.json``)."""
-    return os.path.isfile(os.path.join(ref, "config.json"))
+def is_model_folder(ref: str | os.PathLike[str]) -> bool:
+    """A folder that holds a saved model: vsearch's ``vsearch.json`` or a Hugging Face ``config.json``."""
+    from .encoder import SPEC_FILE
+
+    return any(os.path.isfile(os.path.join(ref, name)) for name in (SPEC_FILE, "config.json"))
 
 
 def resolve_alias(ref: str) -> str:
@@ -374,7 +376,7 @@ def _build(ref: str, family: str | None, frames: int | None = None) -> VideoText
 
                 return _on_clip(family, MeanPoolEncoder.from_pretrained(path), frames)
             raise EncoderLoadError(f"{ref} holds a {saved['family']} model, not {family}")
-        if not saved and not (path / "config.json").is_file():
+        if not is_model_folder(path):
             raise EncoderLoadError(f"{ref} is not a model folder (no vsearch.json or config.json)")
         return family_class(fam).from_pretrained(path)
     looks_like_hub_id = ref.count("/") == 1 and not ref.startswith(("/", ".", "~"))

@@ -122,11 +122,11 @@ class RetrievalTask:
         )  # fmt: skip
         weight = getattr(self.cfg, "pair_weight", 0.0)
         total = main
+        ordered = ~same if same is not None else None  # the samples with a direction
         if weight:
             text_rev = rev[1] if self.reversal == "twins" else None
-            ordered = ~same if same is not None else None
             total = main + weight * pair_loss(video, video_rev, text, text_rev, self.encoder.logit_scale, has, ordered)
-        moving = ~same if same is not None and bool((~same).any()) else slice(None)
+        moving = ordered if ordered is not None and bool(ordered.any()) else slice(None)
         self.metrics = {"reversal_sensitivity": round(reversal_sensitivity(video[moving], video_rev[moving]), 6)}
         return total
 
