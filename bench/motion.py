@@ -26,25 +26,44 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-#: name -> (model, family on top, time reversal, note). "image": the image CLIP trained on stills
-#: of the motion training split's objects; "image-all": on stills of every (colour, shape), as
-#: OpenAI CLIP has seen every object (stills carry no direction, so nothing about order leaks).
-ROWS: dict[str, tuple[str, str | None, str, str]] = {
-    "mean-pool-image-rev": ("image", None, "twins", "leak check: must be exactly 50"),
-    "mean-pool-image-all-rev": ("image-all", None, "twins", "leak check, all-objects image CLIP"),
-    "clip-vip-image-all-rev": ("image-all", "clip-vip", "twins", ""),
-    "clip-vip-image-all-rev-stills": ("image-all", "clip-vip", "twins", "a quarter of the items still objects"),
-    "mean-pool-image-all-rev-stills": ("image-all", None, "twins", "leak check, with stills"),
-    "clip-vip-scratch": ("tiny-clip-vip:32", None, "off", ""),
-    "clip-vip-scratch-rev": ("tiny-clip-vip:32", None, "twins", ""),
-    "clip-vip-image": ("image", "clip-vip", "off", ""),
-    "clip-vip-image-rev": ("image", "clip-vip", "twins", "the recipe"),
-    "stan-image-rev": ("image", "stan", "twins", ""),
-    "xclip-image-rev": ("image", "xclip", "twins", ""),
+
+class Row(NamedTuple):
+    """One row: where it starts, what goes on top, and how it trains."""
+
+    #: "image": the image CLIP trained on stills of the motion training split's objects;
+    #: "image-all": on stills of every (colour, shape), as OpenAI CLIP has seen every object
+    #: (stills carry no direction, so nothing about order leaks); or a tiny registry model.
+    model: str
+    #: The family put on top of the start (None: the start's own).
+    family: str | None
+    reversal: str
+    note: str = ""
+    #: Options appended to ``synth:motion,size=32``.
+    stream: str = ""
+    #: Draw the temporal table from N(0, --temporal-init-std²); False keeps the reference's zeros.
+    temporal_init: bool = True
+
+
+ROWS: dict[str, Row] = {
+    "mean-pool-image-rev": Row("image", None, "twins", "leak check: must be exactly 50"),
+    "mean-pool-image-all-rev": Row("image-all", None, "twins", "leak check, all-objects image CLIP"),
+    "clip-vip-image-all-rev": Row("image-all", "clip-vip", "twins"),
+    "clip-vip-image-all-rev-stills": Row(
+        "image-all", "clip-vip", "twins", "a quarter of the items still objects", ",stills=0.25"
+    ),
+    "mean-pool-image-all-rev-stills": Row("image-all", None, "twins", "leak check, with stills", ",stills=0.25"),
+    "clip-vip-image-all-stills": Row(
+        "image-all", "clip-vip", "off", "no reversal, zero temporal table: appearance lost before order", ",stills=0.25", False
+    ),
+    "clip-vip-scratch": Row("tiny-clip-vip:32", None, "off"),
+    "clip-vip-scratch-rev": Row("tiny-clip-vip:32", None, "twins"),
+    "clip-vip-image": Row("image", "clip-vip", "off"),
+    "clip-vip-image-rev": Row("image", "clip-vip", "twins", "the recipe"),
+    "stan-image-rev": Row("image", "stan", "twins"),
+    "xclip-image-rev": Row("image", "xclip", "twins"),
 }
-#: Rows whose stream carries more options than ``synth:motion,size=32``.
-STREAM_OPTIONS = {"clip-vip-image-all-rev-stills": ",stills=0.25", "mean-pool-image-all-rev-stills": ",stills=0.25"}
 
 
 def image_clip(work: Path, args, split: str = "train") -> Path:
@@ -67,17 +86,18 @@ def run_row(name: str, work: Path, args, test_csv: Path) -> dict:
     from vsearch.models import load_encoder
     from vsearch.train.loop import TrainConfig, train
 
-    model, family, reversal, note = ROWS[name]
+    row = ROWS[name]
+    model, family, reversal = row.model, row.family, row.reversal
     start = "scratch" if model.startswith("tiny-") else "image CLIP" if model == "image" else "image CLIP (all)"
     if model in ("image", "image-all"):
         model = str(image_clip(work, args, "train" if model == "image" else "all"))
     out = work / name
     cfg = TrainConfig(
-        data="synth:motion,size=32" + STREAM_OPTIONS.get(name, ""), model=model, family=family, out=str(out),
+        data="synth:motion,size=32" + row.stream, model=model, family=family, out=str(out),
         frames=args.frames, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, weight_decay=0.05, warmup=0.05, seed=args.seed, workers=0,
         checkpoint_every=250, time_reversal=reversal, pair_weight=args.pair_weight if reversal != "off" else 0.0,
-        temporal_init_std=None if ROWS[name][0].startswith("image") and family is None else args.temporal_init_std,
+        temporal_init_std=args.temporal_init_std if row.temporal_init and (family or not row.model.startswith("image")) else None,
     )  # fmt: skip
     t0 = time.perf_counter()
     if not (out / "train_config.json").exists():
@@ -94,7 +114,7 @@ def run_row(name: str, work: Path, args, test_csv: Path) -> dict:
     report = evaluate_direction(enc, test_csv)
     return {
         "row": name, "family": enc.family, "start": start,
-        "reversal": reversal, "data": cfg.data, "pair_weight": cfg.pair_weight, "temporal_init_std": cfg.temporal_init_std, "note": note,
+        "reversal": reversal, "data": cfg.data, "pair_weight": cfg.pair_weight, "temporal_init_std": cfg.temporal_init_std, "note": row.note,
         "steps": args.steps, "batch": args.batch_size, "lr": args.lr, "frames": args.frames, "size": 32, "seed": args.seed,
         "train_wall_s": round(wall, 1), "samples_per_s": round(rate, 1), **report,
     }  # fmt: skip
