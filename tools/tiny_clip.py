@@ -15,18 +15,13 @@ from pathlib import Path
 
 
 def build(size: int = 32, vision_width: int = 64, text_width: int = 32, text_layers: int = 2):
-    import torch
-    from transformers import CLIPConfig
+    from vsearch.models.registry import tiny_mean_pool
 
-    from vsearch.models.mean_pool import MeanPoolEncoder
-    from vsearch.models.registry import TINY_TEXT_TOWER, TINY_VISION_TOWER
-
-    text = {**TINY_TEXT_TOWER, "hidden_size": text_width, "intermediate_size": 4 * text_width, "num_hidden_layers": text_layers}
-    vision = {**TINY_VISION_TOWER, "hidden_size": vision_width, "intermediate_size": 4 * vision_width}
-    cfg = CLIPConfig(text_config=text, vision_config={**vision, "image_size": size, "patch_size": 8}, projection_dim=64)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # the registry's seed for tiny models
-        return MeanPoolEncoder.from_config(cfg, resize="squash")
+    return tiny_mean_pool(
+        size,
+        vision={"hidden_size": vision_width, "intermediate_size": 4 * vision_width},
+        text={"hidden_size": text_width, "intermediate_size": 4 * text_width, "num_hidden_layers": text_layers},
+    )
 
 
 def main() -> None:

@@ -78,13 +78,17 @@ TINY_TEXT_TOWER = {
 TINY_VISION_TOWER = {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4}
 
 
-def tiny_clip_config(image_size: int = 64, patch_size: int = 8, projection_dim: int = 64):
-    """A CLIP small enough to train on two CPU cores in minutes (about 1.8M parameters)."""
+def tiny_clip_config(
+    image_size: int = 64, patch_size: int = 8, projection_dim: int = 64, *, vision: dict | None = None, text: dict | None = None
+):
+    """A CLIP small enough to train on two CPU cores in minutes (about 1.8M parameters).
+    ``vision`` / ``text`` override entries of one tower (``tools/tiny_clip.py`` widens one to
+    measure what capacity buys, everything else equal)."""
     from transformers import CLIPConfig
 
     return CLIPConfig(
-        text_config=dict(TINY_TEXT_TOWER),
-        vision_config={**TINY_VISION_TOWER, "image_size": image_size, "patch_size": patch_size},
+        text_config={**TINY_TEXT_TOWER, **(text or {})},
+        vision_config={**TINY_VISION_TOWER, **(vision or {}), "image_size": image_size, "patch_size": patch_size},
         projection_dim=projection_dim,
     )
 
@@ -98,10 +102,11 @@ def _seeded(build: Callable[[], VideoTextEncoder], seed: int = 0) -> VideoTextEn
         return build()
 
 
-def _tiny_mean_pool(image_size: int = 64) -> VideoTextEncoder:
+def tiny_mean_pool(image_size: int = 64, *, vision: dict | None = None, text: dict | None = None) -> VideoTextEncoder:
+    """``tiny-clip`` (seeded, so every process builds the same weights), optionally with one tower changed."""
     from .mean_pool import MeanPoolEncoder
 
-    return _seeded(lambda: MeanPoolEncoder.from_config(tiny_clip_config(image_size), resize="squash"))
+    return _seeded(lambda: MeanPoolEncoder.from_config(tiny_clip_config(image_size, vision=vision, text=text), resize="squash"))
 
 
 def _tiny_clip_vip(image_size: int = 64) -> VideoTextEncoder:
@@ -127,7 +132,7 @@ def _tiny_stan(image_size: int = 64) -> VideoTextEncoder:
 #: Tiny models also come at another frame size: ``tiny-clip-vip:32`` (patch 8 stays, so 32 px
 #: is 16 patches a frame, 4x less compute than 64 px: the first lever on a CPU).
 TINY_BUILDERS = {
-    "tiny-clip": _tiny_mean_pool,
+    "tiny-clip": tiny_mean_pool,
     "tiny-clip-vip": _tiny_clip_vip,
     "tiny-xclip": _tiny_xclip,
     "tiny-stan": _tiny_stan,
