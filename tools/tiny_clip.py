@@ -34,7 +34,7 @@ def main() -> None:
     args = p.parse_args()
     if args.out.exists():
         raise SystemExit(f"{args.out} already exists: choose a new folder")
-    if args.size % 8 or min(args.vision_width, args.text_width) % 4:
+    if args.size % 8 or any(w % 4 for w in (args.vision_width, args.text_width)):
         raise SystemExit("--size must be a multiple of 8 and the widths multiples of 4")
     enc = build(args.size, args.vision_width, args.text_width, args.text_layers)
     enc.save_pretrained(args.out)
