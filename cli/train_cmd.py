@@ -154,7 +154,7 @@ def train_retrieval(
             "--data",
             help="Captions CSV/JSONL (`path,caption`, one row per caption), msrvtt:ROOT@SPLIT, or a synthetic stream "
             "rendered on the fly: synth:motion (moving shapes) or synth:static (1-frame stills), options after commas "
-            "(size=64, split=train|all, frames=N; motion only: stills=0.25, framecaps=0.25).",
+            "(size=64, split=train|all, frames=N; motion only: stills=0.25, framecaps=0.25, wander=0.25).",
             show_default=False,
         ),
     ],

@@ -340,6 +340,43 @@ def test_frame_captions_are_timeless_their_reversal_a_positive_and_out_of_the_pa
     assert seen["ordered"] == [False, True]
 
 
+def test_wandering_objects_move_without_a_direction_timeless_and_out_of_the_pair_loss(tmp_path, monkeypatch):
+    # synth:motion,wander=P: a share of items is an object of any colour and shape on a random
+    # walk, captioned by appearance alone. It moves (no two frames need agree), stays inside the
+    # frame, covers the held-out pairs as stills do, and its reversal is a positive of its caption.
+    from vsearch.data.synthetic import COLOURS, render_wander
+    from vsearch.train.data import collate
+
+    walk = render_wander(Scene("square", "green", "up"), 8, 32, 32, np.random.default_rng(3))
+    assert walk.shape == (8, 32, 32, 3) and len({f.tobytes() for f in walk}) > 1
+    green = (walk == np.array(COLOURS["green"], np.uint8)).all(-1)
+    assert all(g.any() for g in green)  # the object in every frame
+    spec = StreamSpec.parse("synth:motion,size=32,stills=0.25,wander=0.25")
+    ds = SyntheticStream(spec, 4, seed=0)
+    items = [ds[i] for i in range(200)]
+    wander = [x for x in items if x["timeless"]]
+    stills = [x for x in items if not x["timeless"] and "moving" not in x["text"]]
+    assert 30 < len(wander) < 75 and 30 < len(stills) < 75  # a quarter each of all items
+    assert all("moving" not in x["text"] and not (x["frames"] == x["frames"][:1]).all() for x in wander)
+    assert {tuple(x["text"].split()[1:]) for x in wander} >= {(c, s) for c, s in REVERSAL_HELDOUT_PAIRS}
+    moving = [Scene.parse(x["text"]) for x in items if "moving" in x["text"]]
+    assert not any((m.colour, m.shape) in REVERSAL_HELDOUT_PAIRS for m in moving)  # the motion split is unchanged
+    plain = SyntheticStream(StreamSpec.parse("synth:motion,size=32,stills=0.25"), 4, seed=0)
+    assert [plain[i]["text"] for i in range(20)] == [
+        SyntheticStream(StreamSpec.parse("synth:motion,size=32,stills=0.25,wander=0"), 4, seed=0)[i]["text"] for i in range(20)
+    ]  # wander=0 draws nothing: existing streams are unchanged
+    for bad in ("synth:motion,wander=1", "synth:static,wander=0.2", "synth:motion,stills=0.5,wander=0.5"):
+        with pytest.raises(DatasetError, match="wander"):
+            StreamSpec.parse(bad)
+    pick = [next(i for i, x in enumerate(items) if x["timeless"]), next(i for i, x in enumerate(items) if "moving" in x["text"])]
+    batch = collate([items[i] for i in pick])
+    seen = _labels_in_one_reversal_step(tmp_path, monkeypatch, "synth:motion,size=32,wander=0.5", batch)
+    originals, reversed_ = seen["vl"][:2], seen["vl"][2:]
+    assert reversed_[0] == originals[0]  # the walk played backwards: a positive of its caption
+    assert reversed_[1] not in (-1, originals[1])
+    assert seen["ordered"] == [False, True]
+
+
 def test_pair_loss_leaves_out_samples_without_a_direction():
     e = torch.eye(4)
     s = torch.tensor(math.log(50.0))

@@ -93,13 +93,37 @@ def render_scene(scene: Scene, frames: int, width: int, height: int, rng: np.ran
     else:
         y0 = half + (rng.uniform(0, span_y - travel) if dy > 0 else rng.uniform(travel, span_y))
         x0 = half + rng.uniform(0, span_x)
+    p = np.arange(frames) / max(frames - 1, 1)
+    return _draw(scene, x0 + dx * travel * p, y0 + dy * travel * p, half, bg, width, height)
+
+
+def render_wander(scene: Scene, frames: int, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """``(frames, height, width, 3)`` uint8: one shape drifting with no direction (``scene.motion``
+    is ignored): a random walk of independent steps, each up to 15% of the free span, held inside
+    the frame. Played backwards it is another draw of the same walk, so a caption that names only
+    colour and shape is true of it either way: the object is seen in motion without seeing where
+    it goes (camera shake, a thing bobbing in place)."""
+    bg = int(rng.integers(30, 226))
+    side = min(width, height)
+    size = int(rng.uniform(0.22, 0.36) * side)
+    half = size / 2
+    span_x, span_y = width - size, height - size
+    step = 0.15 * min(span_x, span_y)
+    xs, ys = [half + rng.uniform(0, span_x)], [half + rng.uniform(0, span_y)]
+    for _ in range(frames - 1):
+        angle, length = rng.uniform(0, 2 * np.pi), step * np.sqrt(rng.uniform())
+        xs.append(float(np.clip(xs[-1] + length * np.cos(angle), half, half + span_x)))
+        ys.append(float(np.clip(ys[-1] + length * np.sin(angle), half, half + span_y)))
+    return _draw(scene, np.array(xs), np.array(ys), half, bg, width, height)
+
+
+def _draw(scene: Scene, cx: np.ndarray, cy: np.ndarray, half: float, bg: int, width: int, height: int) -> np.ndarray:
+    """The shape centred at ``(cx[t], cy[t])`` in frame t, on a plain ``bg`` background."""
     colour = np.array(COLOURS[scene.colour], dtype=np.uint8)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
-    out = np.full((frames, height, width, 3), bg, dtype=np.uint8)
-    for t in range(frames):
-        p = t / max(frames - 1, 1)
-        cx, cy = x0 + dx * travel * p, y0 + dy * travel * p
-        out[t][_mask(scene.shape, xx - cx, yy - cy, half)] = colour
+    out = np.full((len(cx), height, width, 3), bg, dtype=np.uint8)
+    for t, (x, y) in enumerate(zip(cx.tolist(), cy.tolist())):  # Python floats: float32 masks, as before
+        out[t][_mask(scene.shape, xx - x, yy - y, half)] = colour
     return out
 
 

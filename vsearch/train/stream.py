@@ -18,7 +18,11 @@ fresh data. Evaluation sets stay files written with a fixed seed (``write_direct
   reads the same backwards, so time reversal treats its reversal as itself), ``framecaps=0.25``
   (motion only: that share of the moving clips is captioned by appearance alone, "a red circle",
   as an image captioner describes one frame: CLIP-ViP's auxiliary captions. Such a caption says
-  nothing about time, so it is marked ``timeless`` and the reversed clip shares it).
+  nothing about time, so it is marked ``timeless`` and the reversed clip shares it),
+  ``wander=0.25`` (motion only: that share of items is an object of any colour and shape drifting
+  with no direction, a random walk, with its static caption: appearance in motion without a
+  direction to learn. A random walk played backwards is another random walk, so the caption is
+  ``timeless`` as above. Stills show every object still; this shows every object moving).
 
 For ``vsearch pretrain`` a motion sample carries ``subtitle`` (the motion caption: the text of
 the whole clip) and ``caption`` (the static caption: what an image captioner says about the
@@ -32,13 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.synthetic import ALL_SCENES, Scene, render_scene, reversal_split, static_caption
+from ..data.synthetic import ALL_SCENES, Scene, render_scene, render_wander, reversal_split, static_caption
 from ..errors import DatasetError
 
 PREFIX = "synth:"
 KINDS = ("motion", "static")
 #: Options that are a share of the items.
-SHARES = ("stills", "framecaps")
+SHARES = ("stills", "framecaps", "wander")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class StreamSpec:
     #: caption (a frame caption: CLIP-ViP's auxiliary captions), so the video tower must keep
     #: appearance apart from motion; the caption is timeless (true of the clip played backwards).
     framecaps: float = 0.0
+    #: motion only: this share of items is an object of any colour and shape on a random walk
+    #: (``render_wander``) with its static caption, timeless: stills that move, so the video tower
+    #: sees every object under motion while only the motion split's scenes have a direction.
+    wander: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> StreamSpec:
@@ -67,8 +75,10 @@ class StreamSpec:
         kw: dict = {}
         for opt in opts:
             key, sep, value = opt.partition("=")
-            if not sep or key not in ("split", "size", "length", "frames", "stills", "framecaps"):
-                raise DatasetError(f"{text}: unknown option {opt!r} (split=, size=, length=, frames=, stills=, framecaps=)")
+            if not sep or key not in ("split", "size", "length", "frames", *SHARES):
+                raise DatasetError(
+                    f"{text}: unknown option {opt!r} (split=, size=, length=, frames=, stills=, framecaps=, wander=)"
+                )
             try:
                 kw[key] = value if key == "split" else float(value) if key in SHARES else int(value)
             except ValueError:
@@ -76,6 +86,8 @@ class StreamSpec:
         for key in SHARES:
             if not 0.0 <= kw.get(key, 0.0) < 1.0 or (kw.get(key) and kind != "motion"):
                 raise DatasetError(f"{text}: {key}= is a share in [0, 1) of a synth:motion stream")
+        if kw.get("stills", 0.0) + kw.get("wander", 0.0) >= 1.0:
+            raise DatasetError(f"{text}: stills= and wander= together must leave a share for the moving scenes")
         if kw.get("split", "train") not in ("train", "all"):
             raise DatasetError(f"{text}: split must be train or all")
         if kw.get("size", 64) < 16 or kw.get("length", 1) < 1 or kw.get("frames", 1) < 1:
@@ -113,6 +125,11 @@ class SyntheticStream(torch.utils.data.Dataset):
             scene = ALL_SCENES[int(rng.integers(len(ALL_SCENES)))]
             frames = np.repeat(render_scene(scene, 1, self.spec.size, self.spec.size, rng), self.frames, axis=0)
             text = static_caption(scene)
+        elif self.spec.wander and rng.random() < self.spec.wander / (1.0 - self.spec.stills):
+            # Any object on a random walk: motion without a direction (timeless, like a still).
+            scene = ALL_SCENES[int(rng.integers(len(ALL_SCENES)))]
+            frames = render_wander(scene, self.frames, self.spec.size, self.spec.size, rng)
+            text, timeless = static_caption(scene), True
         else:
             scene = self.scenes[int(rng.integers(len(self.scenes)))]
             frames = render_scene(scene, self.frames, self.spec.size, self.spec.size, rng)
