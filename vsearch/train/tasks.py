@@ -25,17 +25,25 @@ from .reversal import swap_direction
 from .stream import StreamSpec, SyntheticStream, is_stream
 
 
-def same_backwards(batches: list[dict], device) -> torch.Tensor:
-    """(B,) bool: samples that read the same backwards, so their reversal is a positive of their
-    caption: clips whose frames are a palindrome (still shots, still images), and clips whose
-    source marks the caption ``timeless`` (it says nothing about time: a frame caption)."""
-    flags = []
+def same_backwards(batches: list[dict], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (B,) bool masks of the samples with no direction to decide.
+
+    ``same``: the caption is as true of the clip played backwards: clips whose frames are a
+    palindrome (still shots, still images), and clips whose source marks the caption
+    ``timeless`` (it says nothing about time: a frame caption, an object on a random walk).
+    ``unpaired``: the timeless clips whose frames do change. Their reversal is left out of the
+    batch: as a positive of the caption it would reward scoring a moving clip and its reversal
+    alike (the order-blindness the reversal terms are there to remove; measured: with it,
+    direction never took off), and as a negative it would be false. A palindrome's reversal is
+    the clip itself, so it stays, as a positive.
+    """
+    same, unpaired = [], []
     for b in batches:
-        flag = (b["frames"] == b["frames"].flip(1)).flatten(1).all(1)
-        if "timeless" in b:
-            flag = flag | torch.as_tensor(b["timeless"], dtype=torch.bool)
-        flags.append(flag)
-    return torch.cat(flags).to(device)
+        pal = (b["frames"] == b["frames"].flip(1)).flatten(1).all(1)
+        timeless = torch.as_tensor(b.get("timeless", [False] * len(pal)), dtype=torch.bool)
+        same.append(pal | timeless)
+        unpaired.append(timeless & ~pal)
+    return torch.cat(same).to(device), torch.cat(unpaired).to(device)
 
 
 def _group_ids(texts: list[str], device) -> torch.Tensor:
@@ -92,18 +100,25 @@ class RetrievalTask:
         texts = [t for b in batches for t in b[self.text_key]]
         if self.reversal == "off":
             return contrastive_loss(embs[0], embs[1], self.encoder.logit_scale, _group_ids(texts, self.device))
-        return self.reversal_loss(embs[0], embs[1], embs[2:], texts, same_backwards(batches, self.device))
+        return self.reversal_loss(embs[0], embs[1], embs[2:], texts, *same_backwards(batches, self.device))
 
     text_key = "text"
 
     def reversal_loss(
-        self, video, text, rev: tuple[torch.Tensor, ...], texts: list[str], same: torch.Tensor | None = None
+        self,
+        video,
+        text,
+        rev: tuple[torch.Tensor, ...],
+        texts: list[str],
+        same: torch.Tensor | None = None,
+        unpaired: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """InfoNCE over originals and reversals (caption-equality positives; a reversed clip
         without a swapped caption is a negative only) plus ``pair_weight`` x the 2-way pair loss.
         ``same`` (B,) marks samples that read the same backwards (a still shot, a timeless
         caption): their reversal is a positive of the caption, never a negative, and they take no
-        part in the pair loss (there is no direction to decide)."""
+        part in the pair loss (there is no direction to decide). ``unpaired`` (B,) marks the
+        samples whose reversal is left out of the InfoNCE altogether (``same_backwards``)."""
         video_rev = rev[0]
         swapped = [swap_direction(t) if self.reversal == "twins" else None for t in texts]
         label = caption_id
@@ -116,10 +131,13 @@ class RetrievalTask:
             all_text = torch.cat([text, rev[1][has]])
             t_lab += [label(s) for s in swapped if s]
         dev = self.device
+        videos = torch.cat([video, video_rev])
+        if unpaired is not None and bool(unpaired.any()):
+            keep = torch.cat([torch.ones_like(unpaired), ~unpaired])
+            videos, v_lab = videos[keep], [lab for lab, k in zip(v_lab, keep.tolist()) if k]
         main = multi_positive_loss(
-            torch.cat([video, video_rev]), all_text, torch.tensor(v_lab, device=dev), torch.tensor(t_lab, device=dev),
-            self.encoder.logit_scale,
-        )  # fmt: skip
+            videos, all_text, torch.tensor(v_lab, device=dev), torch.tensor(t_lab, device=dev), self.encoder.logit_scale
+        )
         weight = getattr(self.cfg, "pair_weight", 0.0)
         total = main
         ordered = ~same if same is not None else None  # the samples with a direction
@@ -190,7 +208,7 @@ class PretrainTask(RetrievalTask):
         if self.reversal != "off":
             texts = [t for b in batches for t in b[self.text_key]]
             clip_text = subtitle if subtitle is not None else caption
-            loss = loss + self.reversal_loss(video, clip_text, tuple(it), texts, same_backwards(batches, self.device))
+            loss = loss + self.reversal_loss(video, clip_text, tuple(it), texts, *same_backwards(batches, self.device))
         return loss
 
     def evaluate(self) -> dict | None:
