@@ -57,6 +57,12 @@ ROWS: dict[str, Row] = {
     "clip-vip-image-all-stills": Row(
         "image-all", "clip-vip", "off", "no reversal, zero temporal table: appearance lost before order", ",stills=0.25", False
     ),
+    "mean-pool-image-all-rev-wander": Row(
+        "image-all", None, "twins", "leak check, stills and objects on random walks", ",stills=0.25,wander=0.25"
+    ),
+    "clip-vip-image-all-rev-wander": Row(
+        "image-all", "clip-vip", "twins", "stills and objects on random walks", ",stills=0.25,wander=0.25"
+    ),
     "clip-vip-scratch": Row("tiny-clip-vip:32", None, "off"),
     "clip-vip-scratch-rev": Row("tiny-clip-vip:32", None, "twins"),
     "clip-vip-image": Row("image", "clip-vip", "off"),
