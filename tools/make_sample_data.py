@@ -2,7 +2,7 @@
 
     python tools/make_sample_data.py clips              # sample_data/videos + captions.csv (seconds)
     python tools/make_sample_data.py model [--steps N]  # train sample_data/model (about 30 min, 2 CPU cores)
-    python tools/make_sample_data.py temporal [--work W] # train sample_data/clip-vip (about 25 min, 1-2 CPU cores)
+    python tools/make_sample_data.py temporal [--work W] # train sample_data/clip-vip (about 40 min, 1-2 CPU cores)
 
 The model is trained on a separate, larger synthetic set (2,000 clips, seed 1) with the
 project's own command, ``vsearch train retrieval``; the demo clips use other seeds, so the demo
@@ -59,16 +59,26 @@ def make_model(steps: int, work: Path | None) -> None:
 
 
 def make_temporal(
-    work: Path | None, image_steps: int, pretrain_steps: int, train_steps: int, image_split: str, stills: float = 0.0
+    work: Path | None,
+    image_steps: int,
+    pretrain_steps: int,
+    train_steps: int,
+    image_split: str,
+    stills: float = 0.0,
+    wander: float = 0.0,
+    vision_width: int = 64,
 ) -> None:
     """The temporal demo model, as the CLIP-ViP paper builds one, in miniature, with vsearch's commands:
 
-    1. an image CLIP stand-in: a tiny CLIP (32 px) trained on 1-frame stills ("a red circle");
+    1. an image CLIP stand-in: a tiny CLIP (32 px) trained on 1-frame stills ("a red circle"),
+       from ``tiny-clip:32`` or, with another ``vision_width``, from ``tools/tiny_clip.py``'s folder;
     2. CLIP-ViP post-pretrained from it by ``vsearch pretrain`` (its CLIP weights load; proxies and
        temporal embedding are new): omnisource loss on moving shapes rendered on the fly, with
-       time-reversal twins in every batch;
-    3. trained on from there by ``vsearch train retrieval`` with the same twins (the step where
-       direction takes hold: reversal sensitivity jumps and held-out direction goes to ~100%);
+       time-reversal twins in every batch, and a share of still objects (``stills``) and of
+       objects on random walks (``wander``) of every colour and shape, captioned by appearance:
+       without them the video tower trades appearance for order on the pairs it never saw move;
+    3. trained on from there by ``vsearch train retrieval`` on the same stream and twins (the step
+       where direction takes hold: reversal sensitivity jumps and held-out direction goes to ~100%);
     4. measured on the held-out direction set (scenes never trained on, with their reversals).
     Every step checkpoints and resumes: run the same command again after an interruption.
     """
@@ -78,25 +88,32 @@ def make_temporal(
     image, pre, vip = work / "image-clip", work / "clip-vip-pretrained", work / "clip-vip"
     common = ["--lr", "1e-3", "--weight-decay", "0.05", "--warmup", "0.05", "--workers", "0", "--seed", "1"]
     still = "synth:static,size=32" + (",split=all" if image_split == "all" else "")
+    start = "tiny-clip:32"
+    if vision_width != 64:
+        start = str(work / f"tiny-clip-v{vision_width}")
+        if not Path(start).exists():
+            subprocess.run(
+                [sys.executable, str(ROOT / "tools" / "tiny_clip.py"), start, "--vision-width", str(vision_width)], check=True
+            )
     if not (image / "train_config.json").exists():
         subprocess.run(
-            [*vs, "train", "retrieval", "--data", still, "--model", "tiny-clip:32", "--frames", "1",
+            [*vs, "train", "retrieval", "--data", still, "--model", start, "--frames", "1",
              "--steps", str(image_steps), "--batch-size", "64", "--checkpoint-every", "500", "--out", str(image), *common],
             check=True,
         )  # fmt: skip
     reversal = ["--frames", "8", "--time-reversal", "twins", "--pair-weight", "1", "--batch-size", "32",
                 "--checkpoint-every", "250"]  # fmt: skip
+    motion = "synth:motion,size=32" + (f",stills={stills}" if stills else "") + (f",wander={wander}" if wander else "")
     if not (pre / "train_config.json").exists():
         subprocess.run(
             [*vs, "pretrain", "--model", str(image), "--family", "clip-vip", "--temporal-init-std", "0.5",
-             "--data", "synth:motion,size=32", "--steps", str(pretrain_steps), "--out", str(pre), *reversal, *common],
+             "--data", motion, "--steps", str(pretrain_steps), "--out", str(pre), *reversal, *common],
             check=True,
         )  # fmt: skip
     if not (vip / "train_config.json").exists():
-        data = ["--data", "synth:motion,size=32" + (f",stills={stills}" if stills else "")]
         subprocess.run(
             [*vs, "train", "retrieval", "--model", str(pre), "--steps", str(train_steps), "--save-dtype", "float16",
-             "--out", str(vip), *reversal, *data, *common[:-1], "2"],  # another seed: fresh clips
+             "--out", str(vip), *reversal, "--data", motion, *common[:-1], "2"],  # another seed: fresh clips
             check=True,
         )  # fmt: skip
     direction = work / "direction"
@@ -138,9 +155,11 @@ if __name__ == "__main__":
     tp.add_argument("--image-split", choices=("train", "all"), default="all",
                     help="stills of every (colour, shape) (all: an image model that has seen every object, as "
                     "OpenAI CLIP has) or of the motion training split only")  # fmt: skip
-    tp.add_argument("--pretrain-steps", type=int, default=1000, help="vsearch pretrain (post-pretraining) steps")
+    tp.add_argument("--pretrain-steps", type=int, default=3000, help="vsearch pretrain (post-pretraining) steps")
     tp.add_argument("--train-steps", type=int, default=3000, help="vsearch train retrieval steps after it")
-    tp.add_argument("--stills", type=float, default=0.0, help="share of still objects in that step's stream (stills=)")
+    tp.add_argument("--stills", type=float, default=0.25, help="share of still objects in the motion stream (stills=)")
+    tp.add_argument("--wander", type=float, default=0.25, help="share of objects on a random walk in it (wander=)")
+    tp.add_argument("--vision-width", type=int, default=64, help="vision tower width of the tiny CLIP (tools/tiny_clip.py)")
     i = sub.add_parser("install", help="copy an already trained model folder into sample_data/model (or --to)")
     i.add_argument("trained", type=Path)
     i.add_argument("--to", type=Path, default=None)
@@ -150,6 +169,9 @@ if __name__ == "__main__":
     elif args.what == "model":
         make_model(args.steps, args.work)
     elif args.what == "temporal":
-        make_temporal(args.work, args.image_steps, args.pretrain_steps, args.train_steps, args.image_split, args.stills)
+        make_temporal(
+            args.work, args.image_steps, args.pretrain_steps, args.train_steps, args.image_split, args.stills,
+            args.wander, args.vision_width,
+        )  # fmt: skip
     else:
         install_model(args.trained, args.to)
