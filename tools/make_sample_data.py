@@ -64,8 +64,8 @@ def make_temporal(
     pretrain_steps: int,
     train_steps: int,
     image_split: str,
-    stills: float = 0.0,
-    wander: float = 0.0,
+    stills: float = 0.25,
+    wander: float = 0.25,
     vision_width: int = 64,
 ) -> None:
     """The temporal demo model, as the CLIP-ViP paper builds one, in miniature, with vsearch's commands:

@@ -18,7 +18,8 @@ fresh data. Evaluation sets stay files written with a fixed seed (``write_direct
   reads the same backwards, so time reversal treats its reversal as itself), ``framecaps=0.25``
   (motion only: that share of the moving clips is captioned by appearance alone, "a red circle",
   as an image captioner describes one frame: CLIP-ViP's auxiliary captions. Such a caption says
-  nothing about time, so it is marked ``timeless`` and the reversed clip shares it),
+  nothing about time, so it is marked ``timeless``: under time reversal the clip's reversal is
+  neither its positive nor a negative, ``train.tasks.same_backwards``),
   ``wander=0.25`` (motion only: that share of items is an object of any colour and shape drifting
   with no direction, a random walk, with its static caption: appearance in motion without a
   direction to learn. A random walk played backwards is another random walk, so the caption is
