@@ -79,13 +79,9 @@ def render_scene(scene: Scene, frames: int, width: int, height: int, rng: np.ran
     Background shade, size, start position and speed are random; the shape always stays fully
     inside the frame so its colour and outline are visible in every frame.
     """
-    bg = int(rng.integers(30, 226))
-    side = min(width, height)
-    size = int(rng.uniform(0.22, 0.36) * side)
-    half = size / 2
+    bg, half, span_x, span_y = _object_layout(width, height, rng)
     dx, dy = _DIRECTION[scene.motion]
     # Travel a random share of the free span along the motion axis; random position across it.
-    span_x, span_y = width - size, height - size
     travel = rng.uniform(0.45, 0.9) * (span_x if dx else span_y)
     if dx:
         x0 = half + (rng.uniform(0, span_x - travel) if dx > 0 else rng.uniform(travel, span_x))
@@ -103,11 +99,7 @@ def render_wander(scene: Scene, frames: int, width: int, height: int, rng: np.ra
     the frame. Played backwards it is another draw of the same walk, so a caption that names only
     colour and shape is true of it either way: the object is seen in motion without seeing where
     it goes (camera shake, a thing bobbing in place)."""
-    bg = int(rng.integers(30, 226))
-    side = min(width, height)
-    size = int(rng.uniform(0.22, 0.36) * side)
-    half = size / 2
-    span_x, span_y = width - size, height - size
+    bg, half, span_x, span_y = _object_layout(width, height, rng)
     step = 0.15 * min(span_x, span_y)
     xs, ys = [half + rng.uniform(0, span_x)], [half + rng.uniform(0, span_y)]
     for _ in range(frames - 1):
@@ -115,6 +107,13 @@ def render_wander(scene: Scene, frames: int, width: int, height: int, rng: np.ra
         xs.append(float(np.clip(xs[-1] + length * np.cos(angle), half, half + span_x)))
         ys.append(float(np.clip(ys[-1] + length * np.sin(angle), half, half + span_y)))
     return _draw(scene, np.array(xs), np.array(ys), half, bg, width, height)
+
+
+def _object_layout(width: int, height: int, rng: np.random.Generator) -> tuple[int, float, int, int]:
+    """Background shade, half the shape's size, and the free span (x, y) its centre may move over."""
+    bg = int(rng.integers(30, 226))
+    size = int(rng.uniform(0.22, 0.36) * min(width, height))
+    return bg, size / 2, width - size, height - size
 
 
 def _draw(scene: Scene, cx: np.ndarray, cy: np.ndarray, half: float, bg: int, width: int, height: int) -> np.ndarray:
