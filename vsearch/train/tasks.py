@@ -115,10 +115,11 @@ class RetrievalTask:
     ) -> torch.Tensor:
         """InfoNCE over originals and reversals (caption-equality positives; a reversed clip
         without a swapped caption is a negative only) plus ``pair_weight`` x the 2-way pair loss.
-        ``same`` (B,) marks samples that read the same backwards (a still shot, a timeless
-        caption): their reversal is a positive of the caption, never a negative, and they take no
-        part in the pair loss (there is no direction to decide). ``unpaired`` (B,) marks the
-        samples whose reversal is left out of the InfoNCE altogether (``same_backwards``)."""
+        ``same`` (B,) marks samples with no direction to decide (a still shot, a timeless
+        caption): they take no part in the pair loss, and their reversal is never a negative.
+        ``unpaired`` (B,), a subset of it, marks the moving ones among them (a timeless caption on
+        frames that change): their reversal is left out of the InfoNCE altogether; the others'
+        reversal (a palindrome: the clip itself) is a positive of the caption (``same_backwards``)."""
         video_rev = rev[0]
         swapped = [swap_direction(t) if self.reversal == "twins" else None for t in texts]
         label = caption_id
