@@ -9,6 +9,16 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never wait on the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Cap native thread pools before torch or faiss is imported. torch and the faiss-cpu wheel each
+# bring their own OpenMP runtime (two libgomp copies, plus an OpenMP OpenBLAS); every OS thread
+# that enters a parallel region gets its own team from each runtime. Uncapped, a test that runs
+# torch from server or reader threads leaves teams of spinning workers behind and a later test
+# competes with them on 2 cores (the CI hang of issue 26). Subprocesses inherit the caps.
+_THREADS = str(min(2, os.cpu_count() or 1))
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, _THREADS)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP workers sleep instead of spinning
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
