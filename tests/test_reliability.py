@@ -22,15 +22,28 @@ from vsearch.search import search
 from vsearch.store import Store
 from vsearch_cli.main import app
 
+from .procs import VSEARCH, kill_group, spawn
 from .test_ingest import consistent
 from .videos import write_video
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_stray_indexers():
+    """Every `vsearch` child started by a test dies with it, whatever the test's outcome."""
+    yield
+    while _CHILDREN:
+        kill_group(_CHILDREN.pop())
+
+
+_CHILDREN: list[subprocess.Popen] = []
+
+
 def vsearch(*args, **kw):
-    exe = Path(sys.executable).parent / "vsearch"
-    return subprocess.Popen([str(exe), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    proc = spawn([VSEARCH, *args], **kw)
+    _CHILDREN.append(proc)
+    return proc
 
 
 def test_hostile_corpus(tmp_path, tiny_encoder):
@@ -239,14 +252,20 @@ def test_searches_during_indexing_never_fail(tmp_path, synth_dir, tiny_encoder):
                 errors.append(repr(exc))
         st.close()
 
-    threads = [threading.Thread(target=reader, args=(k,)) for k in counts]
+    # Daemon threads with a deadline: a reader stuck in native code must not keep the suite alive.
+    threads = [threading.Thread(target=reader, args=(k,), daemon=True) for k in counts]
     for t in threads:
         t.start()
     _out, err = proc.communicate(timeout=300)
-    time.sleep(0.5)
+    # One more search per reader after the indexer has exited, so the last count is the final state.
+    seen_before = {k: len(v) for k, v in counts.items()}
+    deadline = time.monotonic() + 60
+    while any(len(counts[k]) <= seen_before[k] + 1 for k in counts) and time.monotonic() < deadline and not errors:
+        time.sleep(0.05)
     done.set()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a reader thread did not stop within 60 s"
     assert proc.returncode == 0, err
     assert not errors, errors[:3]
     for seen in counts.values():  # each reader only ever sees the old state or a newer one

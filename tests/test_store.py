@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -249,28 +250,36 @@ def test_prefix_queries_do_not_match_sibling_folders(store):
 
 
 def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path):
-    """An indexer creating a store while a reader polls it: the migration runs once, under the
-    write lock, and neither side fails with "database is locked"."""
-    import subprocess
+    """An indexer creating a store while readers poll it: the migration runs once, under the
+    write lock, and no opener fails with "database is locked".
+
+    The openers meet at a file barrier after their imports (a start time fixed in advance let a
+    slow import miss it, and then nothing overlapped), and each records when it was inside
+    `Store.open`; the test asserts that at least two of them really were at the same time.
+    """
     import sys
 
-    code = (
-        "import sys, time\nfrom vsearch.store import Store\n"
-        "t = float(sys.argv[2])\nwhile time.time() < t: pass\n"
-        "s = Store.open(sys.argv[1]); print(s.generation()); s.close()\n"
-    )
-    import time as _t
+    from .procs import communicate, spawn
 
-    start = _t.time() + 1.5
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(tmp_path / "s"), str(start)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(6)
-    ]
-    results = [p.communicate(timeout=120) for p in procs]
+    code = (
+        "import os, sys, time\nfrom vsearch.store import Store\n"
+        "root, ready, go = sys.argv[1:4]\n"
+        "open(os.path.join(ready, str(os.getpid())), 'w').close()\n"
+        "while not os.path.exists(go): pass\n"
+        "t0 = time.monotonic(); s = Store.open(root); g = s.generation(); t1 = time.monotonic(); s.close()\n"
+        "print(g, t0, t1)\n"
+    )
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    ready.mkdir()
+    procs = [spawn([sys.executable, "-c", code, tmp_path / "s", ready, go]) for _ in range(6)]
+    deadline = time.monotonic() + 120
+    while len(list(ready.iterdir())) < len(procs) and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in procs), [p.communicate()[1][-500:] for p in procs if p.poll() is not None]
+        time.sleep(0.02)
+    go.touch()
+    results = [communicate(p, timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [r[1][-500:] for r in results]
-    assert [r[0].strip() for r in results] == ["0"] * 6
+    rows = [r[0].split() for r in results]
+    assert [row[0] for row in rows] == ["0"] * 6
+    spans = sorted((float(a), float(b)) for _g, a, b in rows)
+    assert any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1)), f"the openers never overlapped: {spans}"
