@@ -128,9 +128,9 @@ def main() -> None:
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
-    from vsearch.data.synthetic import RenderSettings, generate
     from vsearch.embedding import default_workers
     from vsearch.models import load_encoder
+    from vsearch.synth.scenes import RenderSettings, generate
 
     workers = args.workers or default_workers()
     work = Path(tempfile.mkdtemp(prefix="vsearch-ingest-bench-"))

@@ -65,11 +65,11 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/vsearch-ray-bench"))
     args = p.parse_args()
 
-    from vsearch.data.synthetic import RenderSettings, generate
     from vsearch.ingest import index
     from vsearch.models import load_encoder
     from vsearch.scale.ray_pipeline import connect, start_actors
     from vsearch.store import Store
+    from vsearch.synth.scenes import RenderSettings, generate
 
     clips = args.work / f"clips-{args.clips}"
     if not (clips / "captions.csv").exists():

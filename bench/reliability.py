@@ -47,7 +47,7 @@ def _videos(store: Path) -> set[str]:
 def kill_trials(work: Path, trials: int, seed: int) -> dict:
     """Each trial: a fresh store, SIGKILL at a random moment after the first video is committed,
     check, rerun to the end, check again; nothing stored at kill time may go missing."""
-    from vsearch.data.synthetic import generate
+    from vsearch.synth.scenes import generate
 
     rng = random.Random(seed)
     src = work / "clips"
@@ -135,7 +135,7 @@ print(json.dumps({"ok": ok, "errors": err, "went_back": back, "last": last, "fir
 
 
 def concurrent_readers(work: Path, readers: int) -> dict:
-    from vsearch.data.synthetic import generate
+    from vsearch.synth.scenes import generate
 
     src = work / "readers-clips"
     generate(src, 150, seed=12)

@@ -67,8 +67,8 @@ def vsearch_loop(data: Path, model_dir: Path, out: Path, steps: int, batch: int,
 
 
 def main() -> None:
-    from vsearch.data.synthetic import generate
     from vsearch.models import load_encoder
+    from vsearch.synth.scenes import generate
     from vsearch.video.decode import VideoReader, center_crop
     from vsearch.video.sampling import uniform_indices
 

@@ -107,10 +107,10 @@ def eval_recognition(
 
     Example: [bold]vsearch eval recognition --model clip-b16 --data ucf101/splits --split testlist01 --video-root ucf101/videos[/]
     """
+    from vsearch.datasets.recognition import read_recognition
     from vsearch.errors import ConfigError
     from vsearch.eval.recognition import evaluate_recognition
     from vsearch.models import load_encoder
-    from vsearch.train.recognition_data import read_recognition
 
     if crops not in (1, 3) or clips < 1:
         raise ConfigError("--crops must be 1 or 3 and --clips at least 1")

@@ -1,4 +1,4 @@
-"""`vsearch-synth` / `vsearch synth`: write synthetic captioned clips (see vsearch.data.synthetic)."""
+"""`vsearch-synth` / `vsearch synth`: write synthetic captioned clips (see vsearch.synth.scenes)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def synth(
 
     Example: [bold]vsearch synth /tmp/synth --count 200[/]
     """
-    from vsearch.data.synthetic import RenderSettings, generate, write_direction_set
+    from vsearch.synth.scenes import RenderSettings, generate, write_direction_set
 
     if direction_set:
         csv_path = write_direction_set(out, groups=count, seed=seed)

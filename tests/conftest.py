@@ -32,7 +32,7 @@ def isolated_home(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):
     """12 synthetic clips (one per colour x shape, varied motion), generated once per session."""
-    from vsearch.data.synthetic import generate
+    from vsearch.synth.scenes import generate
 
     out = tmp_path_factory.mktemp("synth")
     generate(out, 12, seed=3)

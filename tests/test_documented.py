@@ -18,8 +18,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from vsearch.datasets.clips import collate
 from vsearch.store import Store
-from vsearch.train.data import collate
 from vsearch.train.loop import warmup_cosine
 from vsearch_cli.main import app
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from vsearch.datasets.msrvtt import load_split
 from vsearch.errors import DatasetError
 from vsearch.eval.cache import EmbeddingCache
 from vsearch.eval.run import evaluate
-from vsearch.train.msrvtt import load_split
 from vsearch_cli.main import app
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrvtt"
@@ -130,7 +130,7 @@ def test_eval_argument_errors(tmp_path, micro_model_dir):
 
 
 def test_training_reads_msrvtt_splits_by_reference(msrvtt_like):
-    from vsearch.train.data import read_captions
+    from vsearch.datasets.captions import read_captions
 
     items = read_captions(f"msrvtt:{msrvtt_like}@1k-A")
     assert len(items) == 12 and items[0].path.endswith("video7010.mp4")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsearch.data.synthetic import Scene, render_scene
+from vsearch.synth.scenes import Scene, render_scene
 from vsearch.video.decode import VideoReader
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"

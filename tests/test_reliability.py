@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vsearch.data.corrupt import write_corpus
 from vsearch.errors import StoreError
 from vsearch.ingest import index
 from vsearch.search import search
 from vsearch.store import Store
+from vsearch.synth.corrupt import write_corpus
 from vsearch_cli.main import app
 
 from .procs import VSEARCH, kill_group, spawn

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vsearch.data.synthetic import Scene
+from vsearch.datasets.captions import read_captions
 from vsearch.eval.motion import attribute_accuracy
 from vsearch.models import load_encoder
-from vsearch.train.data import read_captions
+from vsearch.synth.scenes import Scene
 from vsearch_cli.main import app
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -49,8 +49,8 @@ def test_readme_quickstart(tmp_path):
 def test_shipped_clip_vip_knows_direction_on_clips_it_never_saw():
     """Fresh clips of the held-out scenes (a seed never used in training or in the benchmark),
     and their time-reversed copies: the demo CLIP-ViP must tell the directions apart."""
-    from vsearch.data.synthetic import reversal_split
     from vsearch.eval.direction import direction_report, render_direction_clips
+    from vsearch.synth.scenes import reversal_split
 
     model = load_encoder(SAMPLE / "clip-vip", cache=False)
     assert model.family == "clip-vip"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vsearch.data.synthetic import Scene
+from vsearch.datasets.recognition import class_text, read_recognition
 from vsearch.errors import DatasetError
 from vsearch.models import load_encoder
-from vsearch.train.recognition_data import class_text, read_recognition
+from vsearch.synth.scenes import Scene
 from vsearch_cli.main import app
 
 
@@ -138,8 +138,8 @@ def test_pretrain_six_terms_and_degraded_mode(tmp_path, synth_dir, micro_model_d
 
 
 def test_seen_axis_set_pairs_both_directions_of_the_axis_kept_in_training(tmp_path, tiny_encoder):
-    from vsearch.data.synthetic import motion_split, write_seen_axis_set
     from vsearch.eval.motion import direction_accuracy
+    from vsearch.synth.scenes import motion_split, write_seen_axis_set
 
     train, heldout = motion_split()
     path = write_seen_axis_set(tmp_path / "seen", groups=1, seed=0)
@@ -153,8 +153,8 @@ def test_seen_axis_set_pairs_both_directions_of_the_axis_kept_in_training(tmp_pa
         for s in scenes
     )
     # ... and so was its flipped twin. The figure equals a direct count.
+    from vsearch.datasets.items import CaptionedVideo
     from vsearch.eval.retrieval import encode_videos
-    from vsearch.train.data import CaptionedVideo
 
     items = [CaptionedVideo(str(tmp_path / "seen" / r["path"]), (r["caption"],)) for r in rows]
     videos, _failed = encode_videos(tiny_encoder, items, workers=0)

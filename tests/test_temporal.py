@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vsearch.data.synthetic import ALL_SCENES, REVERSAL_HELDOUT_PAIRS, Scene, reversal_split
+from vsearch.datasets.captions import swap_direction
 from vsearch.errors import ConfigError, DatasetError, TrainingError
 from vsearch.eval.direction import direction_report, render_direction_clips
 from vsearch.models import load_encoder
+from vsearch.synth.scenes import ALL_SCENES, REVERSAL_HELDOUT_PAIRS, Scene, reversal_split
 from vsearch.train.loop import TrainConfig, Trainer, train
 from vsearch.train.loss import contrastive_loss, multi_positive_loss, pair_loss
-from vsearch.train.reversal import swap_direction
 from vsearch.train.stream import StreamSpec, SyntheticStream
 
 
@@ -319,7 +319,7 @@ def test_frame_captions_are_timeless_their_reversal_left_out_and_out_of_the_pair
     # circle", CLIP-ViP's auxiliary frame captions). The clip played backwards is still a red
     # circle, so its reversal is no negative; nor a positive, which would reward scoring a moving
     # clip and its reversal alike: it is left out, and the pair loss has no direction to decide.
-    from vsearch.train.data import collate
+    from vsearch.datasets.clips import collate
 
     spec = StreamSpec.parse("synth:motion,size=32,framecaps=0.5")
     ds = SyntheticStream(spec, 4, seed=0)
@@ -346,8 +346,8 @@ def test_wandering_objects_move_without_a_direction_timeless_and_out_of_the_pair
     # synth:motion,wander=P: a share of items is an object of any colour and shape on a random
     # walk, captioned by appearance alone. It moves (no two frames need agree), stays inside the
     # frame, covers the held-out pairs as stills do, and its reversal is left out of the batch.
-    from vsearch.data.synthetic import COLOURS, render_wander
-    from vsearch.train.data import collate
+    from vsearch.datasets.clips import collate
+    from vsearch.synth.scenes import COLOURS, render_wander
 
     walk = render_wander(Scene("square", "green", "up"), 8, 32, 32, np.random.default_rng(3))
     assert walk.shape == (8, 32, 32, 3) and len({f.tobytes() for f in walk}) > 1

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vsearch.datasets.captions import read_captions
 from vsearch.models import load_encoder
-from vsearch.train.data import read_captions
 from vsearch.train.loop import TrainConfig, Trainer, param_groups, train
 from vsearch.train.loss import LOGIT_SCALE_MAX, contrastive_loss
 
@@ -157,11 +157,11 @@ def test_omnisource_loss_equals_a_slow_reference():
 def test_a_few_dozen_steps_improve_held_out_retrieval(tmp_path):
     """Measured (seed 0, 80 steps): t2v R@1 2.1 -> 8.3 and top-1 colour+shape 8.3 -> 29.2 on 48
     held-out clips. Asserted with margin: +2 R@1 points, +10 colour+shape points."""
-    from vsearch.data.synthetic import RenderSettings, generate
     from vsearch.eval.motion import attribute_accuracy
     from vsearch.eval.retrieval import evaluate_retrieval
     from vsearch.models.mean_pool import MeanPoolEncoder
     from vsearch.models.registry import tiny_clip_config
+    from vsearch.synth.scenes import RenderSettings, generate
 
     rs = RenderSettings(width=64, height=48, fps=8, seconds=2.0)
     generate(tmp_path / "train", 192, seed=21, settings=rs)

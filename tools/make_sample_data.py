@@ -25,7 +25,7 @@ SAMPLE = ROOT / "sample_data"
 
 
 def make_clips() -> None:
-    from vsearch.data.synthetic import RenderSettings, generate
+    from vsearch.synth.scenes import RenderSettings, generate
 
     videos = SAMPLE / "videos"
     shutil.rmtree(videos, ignore_errors=True)

@@ -26,8 +26,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..data.synthetic import MOTIONS, Scene
-from ..train.reversal import swap_direction
+from ..datasets.captions import swap_direction
+from ..datasets.clips import VideoTextDataset
+from ..datasets.items import CaptionedVideo
+from ..synth.scenes import MOTIONS, Scene
 
 #: Scores closer than this are a tie (cosines; float32 rounding of sums taken in another order).
 TIE = 1e-5
@@ -120,7 +122,6 @@ def direction_report(encoder, frames: np.ndarray, captions: Sequence[str], group
 def load_direction_set(encoder, csv_path: str | os.PathLike[str], workers: int = 0) -> tuple[np.ndarray, list[str], list[int]]:
     """Decode a ``write_direction_set`` file (``path,caption,group``) at the encoder's frames and size."""
     from ..errors import DatasetError
-    from ..train.data import CaptionedVideo, VideoTextDataset
     from .motion import _read
 
     rows = _read(csv_path)
@@ -151,7 +152,7 @@ def render_direction_clips(
     scenes: Sequence[Scene], per_scene: int, frames: int, size: int, seed: int
 ) -> tuple[np.ndarray, list[str], list[int]]:
     """Fresh clips straight from the renderer (no files), for tests with a seed never trained on."""
-    from ..data.synthetic import render_scene
+    from ..synth.scenes import render_scene
 
     clips, caps, groups = [], [], []
     for g in range(per_scene):

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..data.synthetic import OPPOSITE, Scene
+from ..datasets.items import CaptionedVideo
 from ..errors import DatasetError
-from ..train.data import CaptionedVideo
+from ..synth.scenes import OPPOSITE, Scene
 from .metrics import summarize
 from .retrieval import encode_videos
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..train.data import RecognitionDataset, collate
-from ..train.recognition_data import RecognitionSet
+from ..datasets.clips import RecognitionDataset, collate
+from ..datasets.recognition import RecognitionSet
 from ..video.transforms import to_pixels
 
 

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..train.data import CaptionedVideo, VideoTextDataset, collate
+from ..datasets.clips import VideoTextDataset, collate
+from ..datasets.items import CaptionedVideo
 from ..video.transforms import to_pixels
 from .cache import EmbeddingCache
 from .metrics import retrieval_report

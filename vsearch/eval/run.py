@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets.captions import read_captions
+from ..datasets.msrvtt import load_split
 from ..errors import ConfigError
-from ..train.data import read_captions
 from .cache import EmbeddingCache
 from .metrics import retrieval_report
 from .retrieval import similarity
@@ -38,8 +39,6 @@ def evaluate(
     """Text↔video retrieval metrics on a captions file or MSR-VTT; with ``out``, also written there
     as JSON. Nothing is written into the model folder: it may be a checkout or read-only."""
     if dataset == "msrvtt":
-        from ..train.msrvtt import load_split
-
         if root is None:
             raise ConfigError("--dataset msrvtt needs --root (the folder with the MSR-VTT videos and split files)")
         items = load_split(root, split, allow_missing_videos=allow_missing_videos)

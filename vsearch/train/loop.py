@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 
+from ..datasets.clips import collate
 from ..errors import ConfigError, DatasetError, TrainingError
-from .data import EpochBatchSampler, collate
 from .loss import clamp_logit_scale
+from .sampler import EpochBatchSampler
 
 NO_DECAY_MARKERS = ("bias", "norm", "layrnorm", "embedding", "class_embedding", "added_cls", "logit_scale")
 

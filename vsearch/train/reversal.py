@@ -10,32 +10,10 @@ that pair for free:
 - ``negatives``: the reversed clip joins the batch as an extra negative video for the original
   caption (any data, MSR-VTT included, where no swapped caption exists).
 
-Clips whose caption has no swappable word fall back to ``negatives`` under ``twins``.
+Clips whose caption has no swappable word fall back to ``negatives`` under ``twins``. The
+caption side (``swap_direction``) is in ``vsearch.datasets.captions``: evaluation uses it too.
 """
 
 from __future__ import annotations
 
-import re
-
 MODES = ("off", "twins", "negatives")
-
-#: Word pairs whose meaning flips when time runs backwards (whole words, case kept).
-SWAPS = {
-    "left": "right", "right": "left", "up": "down", "down": "up",
-    "before": "after", "after": "before", "leftward": "rightward", "rightward": "leftward",
-    "upward": "downward", "downward": "upward", "clockwise": "counterclockwise", "counterclockwise": "clockwise",
-}  # fmt: skip
-_WORDS = re.compile(r"\b(" + "|".join(sorted(SWAPS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
-
-
-def swap_direction(caption: str) -> str | None:
-    """The caption of the time-reversed clip, or None when nothing in it names a direction."""
-    if not _WORDS.search(caption):
-        return None
-
-    def repl(m: re.Match) -> str:
-        word = m.group(0)
-        out = SWAPS[word.lower()]
-        return out.capitalize() if word[0].isupper() else out
-
-    return _WORDS.sub(repl, caption)

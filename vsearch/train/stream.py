@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.synthetic import ALL_SCENES, Scene, render_scene, render_wander, reversal_split, static_caption
 from ..errors import DatasetError
+from ..synth.scenes import ALL_SCENES, Scene, render_scene, render_wander, reversal_split, static_caption
 
 PREFIX = "synth:"
 KINDS = ("motion", "static")

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import torch
 
+from ..datasets.captions import read_captions, read_pretrain, swap_direction
+from ..datasets.clips import PretrainDataset, RecognitionDataset, VideoTextDataset
+from ..datasets.recognition import read_recognition
 from ..errors import DatasetError
+from ..eval.recognition import evaluate_recognition
+from ..eval.retrieval import evaluate_retrieval
 from ..video.transforms import to_pixels
-from .data import PretrainDataset, RecognitionDataset, VideoTextDataset, read_captions, read_pretrain
 from .loss import (
     caption_id,
     contrastive_loss,
@@ -21,7 +25,6 @@ from .loss import (
     recognition_loss,
     reversal_sensitivity,
 )
-from .reversal import swap_direction
 from .stream import StreamSpec, SyntheticStream, is_stream
 
 
@@ -152,8 +155,6 @@ class RetrievalTask:
     def evaluate(self) -> dict | None:
         if not self.cfg.val_data:
             return None
-        from ..eval.retrieval import evaluate_retrieval
-
         return evaluate_retrieval(self.encoder, read_captions(self.cfg.val_data, self.cfg.video_root), workers=self.cfg.workers)
 
 
@@ -222,8 +223,6 @@ class RecognitionTask(RetrievalTask):
     name = "recognition"
 
     def dataset(self):
-        from .recognition_data import read_recognition
-
         spec = self.encoder.spec
         data = read_recognition(self.cfg.data, split=self.cfg.split, classes=self.cfg.classes, video_root=self.cfg.video_root)
         if len(data.classes) < 2:
@@ -266,9 +265,6 @@ class RecognitionTask(RetrievalTask):
     def evaluate(self) -> dict | None:
         if not self.cfg.val_data:
             return None
-        from ..eval.recognition import evaluate_recognition
-        from .recognition_data import read_recognition
-
         val = read_recognition(
             self.cfg.val_data, split=self.cfg.val_split, classes=self.cfg.classes, video_root=self.cfg.video_root
         )

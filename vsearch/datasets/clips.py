@@ -1,8 +1,4 @@
-"""Captioned-video datasets for training and evaluation.
-
-Rows come from a CSV or JSONL with ``path`` (or ``video_id`` + a video root) and one or more
-captions per video (a ``caption`` column repeated over rows, or a ``captions`` list in JSONL).
-Training draws one caption per video per step; evaluation uses every caption as a query.
+"""Torch datasets that decode captioned or labelled videos for training and evaluation.
 
 Decoding happens in ``__getitem__`` (so in DataLoader workers, each opening its own reader). A
 file that fails to decode yields ``None``; the collate function drops it and counts it, and
@@ -11,111 +7,16 @@ the run goes on.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import DatasetError, DecodeError
+from ..errors import DecodeError
 from ..video.decode import VideoReader, center_crop
 from ..video.sampling import jittered_indices, uniform_indices
 from ..video.transforms import PixelSpec
-
-
-@dataclass(frozen=True)
-class CaptionedVideo:
-    path: str
-    captions: tuple[str, ...]
-
-
-def read_captions(path: str | os.PathLike[str], video_root: str | os.PathLike[str] | None = None) -> list[CaptionedVideo]:
-    """Videos with their captions, in first-seen order. Relative paths resolve against the
-    file's folder (or ``video_root``, which also turns ``video_id`` into ``ROOT/ID.mp4``).
-
-    ``msrvtt:ROOT@SPLIT`` (e.g. ``msrvtt:~/data/msrvtt@train-9k``) reads an MSR-VTT split.
-    """
-    if os.fspath(path).startswith("msrvtt:"):
-        from .msrvtt import load_split
-
-        root, _, split = os.fspath(path)[len("msrvtt:") :].rpartition("@")
-        if not root:
-            raise DatasetError(f"{path}: write msrvtt:ROOT@SPLIT, e.g. msrvtt:/data/msrvtt@train-9k")
-        return load_split(os.path.expanduser(root), split)
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such captions file")
-    base = Path(video_root) if video_root else path.parent
-    rows: list[dict] = []
-    if path.suffix.lower() in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DatasetError(f"{path}:{n}: not JSON ({exc.msg})") from None
-    else:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    grouped: dict[str, list[str]] = {}
-    for n, row in enumerate(rows, 1):
-        video = row.get("path") or row.get("video") or row.get("video_path")
-        if not video and row.get("video_id"):
-            video = f"{row['video_id']}.mp4"
-        if not video:
-            raise DatasetError(f"{path}: row {n} has no `path` (or `video_id`) column")
-        caps = row.get("captions") or row.get("caption") or row.get("text") or row.get("sentence")
-        if isinstance(caps, str):
-            caps = [caps]
-        if not caps:
-            raise DatasetError(f"{path}: row {n} has no caption")
-        full = os.path.normpath(os.path.join(base, video))
-        grouped.setdefault(full, []).extend(c.strip() for c in caps if c and c.strip())
-    return [CaptionedVideo(p, tuple(c)) for p, c in grouped.items()]
-
-
-@dataclass(frozen=True)
-class PretrainRow:
-    """A clip with its subtitle-like text and an auxiliary caption (either may be absent)."""
-
-    path: str
-    subtitle: str | None
-    caption: str | None
-
-
-def read_pretrain(
-    path: str | os.PathLike[str], video_root: str | os.PathLike[str] | None = None
-) -> tuple[list[PretrainRow], list[str]]:
-    """Rows for ``vsearch pretrain`` and the text columns present (``subtitle``, ``caption``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such data file")
-    base = Path(video_root) if video_root else path.parent
-    if path.suffix.lower() in (".jsonl", ".json"):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    else:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    if not rows:
-        raise DatasetError(f"{path}: no rows")
-    columns = [c for c in ("subtitle", "caption") if c in rows[0]]
-    if not columns:
-        raise DatasetError(f"{path}: needs a `subtitle` and/or a `caption` column beside `path`")
-    out = []
-    for n, r in enumerate(rows, 1):
-        if not r.get("path"):
-            raise DatasetError(f"{path}: row {n} has no path")
-        texts = {c: (r.get(c) or "").strip() for c in columns}
-        missing = [c for c in columns if not texts[c]]
-        if missing:
-            raise DatasetError(f"{path}: row {n} has an empty {missing[0]} (drop the column to train without it)")
-        out.append(PretrainRow(os.path.normpath(os.path.join(base, r["path"])), texts.get("subtitle"), texts.get("caption")))
-    return out, columns
+from .items import CaptionedVideo, PretrainRow
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -274,36 +175,3 @@ def collate(batch: list[dict | None]) -> dict:
         else:
             out[key] = values
     return out
-
-
-class EpochBatchSampler(torch.utils.data.Sampler):
-    """Shuffled batches per epoch from (seed, epoch), starting ``skip`` batches in (for resume).
-
-    With ``world`` > 1 (torchrun), each global batch of ``batch_size * world`` is cut from the
-    same permutation a single process would use, and rank ``r`` takes slice ``r``: no sample is
-    seen twice or lost, and the global batch is the same whatever the world size.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool = True, *, rank: int = 0, world: int = 1):
-        self.n, self.local, self.seed, self.drop_last = n, batch_size, seed, drop_last
-        self.rank, self.world = rank, world
-        self.batch_size = batch_size * world
-        self.epoch = 0
-        self.skip = 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
-
-    def batches(self) -> list[list[int]]:
-        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n).tolist()
-        out = [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
-        if self.drop_last and out and len(out[-1]) < self.batch_size:
-            out.pop()
-        return out
-
-    def __iter__(self):
-        for batch in self.batches()[self.skip :]:
-            yield batch[self.rank * self.local : (self.rank + 1) * self.local]
-
-    def __len__(self) -> int:
-        return max(0, len(self.batches()) - self.skip)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetError
-from .data import CaptionedVideo
+from .items import CaptionedVideo
 
 TEST_CSV = "MSRVTT_JSFUSION_test.csv"
 TRAIN_CSV = {"train-9k": "MSRVTT_train.9k.csv", "train-7k": "MSRVTT_train.7k.csv"}

@@ -6,7 +6,7 @@ construction ("a red circle moving left"), so a model trained on one set can be 
 another. Motion direction is the part a frame-averaging encoder cannot see: "moving left" and
 "moving right" use the same frames in reverse order.
 
-Command line: ``vsearch-synth OUT --count 40`` or ``python -m vsearch.data.synthetic OUT``.
+Command line: ``vsearch-synth OUT --count 40`` or ``python -m vsearch.synth.scenes OUT``.
 """
 
 from __future__ import annotations

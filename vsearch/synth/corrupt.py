@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synthetic import Scene, render_scene
+from .scenes import Scene, render_scene
 
 
 @dataclass(frozen=True)
