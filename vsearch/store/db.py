@@ -23,13 +23,18 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(db_path: Path, readonly: bool = False) -> Engine:
-    """An engine on the store database; ``readonly`` for stores on read-only media.
+    """An engine on the store database; ``readonly`` for stores this process cannot write.
 
-    A read-only WAL database cannot create its shared-memory file, so it is opened
-    ``immutable`` (SQLite then reads the file as it is, without locks: fine, nobody can write it).
+    A reader opens ``mode=ro``, so it sees every committed transaction, including those still in
+    the WAL (``immutable=1`` would read the main file alone: a store someone else is writing
+    showed 24 videos where 34 were committed). Only when the WAL's shared-memory file can be
+    neither found nor made (read-only media) and no WAL is there is ``immutable`` used: then the
+    main file holds everything committed, and nobody can write to it.
     """
     if readonly:
-        url = f"sqlite:///file:{db_path}?mode=ro&immutable=1&uri=true"
+        url = f"sqlite:///file:{db_path}?mode=ro&uri=true"
+        if not _wal_readable(db_path):
+            url += "&immutable=1"
     else:
         url = f"sqlite:///{db_path}"
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
@@ -55,6 +60,15 @@ def make_engine(db_path: Path, readonly: bool = False) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")
 
     return engine
+
+
+def _wal_readable(db_path: Path) -> bool:
+    """Whether a ``mode=ro`` reader can use the WAL: its shared-memory file exists or can be made,
+    or there is a WAL with frames in it (then a failure to open is the honest answer)."""
+    wal, shm = Path(f"{db_path}-wal"), Path(f"{db_path}-shm")
+    if shm.exists() or os.access(db_path.parent, os.W_OK):
+        return True
+    return wal.exists() and wal.stat().st_size > 0
 
 
 def _set_wal(cur) -> None:
