@@ -129,7 +129,7 @@ class Catalog:
             ]
             return {
                 "id": v.id, "path": v.path, "duration": v.duration, "width": v.width, "height": v.height,
-                "codec": v.codec, "size": v.size, "segments": segs,
+                "codec": v.codec, "size": v.size, "mtime_ns": v.mtime_ns, "segments": segs,
             }  # fmt: skip
 
     def segment_vector(self, segment_id: int) -> np.ndarray | None:
