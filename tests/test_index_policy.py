@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from vsearch.errors import ConfigError
-from vsearch.store import SegmentWrite, Store, VideoWrite
-from vsearch.store import store as store_mod
+from vsearch.store import SegmentWrite, Store, VideoWrite, index_sync
+from vsearch.store.schema import Embedding
 from vsearch.store.vectors import FLAT_MAX, choose_index, list_index_files
 
 DIM = 16
@@ -57,7 +58,7 @@ def exact(st):
 
 def ids_in_db(st):
     with st.Session() as s:
-        return {r[0] for r in s.execute(store_mod.select(store_mod.Embedding.segment_id))}
+        return {r[0] for r in s.execute(select(Embedding.segment_id))}
 
 
 def test_choose_index_is_a_pure_size_policy():
@@ -100,7 +101,7 @@ def test_ivf_rebuild_recall_deletes_adds_and_reload(tmp_path):
 
 def test_auto_policy_switches_past_the_threshold_and_pinned_stays(tmp_path, monkeypatch):
     monkeypatch.setattr(
-        store_mod, "choose_index", lambda n, dim, kind="auto", nlist=None: choose_index(n, dim, kind, nlist, flat_max=1000)
+        index_sync, "choose_index", lambda n, dim, kind="auto", nlist=None: choose_index(n, dim, kind, nlist, flat_max=1000)
     )
     st = Store.open(tmp_path / "s")
     fill(st, 50)  # 500 vectors: flat

@@ -10,13 +10,14 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from sqlalchemy import func, select
 
+from .base import StoreBase
 from .rows import KnownVideo, SegmentRow, unpack_vectors
 from .rows import chunks as _chunks
 from .rows import prefix_range as _prefix_range
 from .schema import Embedding, Segment, Thumbnail, Video
 
 
-class Catalog:
+class Catalog(StoreBase):
     """Queries about stored videos and segments (``Store`` provides ``Session`` and ``encoder``)."""
 
     def count_videos(self) -> int:

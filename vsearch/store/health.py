@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select
 
 from ..errors import StoreError
+from .base import StoreBase
 from .rows import DB_NAME
 from .rows import chunks as _chunks
 from .schema import Embedding, Failure, Run, Segment, Thumbnail, VectorIndexConfig, Video
 from .vectors import VectorIndex, list_index_files
 
 if TYPE_CHECKING:
-    from .store import EncoderRecord
+    from .rows import EncoderRecord
 
 
 @dataclass
@@ -45,7 +46,7 @@ class CheckReport:
         )  # fmt: skip
 
 
-class Health:
+class Health(StoreBase):
     """``check`` and ``status`` (``Store`` provides sessions, the encoder and the index)."""
 
     def check(self, repair: bool = False) -> CheckReport:

@@ -77,3 +77,22 @@ class WriteLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+class ReentrantLock:
+    """What ``Store.lock`` returns: re-entrant per ``Store`` object; release() undoes one lock() call."""
+
+    def __init__(self, owner, inner: WriteLock):
+        self.owner, self.inner, self.depth = owner, inner, 1
+
+    def release(self) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.inner.release()
+            self.owner._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

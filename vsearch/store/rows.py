@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .schema import Encoder
 
 #: The database file's name inside a store folder.
 DB_NAME = "vsearch.db"
@@ -22,6 +26,49 @@ def unpack_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), np.float32)
     return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class EncoderRecord:
+    """An encoder the store knows: its row id, name, where it came from, fingerprint and spec."""
+
+    id: int
+    name: str
+    source: str | None
+    fingerprint: str
+    spec: dict
+
+
+def record_of(row: Encoder) -> EncoderRecord:
+    return EncoderRecord(row.id, row.name, row.source, row.fingerprint, dict(row.spec))
+
+
+@dataclass
+class SegmentWrite:
+    """One segment of a video about to be committed."""
+
+    idx: int
+    start_s: float
+    end_s: float
+    start_frame: int
+    end_frame: int
+    frame_indices: list[int]
+    vector: np.ndarray  # (dim,) float32, unit length
+    #: (jpeg bytes, width, height), or None (``--no-thumbnails``).
+    thumbnail: tuple[bytes, int, int] | None = None
+
+
+@dataclass
+class VideoWrite:
+    """A whole video about to be committed: file identity, probe info and its segments."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    info: dict  # duration, fps, num_frames, width, height, codec, backend
+    segments: list[SegmentWrite]
+    warnings: str | None = None
 
 
 @dataclass
