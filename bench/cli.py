@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -56,12 +55,10 @@ def main() -> None:
     for label, t in rows:
         print(f"{label:<48}{t:>10.3f}{t / floor:>9.2f}")
 
-    from vsearch.serve import SearchService, make_server
+    from vsearch.web.server import start
 
-    service = SearchService(store)
-    server = make_server(service, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/search?k=10&q="
+    server = start(store, "127.0.0.1", 0)
+    base = f"{server.url}/search?k=10&q="
     words = ["red", "green", "blue", "yellow"]
     shapes = ["circle", "square", "triangle"]
     motions = ["left", "right", "up", "down"]
@@ -73,8 +70,7 @@ def main() -> None:
             with urllib.request.urlopen(base + urllib.parse.quote(q)) as r:
                 json.loads(r.read())
             lat[label].append((time.perf_counter() - t0) * 1000)
-    server.shutdown()
-    service.close()
+    server.stop()
     for label, xs in lat.items():
         xs.sort()
         print(

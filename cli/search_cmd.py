@@ -141,6 +141,14 @@ def serve(
             show_envvar=True,
         ),
     ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Also answer requests addressed to this host name (repeatable; * for any). Localhost, 127.0.0.1, "
+            "[::1] and --host are always answered; other names are refused (DNS rebinding).",
+        ),
+    ] = None,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -149,21 +157,21 @@ def serve(
     Open the printed address in a browser; /api/search?q=... and /openapi.json for scripts.
     Example: [bold]vsearch serve --port 8765[/]  then open [bold]http://127.0.0.1:8765/?q=a+red+circle[/]
     """
-    from vsearch.serve import is_loopback
-    from vsearch.web.app import SearchService, create_app
-    from vsearch.web.server import Server, bind
+    from vsearch.web.app import create_app
+    from vsearch.web.server import Server, allowed_hosts, bind, is_loopback
+    from vsearch.web.service import SearchService
 
     sock = bind(host, port)  # a busy port is one line, before the model loads
     if not is_loopback(host):
         warn = "a token is required on every request" if token else "there is no authentication: pass --token"
         err_console.print(
             f"[yellow]warning:[/] binding to {escape(host)}: anyone who can reach this machine can search the store "
-            f"and play its videos; {warn}",
+            f"and play its videos; {warn}. Other machines must use a name given with --allow-host.",
             soft_wrap=True,
         )
     with err_console.status("loading the store and its model ..."):
         service = SearchService(store, model=model, device=device)
-    server = Server(create_app(service, token=token), sock)
+    server = Server(create_app(service, token=token, hosts=allowed_hosts(host, allow_host or ())), sock)
     err_console.print(f"serving {escape(str(service.store.root))} on {server.url}/ (Ctrl-C to stop)", soft_wrap=True)
     try:
         server.serve_forever()

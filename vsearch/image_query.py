@@ -17,9 +17,14 @@ import numpy as np
 
 from .errors import QueryError
 
-#: Uploads larger than this are refused before decoding (bytes), and images with more pixels.
+#: Uploads larger than this are refused before decoding (bytes), and images with more pixels
+#: (read from the header, before any pixel is decoded).
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000
+#: The longest side may be at most this many times the shortest. Past it an image is a strip,
+#: not a picture to search by, and a crop-resize model would scale its short side up to the
+#: model's size: a 157-byte 1x40,000 PNG became a 224x8,960,000 float tensor (+2 GB, 17 s).
+MAX_ASPECT = 20
 
 
 def load_image(data: bytes | str | os.PathLike[str]) -> np.ndarray:
@@ -41,6 +46,10 @@ def load_image(data: bytes | str | os.PathLike[str]) -> np.ndarray:
         w, h = img.size
         if w * h > MAX_IMAGE_PIXELS:
             raise QueryError(f"the image has {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS // 1_000_000} MP allowed")
+        if max(w, h) > MAX_ASPECT * min(w, h):
+            raise QueryError(
+                f"the image is {w}x{h} pixels: sides more than {MAX_ASPECT}:1 apart are not a picture to search by (crop it)"
+            )
         img = ImageOps.exif_transpose(img).convert("RGB")
         return np.asarray(img)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
@@ -54,11 +63,34 @@ def image_vector(encoder, image: np.ndarray) -> np.ndarray:
     from .video.transforms import to_pixels
 
     frames = 1 if encoder.spec.frame_rule != "fixed" else encoder.spec.frames
+    image = fit_image(image, encoder.spec.pixels)
     clip = np.broadcast_to(image[None, None], (1, frames, *image.shape)).copy()
     px = to_pixels(clip, encoder.spec.pixels, device=encoder.device)
     with torch.inference_mode(), encoder.autocast():
         v = encoder.embed_videos(px).float().cpu().numpy()[0]
     return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def fit_image(image: np.ndarray, spec) -> np.ndarray:
+    """``image`` at the encoder's square size, cropped before it is scaled, so memory is bounded
+    by the output whatever the input's shape (``to_pixels`` would scale the whole image first).
+
+    The crop box is the one ``to_pixels`` would cut after scaling ("crop": the short side to
+    the model's size, then the centre), given to PIL in source pixels; "squash" scales it all.
+    """
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    s = spec.image_size
+    if (h, w) == (s, s):
+        return image
+    box = None
+    if spec.resize == "crop":
+        scale = s / min(h, w)
+        sh, sw = max(s, round(h * scale)), max(s, round(w * scale))
+        top, left = (sh - s) // 2, (sw - s) // 2
+        box = (left / scale, top / scale, (left + s) / scale, (top + s) / scale)
+    return np.asarray(Image.fromarray(image).resize((s, s), Image.Resampling.BICUBIC, box=box))
 
 
 def parse_moment(text: str) -> tuple[str, float]:

@@ -1,16 +1,17 @@
 """HTTP Range requests (RFC 9110 §14) for video files: what a browser needs to seek.
 
 Only single byte ranges are served as 206; a multi-range request gets the whole file (200),
-which every client accepts; a range outside the file is 416.
+which every client accepts; a range outside the file is 416. Parsing is strict: positions are
+ASCII digits only (``int`` would take ``1_0``, ``+1`` or ``١``), and anything malformed is
+ignored as RFC 9110 allows, which means the whole file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
 
-#: Bytes per chunk when streaming a file.
-CHUNK = 256 * 1024
+_SPEC = re.compile(r"(?P<first>[0-9]*)-(?P<last>[0-9]*)")
 
 
 class Unsatisfiable(Exception):
@@ -25,44 +26,23 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    unit, _, spec = header.strip().partition("=")
-    if unit.strip().lower() != "bytes" or not spec:
+    unit, eq, spec = header.strip().partition("=")
+    if not eq or unit.strip().lower() != "bytes" or "," in spec:
+        return None  # another unit, or multi-range: the whole file is a valid answer
+    m = _SPEC.fullmatch(spec.strip())
+    if m is None or (m["first"] == "" and m["last"] == ""):
         return None
-    if "," in spec:
-        return None  # multi-range: the whole file is a valid answer
-    first_s, dash, last_s = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first_s == "":  # suffix: the last N bytes
-            n = int(last_s)
-            if n <= 0:
-                raise Unsatisfiable
-            return max(0, size - n), size - 1
-        first = int(first_s)
-        last = int(last_s) if last_s else size - 1
-    except ValueError:
-        return None
-    if first < 0:
-        return None
+    if m["first"] == "":  # suffix: the last N bytes
+        n = int(m["last"])
+        if n == 0:
+            raise Unsatisfiable
+        return max(0, size - n), size - 1
+    first = int(m["first"])
+    if m["last"] and int(m["last"]) < first:
+        return None  # malformed: ignored, as RFC 9110 allows
     if first >= size:
         raise Unsatisfiable
-    if last < first:
-        return None  # malformed: ignored, as RFC 9110 allows
-    return first, min(last, size - 1)
-
-
-def read_range(path: str, first: int, last: int) -> Iterator[bytes]:
-    """Stream bytes ``first..last`` (inclusive) of ``path`` in chunks."""
-    with open(path, "rb") as f:
-        f.seek(first)
-        left = last - first + 1
-        while left > 0:
-            data = f.read(min(CHUNK, left))
-            if not data:
-                break
-            left -= len(data)
-            yield data
+    return first, min(int(m["last"]) if m["last"] else size - 1, size - 1)
 
 
 MIME = {
@@ -73,4 +53,5 @@ MIME = {
 
 
 def mime_type(path: str) -> str:
+    """The video's media type from its extension (``application/octet-stream`` when unknown)."""
     return MIME.get(os.path.splitext(path)[1].lower(), "application/octet-stream")

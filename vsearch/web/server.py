@@ -1,13 +1,45 @@
-"""Running the app: bind first (a busy port is one line, before any model loads), then uvicorn."""
+"""Running the app: bind first (a busy port is one line, before any model loads), then uvicorn.
+
+A command-line search pays for Python imports and model loading every time; a server pays once.
+This module holds what the CLI needs around the app: the loopback check, the host names the
+server answers to, who holds a busy port, and ``start`` for running it in a background thread.
+The server follows the store: new videos appear as they are committed (SQLite WAL readers), and
+after a ``vsearch reembed`` it loads the store's new encoder on the next query.
+"""
 
 from __future__ import annotations
 
 import errno
+import ipaddress
+import os
 import socket
 import threading
 import time
 
+import uvicorn
+
 from ..errors import ServeError
+from .app import create_app
+from .service import SearchService
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+#: Host names a browser on this machine uses for a loopback server.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def allowed_hosts(host: str, extra: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
+    """The ``Host`` names the server answers to: loopback names, the address it is bound to, and
+    ``extra`` (``--allow-host``; ``*`` for any). Anything else is a DNS-rebinding page talking to
+    a local server under a name it controls, and is refused."""
+    return frozenset(h.strip().strip("[]").lower() for h in (*LOOPBACK_NAMES, host, *extra) if h.strip())
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -20,8 +52,6 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            from ..serve import port_holder
-
             who = port_holder(port)
             raise ServeError(
                 f"port {port} on {host} is already in use{f' by {who}' if who else ''}; pick another with --port (0: any free port)"
@@ -32,18 +62,44 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def port_holder(port: int) -> str | None:
+    """``"pid 1234 (python3)"`` for the process listening on ``port``, when Linux's /proc says (best effort)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":  # 0A: LISTEN
+                        inodes.add(parts[9])
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    with open(f"/proc/{pid}/comm") as c:
+                        return f"pid {pid} ({c.read().strip()})"
+        except OSError:
+            continue
+    return None
+
+
 class Server:
     """uvicorn serving ``app`` on an already bound socket; ``serve_forever`` (the CLI) or
-    ``start`` / ``stop`` in a background thread (tests, notebooks)."""
+    ``start`` / ``stop`` in a background thread (notebooks; tests run the CLI in a subprocess)."""
 
     def __init__(self, app, sock: socket.socket):
-        import uvicorn
-
         self.sock = sock
         self.host, self.port = sock.getsockname()[:2]
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        self.service = None
 
     @property
     def url(self) -> str:
@@ -66,3 +122,21 @@ class Server:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.sock.close()
+        if self.service is not None:
+            self.service.close()
+
+
+def start(
+    store_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, model=None, device=None, token=None, allow_hosts=()
+) -> Server:
+    """Bind, load the store and its model, and serve in a background thread; returns the
+    ``Server`` (``.url``, ``.stop()``). The CLI uses the same pieces in the foreground."""
+    sock = bind(host, port)
+    try:
+        service = SearchService(store_dir, model=model, device=device)
+    except BaseException:
+        sock.close()
+        raise
+    server = Server(create_app(service, token=token, hosts=allowed_hosts(host, allow_hosts)), sock).start()
+    server.service = service
+    return server

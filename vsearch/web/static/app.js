@@ -37,6 +37,7 @@ function url() {
 }
 
 async function run(append) {
+  sessionStorage.setItem("vsearch.results", location.pathname + location.search);  // the video page's "back"
   const params = new URLSearchParams({ k: PAGE, offset: state.offset, segments: state.segments ? "1" : "0" });
   let resp;
   if (state.image) {

@@ -16,7 +16,9 @@ fetch(`/api/video/${id}`).then((r) => r.json()).then((v) => {
   document.title = `vsearch · ${v.name}`;
   $("title").textContent = v.name;
   $("facts").textContent = `${v.path} · ${fmt(v.duration)} · ${v.width}×${v.height} · ${v.codec || "?"}${v.exists ? "" : " · file missing"}`;
-  if (document.referrer && new URL(document.referrer).origin === location.origin) $("back").href = document.referrer;
+  // The server sends Referrer-Policy: no-referrer, so the results page leaves its URL here instead.
+  const results = sessionStorage.getItem("vsearch.results");
+  if (results && results.startsWith("/")) $("back").href = results;
   const current = v.segments.find((s) => String(s.segment_id) === seg) || v.segments.find((s) => s.start <= start && start < s.end);
   if (current) {
     $("range-mark").style.left = `${(100 * current.start) / v.duration}%`;
