@@ -1,4 +1,6 @@
-"""Index policy: exact up to a size, IVF above (trained, nprobe tuned for recall), IVF-PQ on demand."""
+"""Index policy: exact up to a size, IVF-SQ8 above (trained on a sample, HNSW coarse quantizer,
+exact re-rank from the stored vectors, nprobe tuned on held-out queries), IVF and IVF-PQ on
+demand; growth without rebuilds, drift checks, deletes without rebuilds."""
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ from sqlalchemy import select
 from vsearch.errors import ConfigError
 from vsearch.store import SegmentWrite, Store, VideoWrite, index_sync
 from vsearch.store.schema import Embedding
-from vsearch.store.vectors import FLAT_MAX, choose_index, list_index_files
+from vsearch.store.vectors import FLAT_MAX, TRAIN_PER_LIST, choose_index, held_out_queries, list_index_files
 
 DIM = 16
 
@@ -21,15 +23,18 @@ class Enc:
             return {"family": "test", "dim": DIM}
 
 
-def structured(n, seed=0):
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n, 4)) @ rng.normal(size=(4, DIM)) + 0.3 * rng.normal(size=(n, DIM))
+def structured(n, seed=0, basis=None):
+    """Points near a random 4-d subspace; ``basis`` picks the subspace (default: ``seed``), so
+    two seeds with one basis are two samples of the same distribution."""
+    w = np.random.default_rng(seed if basis is None else basis).normal(size=(4, DIM))
+    rng = np.random.default_rng(seed + 1000)
+    z = rng.normal(size=(n, 4)) @ w + 0.3 * rng.normal(size=(n, DIM))
     return (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(np.float32)
 
 
-def fill(st, n_videos, per_video=10, seed=0):
+def fill(st, n_videos, per_video=10, seed=0, basis=None):
     rec = st.bind_encoder(Enc())
-    vecs = structured(n_videos * per_video, seed)
+    vecs = structured(n_videos * per_video, seed, basis)
     info = {"duration": 1, "fps": 1, "num_frames": 1, "width": 1, "height": 1}
     videos = [
         VideoWrite(
@@ -63,8 +68,12 @@ def ids_in_db(st):
 
 def test_choose_index_is_a_pure_size_policy():
     assert choose_index(FLAT_MAX, 512).kind == "flat"
+    assert choose_index(FLAT_MAX + 1, 512).kind == "ivf-sq8"
     ivf = choose_index(1_000_000, 512)
-    assert (ivf.kind, ivf.nlist) == ("ivf", 4096)  # 4 * sqrt(1e6) = 4000 -> 2^12
+    assert (ivf.kind, ivf.nlist) == ("ivf-sq8", 4096)  # 4 * sqrt(1e6) = 4000 -> 2^12
+    # The memory model: one byte per dimension, trained on 64 points per list (262,144 at 1M).
+    assert ivf.code_bytes(512) == 512 and ivf.training_size() == 4096 * TRAIN_PER_LIST
+    assert choose_index(1_000_000, 512, "ivf").code_bytes(512) == 2048
     assert choose_index(300_000, 512).nlist == 2048
     pq = choose_index(1_000_000, 512, "ivf-pq")
     assert (pq.nlist, pq.pq_m, pq.pq_bits) == (4096, 64, 8)  # 64-byte codes
@@ -108,28 +117,112 @@ def test_auto_policy_switches_past_the_threshold_and_pinned_stays(tmp_path, monk
     assert st.apply_index_policy() is None and st.vector_index().kind == "flat"
     fill(st, 100, seed=1)  # 1,500 vectors: past the (lowered) threshold
     change = st.apply_index_policy()
-    assert change["kind"] == "ivf" and change["policy"] == "auto" and st.vector_index().kind == "ivf"
+    assert change["kind"] == "ivf-sq8" and change["policy"] == "auto" and st.vector_index().kind == "ivf-sq8"
     st.rebuild_index("flat")  # pinned by hand
     fill(st, 100, seed=2)
     assert st.apply_index_policy() is None and st.vector_index().kind == "flat"
     st.close()
 
 
-def test_ivf_pq_is_smaller_and_records_its_recall(tmp_path):
+def measured_recall(st, k=10):
+    """recall@k of the store's own search path (``Store.nearest``) against brute force over the
+    stored vectors, on the same held-out queries the build tunes with."""
+    db_ids, db_vecs = exact(st)
+    queries = held_out_queries(db_vecs)
+    truth = db_ids[np.argsort(-(queries @ db_vecs.T), axis=1, kind="stable")[:, :k]]
+    got = st.nearest(st.vector_index(), queries, k).ids
+    return float(np.mean([len(set(t.tolist()) & set(g.tolist())) / k for t, g in zip(truth, got)]))
+
+
+@pytest.mark.parametrize("kind", ["ivf-sq8", "ivf-pq"])
+def test_lossy_kinds_are_smaller_and_record_the_recall_they_reach(tmp_path, kind):
     st = Store.open(tmp_path / "s")
     fill(st, 300)
-    flat_bytes = st.status()["index"]["bytes"] or 0
     st.save_index()
     flat_bytes = st.status()["index"]["bytes"]
-    result = st.rebuild_index("ivf-pq")
-    assert result["kind"] == "ivf-pq" and result["pq_m"] == DIM // 8
-    # The recorded recall is what the index really achieves against exact search (measured here).
-    db_ids, db_vecs = exact(st)
-    queries = db_vecs[:: max(1, len(db_vecs) // 100)][:100]
-    truth = np.argsort(-(queries @ db_vecs.T), axis=1)[:, :10]
-    got = st.vector_index().search(queries, 10).ids
-    measured = np.mean([len(set(db_ids[t].tolist()) & set(g.tolist())) / 10 for t, g in zip(truth, got)])
-    assert abs(measured - result["recall_at_10"]) <= 0.15 and measured >= 0.3, (measured, result["recall_at_10"])
+    result = st.rebuild_index(kind)
+    assert result["kind"] == kind and result["bytes"] > 0 and result["build_s"] >= 0
+    if kind == "ivf-pq":
+        assert result["pq_m"] == DIM // 8
+    # The recorded recall is what the search path achieves on those queries: the re-rank scores
+    # from the stored vectors, as the build's meter does. Only float rounding at the 10th place
+    # may differ between numpy's brute force here and FAISS's (5 of 5,000 hits at most).
+    assert measured_recall(st) == pytest.approx(result["recall_at_10"], abs=1e-3)
+    if kind == "ivf-sq8":
+        assert result["recall_at_10"] >= 0.95
     assert st.status()["index"]["bytes"] < flat_bytes
     assert st.check().ok
+    st.close()
+
+
+def test_reranked_scores_are_the_exact_cosines_of_the_stored_vectors(tmp_path):
+    st = Store.open(tmp_path / "s")
+    fill(st, 300)
+    st.rebuild_index("ivf-sq8")
+    db_ids, db_vecs = exact(st)
+    q = held_out_queries(db_vecs, 5, seed=3)
+    res = st.nearest(st.vector_index(), q, 10)
+    by_id = dict(zip(db_ids.tolist(), db_vecs))
+    for qi in range(len(q)):
+        want = [float(by_id[int(i)] @ q[qi]) for i in res.ids[qi]]
+        assert np.allclose(res.scores[qi], want, atol=1e-5)
+        assert list(res.scores[qi]) == sorted(res.scores[qi], reverse=True)
+    st.close()
+
+
+def test_growth_adds_without_retraining_and_checks_drift(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        index_sync, "choose_index", lambda n, dim, kind="auto", nlist=None: choose_index(n, dim, kind, nlist, flat_max=1000)
+    )
+    st = Store.open(tmp_path / "s")
+    fill(st, 200)  # 2,000 vectors
+    built = st.apply_index_policy()
+    assert built["kind"] == "ivf-sq8" and built["trained_on"] == 2000
+    # +10% from the same distribution: added to the lists as they are; no retraining, no check.
+    fill(st, 20, seed=1, basis=0)
+    assert st.apply_index_policy() is None
+    params = st.status()["index"]["params"]
+    assert params["trained_on"] == 2000 and "drift" not in params
+    assert set(st.vector_index().ids().tolist()) == ids_in_db(st)
+    # +30% since the last check: recall is measured again and recorded; the same distribution
+    # keeps its recall, so the training stays.
+    fill(st, 60, seed=2, basis=0)
+    change = st.apply_index_policy()
+    assert change is not None and change["drift"][-1]["vectors"] == 2800
+    assert change["drift"][-1]["action"] in ("kept", "retuned") and change["trained_on"] == 2000
+    assert measured_recall(st) >= 0.95 - index_sync.DRIFT_TOLERANCE
+    st.close()
+
+
+def test_new_kind_of_content_makes_recall_drift_and_the_index_recovers(tmp_path, monkeypatch):
+    """Vectors from another distribution than the centroids were trained on: the drift check
+    must notice and bring recall back to the target (re-tuning or retraining)."""
+    monkeypatch.setattr(
+        index_sync, "choose_index", lambda n, dim, kind="auto", nlist=None: choose_index(n, dim, kind, nlist, flat_max=1000)
+    )
+    st = Store.open(tmp_path / "s")
+    fill(st, 150)
+    st.apply_index_policy()
+    fill(st, 300, seed=7)  # structured() with another seed: other directions, 2x the trained size
+    change = st.apply_index_policy()
+    assert change is not None and change["drift"][-1]["action"] in ("retuned", "retrained")
+    assert change["recall_at_10"] >= 0.95 and measured_recall(st) >= 0.95
+    st.close()
+
+
+def test_deletes_do_not_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        index_sync, "choose_index", lambda n, dim, kind="auto", nlist=None: choose_index(n, dim, kind, nlist, flat_max=1000)
+    )
+    st = Store.open(tmp_path / "s")
+    fill(st, 200)
+    st.apply_index_policy()
+    before = st.status()["index"]["params"]
+    removed = st.remove_paths([f"/v/0_{i}.mp4" for i in range(40)])
+    assert len(removed) == 40
+    assert st.apply_index_policy() is None
+    assert st.status()["index"]["params"] == before  # same training, same build
+    assert set(st.vector_index().ids().tolist()) == ids_in_db(st)
+    st.save_index()
+    assert set(Store.open(st.root).vector_index().ids().tolist()) == ids_in_db(st)
     st.close()

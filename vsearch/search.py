@@ -6,17 +6,30 @@ built the store, or refused with a clear message when another one is passed.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
 from .errors import DecodeError, EmptyStore, EncoderLoadError, EncoderMismatch, QueryError
-from .store.store import Store
+from .filters import SearchFilter
+from .store import Store
 from .video.discover import display_path
 from .video.sampling import format_range
 
 MAX_K = 10_000
+#: A filter keeping fewer than this share of the store is searched only among its members
+#: (every list probed, distances for members only); a broader one filters the results of an
+#: unfiltered search that over-fetches by 1/share. At 20% the over-fetch is 5x, which costs
+#: less than testing every stored id against the member set.
+RESTRICT_BELOW_SHARE = 0.2
+#: Composed queries: the text's share when a query has both text and an image.
+TEXT_WEIGHT = 0.5
+#: Composed queries: how far each ``--not`` description pushes the query away.
+NOT_WEIGHT = 0.5
 
 
 def check_k(k: int) -> None:
@@ -37,6 +50,8 @@ class Hit:
     #: The file is gone from disk since it was indexed (moved, deleted, drive unmounted): the
     #: hit is still shown, flagged, so the user knows the store is stale there.
     missing: bool = False
+    #: When the footage was recorded (POSIX seconds UTC; container time, else file mtime).
+    recorded_at: float | None = None
 
     @property
     def time_range(self) -> str:
@@ -49,6 +64,9 @@ class Hit:
         d["start"] = round(self.start, 3)
         d["end"] = round(self.end, 3)
         d["range"] = self.time_range
+        d["recorded_at"] = (
+            None if self.recorded_at is None else datetime.fromtimestamp(self.recorded_at, UTC).isoformat().replace("+00:00", "Z")
+        )
         return d
 
 
@@ -134,20 +152,62 @@ def clean_query(query: str) -> str:
     return q
 
 
-def search(store: Store, query: str, k: int = 10, *, encoder=None, segments: bool = False, rerank: int = 0) -> SearchResponse:
+def compose(
+    text: np.ndarray | None = None, image: np.ndarray | None = None, negatives: Sequence[np.ndarray] = ()
+) -> np.ndarray:
+    """One query vector from unit text, image and negative vectors (all from one encoder).
+
+    ``q = normalize(w·t + (1 − w)·i)`` with ``w = TEXT_WEIGHT`` (0.5) when both are given, else
+    whichever is; then ``q ← normalize(q − NOT_WEIGHT · Σ n_j)`` over the ``--not``
+    descriptions (0.5 each). The sum of two unit vectors points between them (a picture "at
+    night"); subtracting a description lowers every segment's score by half its cosine to
+    that description, so segments like it fall and the others keep their order.
+    """
+    if text is None and image is None:
+        raise QueryError("a query needs text or an image")
+    if text is not None and image is not None:
+        q = TEXT_WEIGHT * np.asarray(text, np.float32) + (1 - TEXT_WEIGHT) * np.asarray(image, np.float32)
+    else:
+        q = np.asarray(text if text is not None else image, np.float32).copy()
+    q = q / max(float(np.linalg.norm(q)), 1e-12)
+    for n in negatives:
+        q = q - NOT_WEIGHT * np.asarray(n, np.float32)
+    norm = float(np.linalg.norm(q))
+    if norm < 1e-6:
+        raise QueryError("--not cancels the whole query: the description to avoid is the one searched for")
+    return (q / norm).astype(np.float32)
+
+
+def search(
+    store: Store,
+    query: str,
+    k: int = 10,
+    *,
+    encoder=None,
+    segments: bool = False,
+    rerank: int = 0,
+    filters: SearchFilter | None = None,
+    negatives: Sequence[str] = (),
+    image=None,
+) -> SearchResponse:
     """Top ``k`` videos (best segment each), or the top ``k`` segments with ``segments=True``.
 
     ``k`` larger than what the store holds returns everything. Scores are cosine similarities;
     with ``rerank=N`` (encoders that have a re-ranker, i.e. X-CLIP) the best N segments are
     re-scored by the model's trained, video-conditioned score, recomputed from their frames.
+    ``filters`` restricts the videos; ``negatives`` (descriptions to move away from) and
+    ``image`` (bytes, a path or an ``(h, w, 3)`` array, searched together with the text) compose
+    the query (``compose``).
     """
     t0 = time.perf_counter()
     q = clean_query(query)
     check_k(k)
+    negs = [clean_query(n) for n in negatives]
     own = encoder is None
     for attempt in range(2):
         try:
-            return _search(store, q, k, load_store_encoder(store) if own else encoder, segments, t0, rerank)
+            enc = load_store_encoder(store) if own else encoder
+            return _search(store, q, k, enc, segments, t0, rerank, filters, negs, image)
         except EncoderMismatch:
             # The store switched encoders (a re-embedding finished) between loading ours and
             # reading the index: with the store's own encoder, load the new one and retry.
@@ -156,7 +216,18 @@ def search(store: Store, query: str, k: int = 10, *, encoder=None, segments: boo
     raise AssertionError("unreachable")
 
 
-def _search(store: Store, q: str, k: int, encoder, segments: bool, t0: float, rerank: int = 0) -> SearchResponse:
+def _search(
+    store: Store,
+    q: str,
+    k: int,
+    encoder,
+    segments: bool,
+    t0: float,
+    rerank: int = 0,
+    filters: SearchFilter | None = None,
+    negatives: Sequence[str] = (),
+    image=None,
+) -> SearchResponse:
     store.check_encoder(encoder)
     warnings = []
     limit = encoder.spec.max_text_len
@@ -166,19 +237,40 @@ def _search(store: Store, q: str, k: int, encoder, segments: bool, t0: float, re
     total = index.ntotal
     if total == 0:
         raise EmptyStore(f"the store at {store.root} has no segments yet: index some videos first")
-    qv = encoder.encode_query(q).numpy()[None, :]
+    empty = _empty_paths(store, filters)
+    if empty:
+        return SearchResponse(q, [], total, (time.perf_counter() - t0) * 1000, [f"0 results: no indexed video under {p}" for p in empty])
+    tv = encoder.encode_query(q).numpy()
+    iv = None
+    if image is not None:
+        from .image_query import image_vector, load_image
+
+        iv = image_vector(encoder, image if isinstance(image, np.ndarray) else load_image(image))
+    qv = compose(tv, iv, [encoder.encode_query(n).numpy() for n in negatives])[None, :]
     if rerank:
         if not hasattr(encoder, "rerank_scores"):
             raise QueryError(f"{encoder.family} encoders have no re-ranker (X-CLIP has one)")
+        if filters is not None and not filters.empty or negatives or image is not None:
+            raise QueryError("re-ranking works on a plain text query: drop --rerank, or the filters / --not / --image")
         hits = _reranked(store, index, encoder, q, qv, max(rerank, k), total)
         if not segments:
             hits = _first_per_video(hits)
         return SearchResponse(q, hits[:k], total, (time.perf_counter() - t0) * 1000, warnings, reranked=True)
-    hits = flag_missing(search_vector(store, index, qv, k, segments))
+    hits = flag_missing(rank_segments(store, index, qv, k, segments, filters))
     gone = sum(h.missing for h in hits)
     if gone:
         warnings.append(f"{gone} of these files are no longer on disk (flagged missing); `vsearch list --missing` lists them")
     return SearchResponse(q, hits, total, (time.perf_counter() - t0) * 1000, warnings)
+
+
+def _empty_paths(store: Store, filters: SearchFilter | None) -> list[str]:
+    """The ``--in`` paths with nothing indexed under them, when none of them has anything."""
+    if filters is None or not filters.under:
+        return []
+    counts = [store.count_videos_under(p) for p in filters.under]
+    if any(counts):
+        return []
+    return list(filters.given_paths or filters.under)
 
 
 def flag_missing(hits: list[Hit]) -> list[Hit]:
@@ -190,32 +282,47 @@ def flag_missing(hits: list[Hit]) -> list[Hit]:
     return hits
 
 
-def search_vector(store: Store, index, qv: np.ndarray, k: int, segments: bool = False) -> list[Hit]:
-    """The search path after text encoding: FAISS, then SQLite rows, then best segment per video."""
+def rank_segments(
+    store: Store, index, qv: np.ndarray, k: int, segments: bool = False, filters: SearchFilter | None = None
+) -> list[Hit]:
+    """The search path after the query vector: FAISS (re-ranked exactly where its codes are
+    lossy), SQLite rows, the filters, then the best segment per video.
+
+    Best segment per video over-fetches until ``k`` distinct videos are found or the index is
+    exhausted, so one video owning thousands of the top segments cannot crowd the others out.
+    A filter is applied by how much of the store it keeps (``RESTRICT_BELOW_SHARE``); either
+    way every returned row is checked against it.
+    """
     total = index.ntotal
-    if segments:
-        res = index.search(qv, min(k, total))
-        rows = store.segment_rows([i for i in res.ids[0] if i >= 0])
-        return [_hit(rows[i], s) for s, i in zip(res.scores[0], res.ids[0]) if i in rows]
-    return _best_per_video(store, index, qv, k, total)
-
-
-def _best_per_video(store: Store, index, qv: np.ndarray, k: int, total: int) -> list[Hit]:
-    """Over-fetch segments until ``k`` distinct videos are found (or the index is exhausted)."""
-    fetch = min(total, max(4 * k, 32))
+    allowed, share = None, 1.0
+    if filters is not None and not filters.empty:
+        kept = store.count_segments(filters)
+        if kept == 0:
+            return []
+        share = kept / max(store.count_segments(), 1)
+        if share < RESTRICT_BELOW_SHARE:
+            allowed = store.filtered_segment_ids(filters)
+            total = min(total, len(allowed))
+    fetch = k if segments else max(4 * k, 32)
     while True:
-        res = index.search(qv, fetch)
+        n = min(total, fetch if allowed is not None else math.ceil(fetch / share))
+        res = store.nearest(index, qv, n, allowed)
         ids = [int(i) for i in res.ids[0] if i >= 0]
         rows = store.segment_rows(ids)
-        best: dict[int, Hit] = {}
-        for score, sid in zip(res.scores[0], res.ids[0]):
-            row = rows.get(int(sid))
-            if row is None or row.video_id in best:
-                continue  # results are sorted: the first segment seen per video is its best
-            best[row.video_id] = _hit(row, score)
-        if len(best) >= k or fetch >= total:
-            return list(best.values())[:k]
-        fetch = min(total, fetch * 4)
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for score, sid in zip(res.scores[0], ids):
+            row = rows.get(sid)
+            if row is None or (filters is not None and not filters.matches(row.path, row.duration, row.recorded_at)):
+                continue
+            if not segments:
+                if row.video_id in seen:
+                    continue  # results are sorted: the first segment seen per video is its best
+                seen.add(row.video_id)
+            hits.append(_hit(row, score))
+        if len(hits) >= k or n >= total:
+            return hits[:k]
+        fetch *= 4
 
 
 def _reranked(store: Store, index, encoder, q: str, qv: np.ndarray, n: int, total: int) -> list[Hit]:
@@ -224,7 +331,7 @@ def _reranked(store: Store, index, encoder, q: str, qv: np.ndarray, n: int, tota
     from .video.decode import VideoReader, center_crop
     from .video.transforms import to_pixels
 
-    res = index.search(qv, min(n, total))
+    res = store.nearest(index, qv, min(n, total))
     ids = [int(i) for i in res.ids[0] if i >= 0]
     rows = store.segment_rows(ids)
     frames_of = store.frame_indices(ids)
@@ -255,11 +362,20 @@ def _first_per_video(hits: list[Hit]) -> list[Hit]:
 
 
 def _hit(row, score) -> Hit:
-    return Hit(row.path, float(score), row.start_s, row.end_s, row.idx, row.segment_id, row.video_id)
+    return Hit(
+        row.path, float(score), row.start_s, row.end_s, row.idx, row.segment_id, row.video_id, recorded_at=row.recorded_at
+    )
 
 
 def search_by_vector(
-    store: Store, qv: np.ndarray, k: int = 10, *, segments: bool = False, label: str = "", fingerprint: str | None = None
+    store: Store,
+    qv: np.ndarray,
+    k: int = 10,
+    *,
+    segments: bool = False,
+    label: str = "",
+    fingerprint: str | None = None,
+    filters: SearchFilter | None = None,
 ) -> SearchResponse:
     """Search with a ready query vector (an image's, or a stored segment's): no text encoder."""
     t0 = time.perf_counter()
@@ -267,19 +383,23 @@ def search_by_vector(
     index = store.vector_index(fingerprint)
     if index.ntotal == 0:
         raise EmptyStore(f"the store at {store.root} has no segments yet: index some videos first")
-    hits = flag_missing(search_vector(store, index, np.asarray(qv, np.float32)[None, :], k, segments))
+    hits = flag_missing(rank_segments(store, index, np.asarray(qv, np.float32)[None, :], k, segments, filters))
     return SearchResponse(label, hits, index.ntotal, (time.perf_counter() - t0) * 1000)
 
 
-def search_like(store: Store, segment_id: int, k: int = 10, *, segments: bool = False) -> SearchResponse:
+def search_like(
+    store: Store, segment_id: int, k: int = 10, *, segments: bool = False, filters: SearchFilter | None = None
+) -> SearchResponse:
     """More like this: the stored vector of ``segment_id`` is the query (nothing is decoded)."""
     qv = store.segment_vector(segment_id)
     if qv is None:
         raise QueryError(f"segment {segment_id} is not in the store")
-    return search_by_vector(store, qv, k, segments=segments, label=f"like segment {segment_id}")
+    return search_by_vector(store, qv, k, segments=segments, label=f"like segment {segment_id}", filters=filters)
 
 
-def search_image(store: Store, image, k: int = 10, *, encoder=None, segments: bool = False) -> SearchResponse:
+def search_image(
+    store: Store, image, k: int = 10, *, encoder=None, segments: bool = False, filters: SearchFilter | None = None
+) -> SearchResponse:
     """Search by an image (bytes, a path, or an ``(h, w, 3)`` array), embedded by the store's
     encoder as a one-frame video (``image_query``)."""
     from .image_query import image_vector, load_image
@@ -287,4 +407,6 @@ def search_image(store: Store, image, k: int = 10, *, encoder=None, segments: bo
     pixels = image if isinstance(image, np.ndarray) else load_image(image)
     enc = encoder or load_store_encoder(store)
     store.check_encoder(enc)
-    return search_by_vector(store, image_vector(enc, pixels), k, segments=segments, label="image", fingerprint=enc.fingerprint)
+    return search_by_vector(
+        store, image_vector(enc, pixels), k, segments=segments, label="image", fingerprint=enc.fingerprint, filters=filters
+    )

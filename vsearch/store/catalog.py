@@ -8,8 +8,9 @@ import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
+from ..filters import SearchFilter
 from .base import StoreBase
 from .rows import KnownVideo, SegmentRow, unpack_vectors
 from .rows import chunks as _chunks
@@ -23,6 +24,21 @@ class Catalog(StoreBase):
     def count_videos(self) -> int:
         with self.Session() as s:
             return int(s.scalar(select(func.count()).select_from(Video)))
+
+    def sampling(self) -> str | None:
+        """How the stored videos' frames were chosen: "exact", "fast", "mixed" (runs of both), or
+        None for an empty store. Stores from before the choice existed sampled exactly."""
+        with self.Session() as s:
+            mode = self._meta(s, "sampling")
+            if mode is None and s.scalar(select(func.count()).select_from(Video)):
+                return "exact"
+            return mode
+
+    def note_sampling(self, mode: str) -> None:
+        """Record that an index run stored videos sampled with ``mode``."""
+        before = self.sampling()
+        with self.Session.begin() as s:
+            self._set_meta(s, "sampling", mode if before in (None, mode) else "mixed")
 
     def known_videos(self, roots: Sequence[str]) -> dict[str, KnownVideo]:
         """Stored videos at or under each root (a root may be a file or a folder)."""
@@ -97,15 +113,22 @@ class Catalog(StoreBase):
         path, idx, start = row
         return path, int(idx[len(idx) // 2]) if idx else int(start)
 
-    def segments_without_thumbnail(self, limit: int | None = None) -> list[tuple[int, str, int, float]]:
-        """(segment id, path, middle sampled frame, display aspect) of segments with no thumbnail."""
+    def segments_without_thumbnail(
+        self, limit: int | None = None, narrower_than: int | None = None
+    ) -> list[tuple[int, str, int, float]]:
+        """(segment id, path, middle sampled frame, display aspect) of segments with no thumbnail,
+        or (``narrower_than``) one narrower than that many pixels."""
         enc = self.encoder()
         q = (
             select(Segment.id, Video.path, Embedding.frame_indices, Video.width, Video.height, Segment.start_frame)
             .join(Video, Video.id == Segment.video_id)
             .outerjoin(Embedding, (Embedding.segment_id == Segment.id) & (Embedding.encoder_id == (enc.id if enc else -1)))
             .outerjoin(Thumbnail, Thumbnail.segment_id == Segment.id)
-            .where(Thumbnail.segment_id.is_(None))
+            .where(
+                Thumbnail.segment_id.is_(None)
+                if narrower_than is None
+                else (Thumbnail.segment_id.is_(None) | (Thumbnail.width < int(narrower_than)))
+            )
             .order_by(Segment.id)
         )
         if limit:
@@ -176,7 +199,10 @@ class Catalog(StoreBase):
         with self.Session() as s:
             for chunk in _chunks([int(i) for i in segment_ids], 900):
                 q = (
-                    select(Segment.id, Segment.video_id, Video.path, Segment.idx, Segment.start_s, Segment.end_s, Video.duration)
+                    select(
+                        Segment.id, Segment.video_id, Video.path, Segment.idx, Segment.start_s, Segment.end_s, Video.duration,
+                        Video.recorded_at,
+                    )
                     .join(Video, Video.id == Segment.video_id)
                     .where(Segment.id.in_(chunk))
                 )
@@ -195,3 +221,44 @@ class Catalog(StoreBase):
                 )
                 out.update({sid: list(idx) for sid, idx in s.execute(q)})
         return out
+
+    # -- filters (see vsearch/filters.py) ----------------------------------------------------
+    @staticmethod
+    def _filter_clauses(flt: SearchFilter) -> list:
+        clauses = []
+        if flt.under:
+            spans = []
+            for p in flt.under:
+                lo, hi = _prefix_range(p)
+                spans.append((Video.path == p) | ((Video.path >= lo) & (Video.path < hi)))
+            clauses.append(or_(*spans))
+        if flt.min_duration is not None:
+            clauses.append(Video.duration >= flt.min_duration)
+        if flt.max_duration is not None:
+            clauses.append(Video.duration <= flt.max_duration)
+        if flt.after is not None:
+            clauses.append(Video.recorded_at >= flt.after)
+        if flt.before is not None:
+            clauses.append(Video.recorded_at < flt.before)
+        return clauses
+
+    def count_segments(self, flt: SearchFilter | None = None) -> int:
+        """Segments in the store, or those whose video passes ``flt``."""
+        q = select(func.count(Segment.id))
+        if flt is not None and not flt.empty:
+            q = q.join(Video, Video.id == Segment.video_id).where(*self._filter_clauses(flt))
+        with self.Session() as s:
+            return int(s.scalar(q) or 0)
+
+    def filtered_segment_ids(self, flt: SearchFilter) -> np.ndarray:
+        """Ids of the segments whose video passes ``flt`` (int64, ascending)."""
+        q = select(Segment.id).join(Video, Video.id == Segment.video_id).where(*self._filter_clauses(flt)).order_by(Segment.id)
+        with self.Session() as s:
+            return np.fromiter((i for (i,) in s.execute(q)), dtype=np.int64)
+
+    def count_videos_under(self, path: str) -> int:
+        """Videos stored at ``path`` (a file) or under it (a folder)."""
+        p = os.path.abspath(path)
+        lo, hi = _prefix_range(p)
+        with self.Session() as s:
+            return int(s.scalar(select(func.count(Video.id)).where((Video.path == p) | ((Video.path >= lo) & (Video.path < hi)))) or 0)

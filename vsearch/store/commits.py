@@ -18,6 +18,16 @@ from .rows import prefix_range as _prefix_range
 from .schema import Embedding, Failure, Segment, Thumbnail, Tombstone, Video, utcnow
 
 
+def recording_time(v: VideoWrite) -> dict:
+    """When the footage was recorded: the container's ``creation_time`` (POSIX seconds, from the
+    probe) when it has one, else the file's mtime. Both are kept apart (``recorded_from``) so a
+    user can tell a camera's clock from a copy's date."""
+    created = v.info.get("creation_time")
+    if isinstance(created, (int, float)) and created > 0:
+        return {"recorded_at": float(created), "recorded_from": "container"}
+    return {"recorded_at": v.mtime_ns / 1e9, "recorded_from": "mtime"}
+
+
 class Commits(StoreBase):
     @storage_errors
     def commit(self, encoder_id: int, videos: Sequence[VideoWrite] = (), remove_video_ids: Iterable[int] = ()) -> int:
@@ -68,6 +78,7 @@ class Commits(StoreBase):
                 "decoder": v.info.get("backend"),
                 "indexed_at": now,
                 "warnings": printable(v.warnings) if v.warnings else None,
+                **recording_time(v),
             }
             for v in videos
         ]

@@ -15,8 +15,28 @@ from sqlalchemy.orm import Session
 from ..errors import EmptyStore, EncoderMismatch, StoreError
 from .base import StoreBase, storage_errors
 from .rows import VECTOR_DTYPE, EncoderRecord, unpack_vectors
+from .rows import chunks as _chunks
 from .schema import Embedding, Tombstone, VectorIndexConfig, utcnow
-from .vectors import IndexPlan, VectorIndex, choose_index, index_file_name, list_index_files, recall_meter, tune_nprobe
+from .vectors import (
+    TARGET_RECALL,
+    TRAIN_PER_LIST,
+    IndexPlan,
+    SearchResult,
+    VectorIndex,
+    choose_index,
+    exact_rerank,
+    index_file_name,
+    list_index_files,
+    recall_meter,
+    rerank_depth,
+    tune_nprobe,
+)
+
+#: Re-measure an IVF's recall once this share of its vectors arrived after training.
+DRIFT_CHECK_GROWTH = 0.25
+#: Retrain when recall at the tuned nprobe fell this far below the target and doubling nprobe
+#: does not bring it back (the centroids no longer describe the collection).
+DRIFT_TOLERANCE = 0.02
 
 
 class IndexSync(StoreBase):
@@ -175,10 +195,15 @@ class IndexSync(StoreBase):
         """Rebuild FAISS from the database (``vsearch reindex``), optionally as another kind.
 
         ``kind``: None keeps the configured kind; "auto" applies the size policy; "flat", "ivf",
-        "ivf-pq" force one. IVF kinds are trained on (a sample of) the stored vectors and their
-        nprobe tuned for recall@10 >= 0.95 against exact search (or pinned with ``nprobe``).
-        The choice is recorded (``vector_indexes``) and shown by ``status``.
+        "ivf-sq8", "ivf-pq" force one. IVF kinds are trained on a sample of the stored vectors
+        (``TRAIN_PER_LIST`` per list) and their nprobe tuned on held-out queries for
+        recall@10 >= 0.95 against exact search (or pinned with ``nprobe``). The choice, its
+        measured recall, build time and size are recorded (``vector_indexes``) and shown by
+        ``status``.
         """
+        import time
+
+        t0 = time.perf_counter()
         rec = self.encoder()
         if rec is None:
             raise EmptyStore(f"the store at {self.root} is empty")
@@ -206,8 +231,11 @@ class IndexSync(StoreBase):
                     probe, recall = tune_nprobe(index, ids, vecs)
                     params["nprobe"], params["recall_at_10"] = probe, round(recall, 4)
                 params["trained_on"] = len(ids)
-            with self.Session.begin() as s:
-                s.merge(VectorIndexConfig(encoder_id=rec.id, kind=plan.kind, params=params, updated_at=utcnow()))
+                params["recall_checked_at"] = len(ids)
+            del vecs
+            params["bytes"] = index.nbytes()
+            params["build_s"] = round(time.perf_counter() - t0, 1)
+            self._record_params(rec.id, plan.kind, params)
             self._index, self._index_gen, self._index_encoder = index, gen, rec.id
             for _fgen, path in list_index_files(self.index_dir, rec.id):
                 path.unlink(missing_ok=True)
@@ -215,8 +243,17 @@ class IndexSync(StoreBase):
         return {"kind": plan.kind, "vectors": index.ntotal, **params}
 
     def apply_index_policy(self) -> dict | None:
-        """After indexing: switch flat→IVF past the size threshold, retrain an IVF that outgrew
-        its training 4x. Only for the automatic policy; a pinned kind is left alone."""
+        """After indexing: keep the index right for its size without needless rebuilds.
+
+        - flat → IVF past the size threshold (and back, if the store shrank below it);
+        - an IVF takes new vectors without retraining (its lists just grow); once
+          ``DRIFT_CHECK_GROWTH`` of its vectors arrived after the last check, its recall is
+          measured again on held-out queries. Recall within ``DRIFT_TOLERANCE`` of the target:
+          recorded, nothing else. Below: nprobe is re-tuned (cheap); only if that cannot reach
+          the target within twice the tuned nprobe is the index retrained.
+
+        Only for the automatic policy; a pinned kind is left alone. Returns what was done.
+        """
         rec = self.encoder()
         if rec is None:
             return None
@@ -224,15 +261,79 @@ class IndexSync(StoreBase):
             cfg = s.get(VectorIndexConfig, rec.id)
         if cfg is not None and cfg.params.get("policy") == "pinned":
             return None
-        n = self.vector_index().ntotal
+        index = self.vector_index()
+        n = index.ntotal
         kind = cfg.kind if cfg else "flat"
         wanted = choose_index(n, int(rec.spec["dim"]), "auto").kind
-        if wanted != kind or (kind != "flat" and n > 4 * int(cfg.params.get("trained_on", n))):
+        if (wanted == "flat") != (kind == "flat") or (kind == "ivf" and wanted != "ivf" and n > 4 * int(cfg.params.get("trained_on", n))):
             return self.rebuild_index("auto")
-        return None
+        if kind == "flat":
+            return None
+        params = dict(cfg.params)
+        checked = int(params.get("recall_checked_at", params.get("trained_on", n)))
+        if n < checked * (1 + DRIFT_CHECK_GROWTH):
+            return None
+        return self._check_drift(rec, index, params, n)
 
+    def _check_drift(self, rec: EncoderRecord, index: VectorIndex, params: dict, n: int) -> dict:
+        with self.Session() as s, s.begin():
+            ids, vecs = self._all_vectors(s, rec.id, self._index_gen)
+        recall_at = recall_meter(index, ids, vecs)
+        tuned = int(params.get("nprobe", index.nprobe))
+        recall = recall_at(tuned)
+        action = "kept"
+        if recall < TARGET_RECALL - DRIFT_TOLERANCE:
+            probe, recall2 = tune_nprobe(index, ids, vecs)
+            if recall2 >= TARGET_RECALL and probe <= 2 * tuned:
+                action, tuned, recall = "retuned", probe, recall2
+            else:
+                del ids, vecs
+                event = {"vectors": n, "recall_at_10": round(recall, 4), "action": "retrained"}
+                out = self.rebuild_index("auto")
+                history = [*list(params.get("drift", []))[-9:], event]
+                self._record_params(rec.id, out["kind"], {k: v for k, v in out.items() if k not in ("kind", "vectors")} | {"drift": history})
+                return out | {"drift": history}
+        index.nprobe = tuned
+        params.update(nprobe=tuned, recall_at_10=round(recall, 4), recall_checked_at=n)
+        params["drift"] = [*list(params.get("drift", []))[-9:], {"vectors": n, "recall_at_10": round(recall, 4), "action": action}]
+        self._record_params(rec.id, index.kind, params)
+        return {"kind": index.kind, "vectors": n, **params}
 
-def training_sample(vectors: np.ndarray, nlist: int, per_list: int = 256, seed: int = 0) -> np.ndarray:
+    def _record_params(self, encoder_id: int, kind: str, params: dict) -> None:
+        with self.Session.begin() as s:
+            s.merge(VectorIndexConfig(encoder_id=encoder_id, kind=kind, params=params, updated_at=utcnow()))
+
+    # -- searching ---------------------------------------------------------------------------
+    def nearest(self, index: VectorIndex, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> SearchResult:
+        """The ``k`` nearest stored segments of each query, exact where the index is lossy.
+
+        SQ8 and PQ codes only shortlist: ``rerank_depth(k)`` candidates are re-scored from the
+        stored vectors (SQLite, the truth), so scores are the same cosines an exact search
+        gives, and recall is that of the probed lists. ``allowed`` restricts the search to
+        those segment ids (``VectorIndex.search``).
+        """
+        if not index.reranked:
+            return index.search(queries, k, allowed)
+        q = np.ascontiguousarray(queries, np.float32)
+        cand = index.search(q, rerank_depth(k), allowed).ids
+        rec_id = self._index_encoder
+        scores, ids = exact_rerank(cand, q, lambda wanted: self.stored_vectors(rec_id, wanted, index.dim), min(k, cand.shape[1]))
+        return SearchResult(scores, ids)
+
+    def stored_vectors(self, encoder_id: int, segment_ids: np.ndarray, dim: int) -> np.ndarray:
+        """Vectors of ``segment_ids`` (in that order) as stored: float16 in SQLite, as float32."""
+        wanted = [int(i) for i in segment_ids]
+        found: dict[int, bytes] = {}
+        with self.Session() as s:
+            for chunk in _chunks(wanted, 900):
+                q = select(Embedding.segment_id, Embedding.vector).where(
+                    Embedding.encoder_id == encoder_id, Embedding.segment_id.in_(chunk)
+                )
+                found.update((int(sid), blob) for sid, blob in s.execute(q))
+        zero = bytes(2 * dim)  # a segment deleted since the index was read scores 0 and sinks
+        return unpack_vectors([found.get(i, zero) for i in wanted], dim)
+
+def training_sample(vectors: np.ndarray, nlist: int, per_list: int = TRAIN_PER_LIST, seed: int = 0) -> np.ndarray:
     """At most ``per_list`` points per centroid for k-means (FAISS's own default cap)."""
     cap = per_list * nlist
     if len(vectors) <= cap:

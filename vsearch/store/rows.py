@@ -88,6 +88,8 @@ class SegmentRow:
     start_s: float
     end_s: float
     duration: float
+    #: When the footage was recorded (POSIX seconds UTC), None in rows read before 0004.
+    recorded_at: float | None = None
 
 
 def prefix_range(root: str) -> tuple[str, str]:

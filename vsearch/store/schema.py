@@ -67,7 +67,7 @@ class Video(Base):
     size: Mapped[int] = mapped_column(Integer)
     mtime_ns: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
-    duration: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Float, index=True)
     fps: Mapped[float] = mapped_column(Float)
     num_frames: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
@@ -77,6 +77,10 @@ class Video(Base):
     indexed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     #: Problems that did not stop indexing (e.g. segments that could not be decoded).
     warnings: Mapped[str | None] = mapped_column(Text)
+    #: When the footage was recorded (POSIX seconds, UTC): the container's ``creation_time``
+    #: where present, else the file's mtime; ``recorded_from`` says which ("container", "mtime").
+    recorded_at: Mapped[float | None] = mapped_column(Float, index=True)
+    recorded_from: Mapped[str | None] = mapped_column(String(16))
     segments: Mapped[list[Segment]] = relationship(
         back_populates="video", cascade="all, delete-orphan", passive_deletes=True, order_by="Segment.idx"
     )

@@ -60,12 +60,32 @@ def as_f32(vectors: np.ndarray, dim: int) -> np.ndarray:
     return x
 
 
-#: Up to this many vectors the automatic policy keeps exact search (about 50 ms per query at
-#: 250k x 512 on 2 cores; 0.2 s at 1M). Above it: IVF, trained and tuned for recall.
-FLAT_MAX = 250_000
-#: The automatic policy tunes IVF's nprobe until recall@10 against exact search reaches this.
+#: Up to this many vectors the automatic policy keeps exact search (about 20 ms per query at
+#: 100k x 512 on 2 cores; 62 ms at 250k, 0.2 s at 1M). Above it: IVF with SQ8 codes, trained
+#: on a sample, an HNSW coarse quantizer, and an exact re-rank from the stored vectors
+#: (docs/scaling.md has the measurements behind each number here).
+FLAT_MAX = 100_000
+#: The automatic policy tunes nprobe until recall@10 against exact search reaches this.
 TARGET_RECALL = 0.95
-KINDS = ("flat", "ivf", "ivf-pq")
+#: k-means gets this many training points per centroid at most (FAISS warns below 39 and
+#: caps at 256 by default; 64 costs a quarter of 256 and loses nothing measurable).
+TRAIN_PER_LIST = 64
+#: k-means iterations (FAISS's default is 25; centroids move little after 10 on embeddings).
+TRAIN_ITERATIONS = 10
+#: HNSW links per node of the coarse quantizer (the index over centroids).
+HNSW_M = 32
+KINDS = ("flat", "ivf", "ivf-sq8", "ivf-pq")
+#: Kinds whose codes are lossy: candidates are re-scored exactly from the stored vectors.
+RERANKED_KINDS = ("ivf-sq8", "ivf-pq")
+
+
+def rerank_depth(k: int) -> int:
+    """How many candidates a lossy index returns for ``k`` results before the exact re-rank.
+
+    SQ8 codes reorder near-ties (recall stops near 0.93 without a re-rank); 64 extra candidates
+    bring the top 10 back to what the probed lists hold. PQ codes are coarser and need more.
+    """
+    return max(2 * k, k + 64)
 
 
 @dataclass(frozen=True)
@@ -80,12 +100,23 @@ class IndexPlan:
     def as_params(self) -> dict:
         return {k: v for k, v in (("nlist", self.nlist), ("pq_m", self.pq_m), ("pq_bits", self.pq_bits if self.pq_m else 0)) if v}
 
+    def training_size(self) -> int:
+        """Vectors k-means is trained on (0 for flat)."""
+        return self.nlist * TRAIN_PER_LIST if self.nlist else 0
+
+    def code_bytes(self, dim: int) -> int:
+        """Bytes per stored vector (codes only; ids add 8): the memory model of the plan."""
+        return {"flat": 4 * dim, "ivf": 4 * dim, "ivf-sq8": dim, "ivf-pq": self.pq_m * self.pq_bits // 8}[self.kind]
+
 
 def choose_index(n: int, dim: int, kind: str = "auto", nlist: int | None = None, flat_max: int = FLAT_MAX) -> IndexPlan:
-    """``auto``: exact up to ``flat_max`` vectors, IVF above. nlist ≈ 4·√n as a power of two.
+    """``auto``: exact up to ``flat_max`` vectors, IVF-SQ8 with an exact re-rank above.
 
-    IVF-PQ (``kind="ivf-pq"``) stores 8 dimensions per byte-sized code (64 bytes for 512-d):
-    a 30x smaller index for a recall cost that ``reindex`` measures and records.
+    nlist ≈ 4·√n as a power of two (4,096 at 1M), never fewer than 39 points per list.
+    ``ivf`` keeps float32 codes (4 bytes a dimension: 2 GB at 1M x 512); ``ivf-sq8`` one byte
+    a dimension (512 MB at 1M), re-ranked exactly, so recall is the probed lists' recall;
+    ``ivf-pq`` stores 8 dimensions per byte (64 bytes for 512-d), for collections whose SQ8
+    codes would not fit in memory (10M x 512 is 5 GB in SQ8, 0.7 GB in PQ64).
     """
     if kind not in ("auto", *KINDS):
         raise ConfigError(f"unknown index kind {kind!r} (auto, {', '.join(KINDS)})")
@@ -96,7 +127,9 @@ def choose_index(n: int, dim: int, kind: str = "auto", nlist: int | None = None,
     if kind == "ivf-pq":
         m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0)
         return IndexPlan("ivf-pq", lists, m, 8)
-    return IndexPlan("ivf", lists)
+    if kind == "ivf":
+        return IndexPlan("ivf", lists)
+    return IndexPlan("ivf-sq8", lists)
 
 
 @dataclass(frozen=True)
@@ -120,7 +153,12 @@ class VectorIndex:
     @property
     def kind(self) -> str:
         name = type(import_faiss().downcast_index(self.index)).__name__
-        return {"IndexIVFFlat": "ivf", "IndexIVFPQ": "ivf-pq"}.get(name, "flat")
+        return {"IndexIVFFlat": "ivf", "IndexIVFScalarQuantizer": "ivf-sq8", "IndexIVFPQ": "ivf-pq"}.get(name, "flat")
+
+    @property
+    def reranked(self) -> bool:
+        """True when scores are approximate and the caller must re-rank from stored vectors."""
+        return self.kind in RERANKED_KINDS
 
     @property
     def nprobe(self) -> int:
@@ -134,6 +172,7 @@ class VectorIndex:
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:
             ivf.nprobe = int(max(1, min(value, ivf.nlist)))
+            _tune_quantizer(faiss, ivf)
             self._gpu = None
 
     @classmethod
@@ -144,12 +183,23 @@ class VectorIndex:
             return cls(dim)
         if training is None or len(training) < plan.nlist:
             raise StoreError(f"an {plan.kind} index with {plan.nlist} lists needs at least {plan.nlist} training vectors")
-        quantizer = faiss.IndexFlatIP(dim)
-        if plan.kind == "ivf":
-            index = faiss.IndexIVFFlat(quantizer, dim, plan.nlist, faiss.METRIC_INNER_PRODUCT)
+        ip = faiss.METRIC_INNER_PRODUCT
+        if plan.kind == "ivf-sq8":
+            # A fast coarse quantizer: HNSW over the centroids finds the lists to probe in
+            # ~0.1 ms where a flat scan of 4,096 centroids takes ~1 ms. k-means itself runs on a
+            # flat index (``clustering_index``): HNSW would be rebuilt at every iteration.
+            quantizer = faiss.IndexHNSWFlat(dim, HNSW_M, ip)
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, plan.nlist, faiss.ScalarQuantizer.QT_8bit, ip)
+            index.clustering_index = faiss.IndexFlatIP(dim)
+        elif plan.kind == "ivf":
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFFlat(quantizer, dim, plan.nlist, ip)
         else:
-            index = faiss.IndexIVFPQ(quantizer, dim, plan.nlist, plan.pq_m, plan.pq_bits, faiss.METRIC_INNER_PRODUCT)
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFPQ(quantizer, dim, plan.nlist, plan.pq_m, plan.pq_bits, ip)
         index.cp.seed = seed
+        index.cp.niter = TRAIN_ITERATIONS
+        index.cp.max_points_per_centroid = TRAIN_PER_LIST
         index.train(as_f32(training, dim))
         index.own_fields = True
         quantizer.this.disown()
@@ -184,12 +234,39 @@ class VectorIndex:
         parts = [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy() for i in range(ivf.nlist) if inv.list_size(i)]
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
-    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> SearchResult:
+        """Top ``k`` ids per query; with ``allowed``, only among those ids.
+
+        A restricted IVF search probes every list (the members may sit anywhere) but computes
+        distances only for members, so its cost is one id test per stored vector plus the
+        members' distances: the exact scan of a small subset, without reading it from disk.
+        """
         q = as_f32(queries, self.dim)
         k = max(1, min(int(k), max(self.ntotal, 1)))
-        scores, ids = self._search_index().search(q, k)
+        if allowed is None:
+            scores, ids = self._search_index().search(q, k)
+        else:
+            scores, ids = self.index.search(q, k, params=self._restricted(np.ascontiguousarray(allowed, np.int64)))
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return SearchResult(scores, ids)
+
+    def _restricted(self, allowed: np.ndarray):
+        faiss = import_faiss()
+        sel = faiss.IDSelectorBatch(allowed)
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is None:
+            params = faiss.SearchParameters()
+        else:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = int(ivf.nlist)
+            if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
+                qp = faiss.SearchParametersHNSW()
+                qp.efSearch = int(ivf.nlist)
+                params.quantizer_params = qp
+                params._keep = qp  # the SWIG object must outlive the search
+        params.sel = sel
+        params._keep_sel = sel
+        return params
 
     def _search_index(self):
         """The GPU copy when a GPU is present (made lazily, dropped on every change), else the CPU index."""
@@ -225,7 +302,21 @@ class VectorIndex:
     def read(cls, path: Path, dim: int) -> VectorIndex:
         faiss = import_faiss()
         index = faiss.read_index(os.fspath(path))
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            _tune_quantizer(faiss, ivf)
         return cls(dim, index)
+
+    def nbytes(self) -> int:
+        """Memory the index holds (codes, ids, centroids and graph), measured by serialising it."""
+        return int(import_faiss().serialize_index(self.index).nbytes)
+
+
+def _tune_quantizer(faiss, ivf) -> None:
+    """An HNSW coarse quantizer must look at least as wide as the lists it is asked for."""
+    hnsw = faiss.downcast_index(ivf.quantizer)
+    if isinstance(hnsw, faiss.IndexHNSW):
+        hnsw.hnsw.efSearch = max(64, 2 * int(ivf.nprobe))
 
 
 def index_file_name(encoder_id: int, gen: int) -> str:
@@ -256,30 +347,80 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def recall_meter(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, queries: int = 500, k: int = 10, seed: int = 0):
-    """A function ``nprobe -> recall@k`` of ``index`` against exact search over what it holds.
+def held_out_queries(vectors: np.ndarray, n: int = 500, seed: int = 0) -> np.ndarray:
+    """Queries for tuning and recall checks that are not stored vectors.
 
-    Queries are stored vectors picked at random (real text queries are not available when an
-    index is built).
+    Each is a stored vector picked at random plus isotropic noise of the same norm (cosine
+    about 0.7 to its source): it lies in the collection's region, as a query does, but is not a
+    point of it, so it cannot find itself in the first list probed. Real text queries do not
+    exist when an index is built; ``bench/search.py --query-vectors`` measures with real ones.
     """
+    rng = np.random.default_rng(seed)
+    x = np.asarray(vectors, np.float32)
+    base = x[rng.choice(len(x), size=min(n, len(x)), replace=False)]
+    noise = rng.normal(size=base.shape).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    q = base + noise
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def exact_rerank(ids: np.ndarray, queries: np.ndarray, vectors_of, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score candidate ``ids`` (nq, c; -1 padded) exactly and keep the best ``k`` per query.
+
+    ``vectors_of(flat_ids) -> (len, dim)`` returns the stored vectors (the truth). Returns
+    (scores, ids) of shape (nq, k), sorted, -inf / -1 padded.
+    """
+    nq = len(queries)
+    out_s = np.full((nq, k), -np.inf, np.float32)
+    out_i = np.full((nq, k), -1, np.int64)
+    valid = ids >= 0
+    flat = ids[valid]
+    if len(flat) == 0:
+        return out_s, out_i
+    uniq, inverse = np.unique(flat, return_inverse=True)
+    vecs = np.asarray(vectors_of(uniq), np.float32)
+    rows = np.nonzero(valid)[0]
+    scores = np.einsum("ij,ij->i", vecs[inverse], queries[rows])
+    for qi in range(nq):
+        mine = rows == qi
+        got_i, got_s = flat[mine], scores[mine]
+        order = np.argsort(-got_s, kind="stable")[:k]
+        out_s[qi, : len(order)] = got_s[order]
+        out_i[qi, : len(order)] = got_i[order]
+    return out_s, out_i
+
+
+def recall_meter(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, queries: int = 500, k: int = 10, seed: int = 0):
+    """A function ``nprobe -> recall@k`` of ``index`` (re-ranked when its codes are lossy)
+    against exact search over what it holds, on held-out queries (``held_out_queries``)."""
     faiss = import_faiss()
     x = as_f32(vectors, index.dim)
-    q = x[np.random.default_rng(seed).choice(len(x), size=min(queries, len(x)), replace=False)]
+    ids = np.asarray(ids, np.int64)
+    q = held_out_queries(x, queries, seed)
     exact = faiss.IndexFlatIP(index.dim)
     exact.add(x)
-    truth = np.asarray(ids, np.int64)[exact.search(q, k)[1]]
+    truth = ids[exact.search(q, k)[1]]
+    order = np.argsort(ids)
+    sorted_ids = ids[order]
+
+    def vectors_of(wanted: np.ndarray) -> np.ndarray:
+        return x[order[np.searchsorted(sorted_ids, wanted)]]
 
     def recall_at(nprobe: int) -> float:
         index.nprobe = nprobe
-        got = index.index.search(q, k)[1]
+        if index.reranked:
+            got = exact_rerank(index.index.search(q, rerank_depth(k))[1], q, vectors_of, k)[1]
+        else:
+            got = index.index.search(q, k)[1]
         return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(got, truth)]))
 
     return recall_at
 
 
 def tune_nprobe(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, target: float = TARGET_RECALL) -> tuple[int, float]:
-    """Smallest power-of-two nprobe whose recall@10 against exact search reaches ``target``,
-    or where recall stops improving (PQ codes cap it). Returns (nprobe, recall@10)."""
+    """Smallest nprobe (powers of two, then the midpoint below the first that passes) whose
+    recall@10 against exact search reaches ``target``, or where recall stops improving (PQ
+    codes cap it). Returns (nprobe, recall@10)."""
     ivf = import_faiss().try_extract_index_ivf(index.index)
     if ivf is None:
         return 0, 1.0
@@ -288,6 +429,12 @@ def tune_nprobe(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, target
     while True:
         recall = recall_at(probe)
         if recall >= target or probe >= ivf.nlist:
+            if last[0] and probe - last[0] >= 4:  # try halfway between the last miss and this pass
+                mid = (probe + last[0]) // 2
+                mid_recall = recall_at(mid)
+                if mid_recall >= target:
+                    return mid, mid_recall
+                index.nprobe = probe
             return probe, recall
         if recall - last[1] < 0.002:  # a plateau: more lists would only cost time
             index.nprobe = last[0]
