@@ -105,8 +105,9 @@ class EncodedVideo:
     vectors: dict[int, np.ndarray] = field(default_factory=dict)
     seg_errors: list[tuple[int, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    #: seg -> the middle sampled frame (kept only when thumbnails are wanted).
-    thumbs: dict[int, np.ndarray] = field(default_factory=dict)
+    #: seg -> its thumbnail as (jpeg, width, height) from the worker, or the middle sampled frame
+    #: (kept only when thumbnails are wanted).
+    thumbs: dict[int, np.ndarray | tuple[bytes, int, int]] = field(default_factory=dict)
     decoded: bool = False
     _waiting: set[int] = field(default_factory=set)
 
@@ -158,9 +159,10 @@ def encode_stream(
         elif kind == "segment":
             st.frame_idx[msg[2]] = list(msg[3])
             st._waiting.add(msg[2])
-            if keep_thumbnails:
+            if keep_thumbnails:  # the worker's (jpeg, w, h) when it made one, else the middle frame
                 frames = msg[4]
-                st.thumbs[msg[2]] = frames[len(frames) // 2].copy()
+                made = msg[5] if len(msg) > 5 else None
+                st.thumbs[msg[2]] = made if made is not None else frames[len(frames) // 2].copy()
             yield from deliver(batcher.add((job_id, msg[2]), msg[4]))
         elif kind == "segment_error":
             st.seg_errors.append((msg[2], msg[3]))

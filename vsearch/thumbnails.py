@@ -1,42 +1,77 @@
-"""Segment thumbnails: small JPEGs for the search page.
+"""Segment thumbnails: JPEGs worth looking at on the search page.
 
-Made at index time from a frame the encoder was fed anyway (the middle of the segment's
-sampled frames), so indexing decodes nothing twice. Frames for a "squash" model arrive
-squeezed to a square; they are stretched back to the video's display aspect, so a card shows
-the picture as a player would (at the model's resolution: a 224-px model gives 224-px-high
-thumbnails). Stores indexed before thumbnails existed get them by ``vsearch thumbnails``
-(decoding one frame per segment) or lazily from the server, cached outside the store.
+Made at index time by the decode worker from a second, cheap read: the keyframe nearest the
+middle of the segment's sampled frames, decoded at thumbnail size (``video.workers``). The
+encoder's own frames were used before; at its resolution a card showed 57x32 px (32 px model)
+or 114x64 (64 px model), unreadable. A thumbnail is ``THUMB_WIDTH`` pixels wide (never wider
+than the video), aspect kept, at most ``MAX_BYTES``: twice the width a card is laid out at,
+so it stays sharp on HiDPI screens (the page marks it ``2x``). Stores indexed before this, or
+with ``--no-thumbnails``, get them by ``vsearch thumbnails`` (``--rebuild`` replaces small
+ones) or lazily from the server, cached outside the store.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-#: Longest side of a stored thumbnail, in pixels; JPEG quality.
-MAX_SIDE = 320
-QUALITY = 80
+from .errors import VsearchError
+from .video.decode import VideoReader
+from .video.probe import read_header
+
+#: Width of a stored thumbnail in pixels (cards are laid out 220-320 CSS px wide: 2x for HiDPI).
+THUMB_WIDTH = 640
+#: Thumbnails narrower than this are upgraded by ``vsearch thumbnails --rebuild``.
+MIN_WIDTH = 320
+#: Largest JPEG stored; quality steps down until the picture fits.
+MAX_BYTES = 40_000
+QUALITIES = (82, 72, 62, 52, 42, 32)
+#: Kept for callers of the old name: the longest side of a thumbnail before issue 24.
+MAX_SIDE = THUMB_WIDTH
 
 
-def encode_jpeg(frame: np.ndarray, aspect: float | None = None) -> tuple[bytes, int, int]:
-    """``(h, w, 3)`` uint8 → JPEG bytes, width, height. With ``aspect`` (display width /
-    height), the frame is resized to that aspect first (squashed model frames)."""
+def thumbnail_decode_side(display_w: int, display_h: int, width: int = THUMB_WIDTH) -> int:
+    """The short side to decode at ("crop" resize keeps the aspect) for a picture ``width``
+    pixels wide, or the video's own size when it is smaller."""
+    if display_w <= 0 or display_h <= 0:
+        return width
+    width = min(width, display_w)
+    if display_w >= display_h:
+        return max(1, math.ceil(width * display_h / display_w))
+    return width
+
+
+def encode_jpeg(frame: np.ndarray, aspect: float | None = None, max_width: int = THUMB_WIDTH) -> tuple[bytes, int, int]:
+    """``(h, w, 3)`` uint8 → JPEG bytes, width, height: at most ``max_width`` wide and
+    ``MAX_BYTES`` long. With ``aspect`` (display width / height) the frame is first stretched to
+    that aspect (frames squashed to a square for a model)."""
     from PIL import Image
 
     img = Image.fromarray(np.ascontiguousarray(frame))
     w, h = img.size
     if aspect and aspect > 0 and abs(w / h - aspect) > 0.02:
         w = max(1, round(h * aspect))
-    scale = min(1.0, MAX_SIDE / max(w, h))
+    scale = min(1.0, max_width / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if size != img.size:
         img = img.resize(size, Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=QUALITY, optimize=True)
-    return buf.getvalue(), size[0], size[1]
+    for quality in QUALITIES:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality, optimize=True, progressive=True)
+        if buf.tell() <= MAX_BYTES:
+            break
+    else:
+        # Noise at full quality ladder still too big: halve the picture until it fits.
+        while buf.tell() > MAX_BYTES and img.width > MIN_WIDTH:
+            img = img.resize((max(MIN_WIDTH, img.width // 2), max(1, img.height // 2)), Image.Resampling.BICUBIC)
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=QUALITIES[-1], optimize=True)
+    return buf.getvalue(), img.width, img.height
 
 
 def middle(frames: np.ndarray) -> np.ndarray:
@@ -45,13 +80,34 @@ def middle(frames: np.ndarray) -> np.ndarray:
 
 
 def decode_thumbnail(path: str, frame_index: int, aspect: float | None = None) -> tuple[bytes, int, int]:
-    """Decode one frame of ``path`` (upright, display aspect) and encode it: for stores indexed
-    before thumbnails existed."""
-    from .video.decode import VideoReader
-
-    with VideoReader(path, MAX_SIDE, "crop") as reader:
+    """Decode one frame of ``path`` (upright, display aspect) at thumbnail size and encode it:
+    for stores indexed without thumbnails, and for ``--rebuild``."""
+    header = read_header(path)
+    side = thumbnail_decode_side(*header.display_size)
+    with VideoReader(path, side, "crop") as reader:
         frame = reader.get([frame_index])[0]
     return encode_jpeg(frame)
+
+
+def make_thumbnails(store, *, rebuild: bool = False, on_progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+    """Make the thumbnails ``store`` lacks; with ``rebuild`` also replace those narrower than
+    ``MIN_WIDTH`` (stores indexed before issue 24). Returns (made, failed).
+    ``on_progress(done, total)`` is called after each segment."""
+    todo = store.segments_without_thumbnail(narrower_than=MIN_WIDTH if rebuild else None)
+    made = failed = 0
+    batch: list[tuple[int, bytes, int, int]] = []
+    for done, (sid, path, frame, _aspect) in enumerate(todo, 1):
+        try:
+            batch.append((sid, *decode_thumbnail(path, frame)))
+        except VsearchError:
+            failed += 1
+        if on_progress:
+            on_progress(done, len(todo))
+        if len(batch) >= 64:
+            made += store.put_thumbnails(batch)
+            batch = []
+    made += store.put_thumbnails(batch)
+    return made, failed
 
 
 def cache_dir() -> Path:

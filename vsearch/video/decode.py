@@ -29,7 +29,8 @@ from .probe import (
     read_header,
     repair_times,
 )
-from .pyav_reader import PyAVSequential
+from .pyav_reader import PyAVSequential, keyframes_from_index
+from .readplan import KeyframeTable
 from .sampling import frame_times_from_fps
 
 __all__ = [
@@ -52,8 +53,10 @@ class VideoReader:
     so a bad file fails here with a one-line reason rather than deep in decoding.
     """
 
-    def __init__(self, path: str, image_size: int | None = None, resize: str = "squash", backend: str = "auto"):
+    def __init__(self, path: str, image_size: int | None = None, resize: str = "squash", backend: str = "auto", threads: int = 1):
         self.path = path
+        #: Decoder threads for this file (``decoder_threads``: the cores the worker pool leaves it).
+        self.threads = max(1, int(threads))
         #: Frames that could not be decoded and were replaced by the nearest decoded one.
         self.substituted = 0
         #: Problems worked around while opening (shown as warnings of an indexed file).
@@ -118,7 +121,7 @@ class VideoReader:
 
         if not self.header.first_video:
             raise DecodeError(self.path, "the video to show is not the file's first video stream")
-        kwargs = {"ctx": decord.cpu(0), "num_threads": 1}
+        kwargs = {"ctx": decord.cpu(0), "num_threads": self.threads}
         if self._decode_size:
             kwargs["width"], kwargs["height"] = self._decode_size
         try:
@@ -161,8 +164,25 @@ class VideoReader:
         if self.header.complete_until is not None:
             frames = max(1, min(frames, int(self.header.complete_until * fps) + 1))
         w, h = self.header.display_size
-        self._av = PyAVSequential(self._open_path, self._decode_size, self.header.stream_index)
+        self._av = PyAVSequential(self._open_path, self._decode_size, self.header.stream_index, self.threads)
         self.info = VideoInfo(frames, fps, frames / fps, w, h, self._codec, "pyav", frame_times_from_fps(frames, fps))
+
+    def keyframes(self) -> KeyframeTable | None:
+        """The file's keyframes as frame indices of ``info`` (None when the file has no index).
+
+        decord reports them in its own frame numbering; for PyAV the container's index entries
+        are ranked by timestamp (presentation order), the numbering ``info`` counts in.
+        """
+        if self._vr is not None:
+            import decord
+
+            try:
+                keys = list(self._vr.get_key_indices())
+            except (RuntimeError, decord.DECORDError):
+                return None
+            return KeyframeTable.build(keys, self.info.num_frames) if keys else None
+        keys = keyframes_from_index(self._open_path, self.header.stream_index)
+        return None if keys is None else KeyframeTable.build(keys, self.info.num_frames)
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
@@ -192,7 +212,7 @@ class VideoReader:
             self._vr = None
             self.info.backend = "pyav"
         if self._av is None:
-            self._av = PyAVSequential(self._open_path, self._decode_size, self.header.stream_index)
+            self._av = PyAVSequential(self._open_path, self._decode_size, self.header.stream_index, self.threads)
         return self._av.get(idx)
 
     def _get_one_by_one(self, idx: list[int]) -> np.ndarray | None:

@@ -8,6 +8,23 @@ from ..errors import DecodeError
 from .probe import av_reason
 
 
+def keyframes_from_index(path: str, stream_index: int) -> list[int] | None:
+    """Keyframes as presentation-order frame numbers, from the container's index (MP4/MOV sample
+    tables list every frame; formats without one, such as MPEG-TS, give None)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            entries = container.streams[stream_index].index_entries
+            stamps = [(e.timestamp, bool(e.is_keyframe)) for e in entries]
+    except (av.FFmpegError, OSError, IndexError, AttributeError):
+        return None
+    if not stamps:
+        return None
+    order = sorted(range(len(stamps)), key=lambda i: stamps[i][0])
+    return [rank for rank, i in enumerate(order) if stamps[i][1]]
+
+
 class PyAVSequential:
     """Forward-only PyAV decoding that survives broken packets.
 
@@ -16,8 +33,9 @@ class PyAVSequential:
     for a fallback path whose alternative is losing the whole video.
     """
 
-    def __init__(self, path: str, size: tuple[int, int] | None, stream_index: int | None = None):
+    def __init__(self, path: str, size: tuple[int, int] | None, stream_index: int | None = None, threads: int = 0):
         self.path, self.size = path, size
+        self.threads = threads  # 0: FFmpeg picks
         self.stream_index = stream_index
         self._container = None
         self._frames = None
@@ -34,6 +52,8 @@ class PyAVSequential:
             raise DecodeError(self.path, av_reason(exc)) from None
         stream = self._container.streams[self.stream_index] if self.stream_index is not None else self._container.streams.video[0]
         stream.thread_type = "AUTO"
+        if self.threads:
+            stream.codec_context.thread_count = self.threads
         self._frames = self._iter_frames(stream)
         self._pos, self._frame = -1, None
 

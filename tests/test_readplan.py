@@ -1,0 +1,157 @@
+"""The GOP-aware read planner (issue 24): synthetic keyframe tables, then real files with known GOPs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from vsearch.video.decode import VideoReader
+from vsearch.video.readplan import (
+    KeyframeTable,
+    decoded_frames,
+    fast_unusable,
+    plan_reads,
+    snap_to_keyframes,
+)
+from vsearch.video.sampling import plan_segments, uniform_indices
+from vsearch.video.workers import DecodeJob, decode_job, decoder_threads
+
+# -- synthetic tables ----------------------------------------------------------------------------
+
+
+def camera_table(seconds: int = 30, fps: int = 30, gop_s: int = 2) -> KeyframeTable:
+    """A phone's file: a keyframe every ``gop_s`` seconds."""
+    n = seconds * fps
+    return KeyframeTable.build(range(0, n, gop_s * fps), n)
+
+
+def test_exact_plan_decodes_each_gop_once_and_stops_at_the_last_needed_frame():
+    table = camera_table()
+    wanted = [0, 42, 85, 128, 170, 213, 256, 299]
+    reads = plan_reads(wanted, table)
+    assert [r.key for r in reads] == [0, 60, 120, 180, 240]
+    assert [r.frames for r in reads] == [(0, 42), (85,), (128, 170), (213,), (256, 299)]
+    # Each GOP from its keyframe to its last wanted frame, nothing past it: 43 + 26 + 51 + 34 + 60.
+    assert decoded_frames(reads) == 43 + 26 + 51 + 34 + 60
+    assert sorted(f for r in reads for f in r.frames) == wanted
+
+
+def test_exact_plan_without_a_table_is_one_forward_read():
+    reads = plan_reads([9, 3, 3, 7], None)
+    assert len(reads) == 1 and reads[0].key == 0 and reads[0].frames == (3, 7, 9)
+
+
+def test_fast_moves_frames_to_keyframes_within_half_a_gop():
+    table = camera_table()
+    for seg in plan_segments(np.stack([np.arange(900) / 30, np.arange(1, 901) / 30], 1), 10.0):
+        exact = uniform_indices(seg.start_frame, seg.end_frame, 8)
+        fast = snap_to_keyframes(exact, seg.start_frame, seg.end_frame, table)
+        assert len(fast) == len(exact) and fast == sorted(fast)
+        for e, f in zip(exact, fast):
+            if f != e:
+                assert table.is_key(f) and abs(f - e) <= 30  # half a 60-frame GOP
+                assert seg.start_frame <= f <= seg.end_frame  # inside, or the frame right after
+    first = snap_to_keyframes(uniform_indices(0, 300, 8), 0, 300, table)
+    assert first == [0, 60, 60, 120, 180, 240, 240, 300]
+    assert decoded_frames(plan_reads(first, table)) == 6  # keyframes alone
+    last = snap_to_keyframes(uniform_indices(600, 900, 8), 600, 900, table)
+    assert last[-1] == 899  # no keyframe within half a GOP of the file's last frame: exact
+    assert decoded_frames(plan_reads(last, table)) == 4 + 60  # four keyframes, then the last GOP
+    assert decoded_frames(plan_reads(uniform_indices(600, 900, 8), table)) == 214
+
+
+def test_fast_keeps_exact_frames_when_the_gop_exceeds_the_frame_budget():
+    """12 s GOPs against 1.4 s between samples: moving frames would show one moment eight times."""
+    table = KeyframeTable.build(range(0, 900, 360), 900)
+    exact = uniform_indices(0, 300, 8)
+    assert snap_to_keyframes(exact, 0, 300, table) == exact
+    assert fast_unusable(table, 30.0) == "a keyframe only every 12.0 s; sampled exactly"
+    assert fast_unusable(camera_table(), 30.0) is None
+    assert fast_unusable(None, 30.0) == "no keyframe index; sampled exactly"
+    assert "single keyframe" in fast_unusable(KeyframeTable.build([0], 900), 30.0)
+
+
+def test_open_gop_leading_frames_do_not_snap_to_a_keyframe_that_is_not_there():
+    table = KeyframeTable.build([5, 65, 125], 180)
+    assert table.gop(2) == (0, 5) and not table.is_key(0)
+    assert snap_to_keyframes([1, 40, 70], 0, 180, table) == [1, 65, 65]  # 1 -> 5 is more than half of 5 frames
+    assert snap_to_keyframes([3], 0, 180, table) == [5]
+
+
+def test_decoder_threads_share_the_cores():
+    assert decoder_threads(2, cpus=2) == 1
+    assert decoder_threads(0, cpus=8) == 8  # in-process: all of them
+    assert decoder_threads(3, cpus=16) == 5
+    assert decoder_threads(8, cpus=2) == 1
+
+
+# -- real files with known GOPs ------------------------------------------------------------------
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="Debian's ffmpeg writes the GOP test files")
+
+
+def camera_file(path, seconds: int, fps: int = 10, gop: int = 20, size: str = "320x180", extra: tuple = ()) -> str:
+    """testsrc2 (motion) in H.264 with a keyframe exactly every ``gop`` frames and B-frames."""
+    subprocess.run(
+        [
+            "ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
+            "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", str(gop), "-keyint_min", str(gop),
+            "-sc_threshold", "0", "-bf", "2", "-pix_fmt", "yuv420p", *extra, str(path),
+        ],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return str(path)
+
+
+def _messages(job: DecodeJob) -> list[tuple]:
+    return list(decode_job(job))
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_keyframe_table_of_a_real_file(tmp_path, backend):
+    path = camera_file(tmp_path / "cam.mp4", seconds=6, gop=20)
+    with VideoReader(path, 32, "squash", backend=backend) as r:
+        assert r.info.num_frames == 60
+        assert list(r.keyframes().keys) == [0, 20, 40]
+
+
+@needs_ffmpeg
+def test_fast_job_reads_keyframes_and_their_pixels_match_exact_decoding(tmp_path):
+    path = camera_file(tmp_path / "cam.mp4", seconds=20, gop=20)  # 2 s GOPs, two 10 s segments
+    fast = _messages(DecodeJob(0, path, 8, 32, "squash", 10.0, 2.0, sampling="fast"))
+    exact = _messages(DecodeJob(0, path, 8, 32, "squash", 10.0, 2.0, sampling="exact"))
+    f_segs = [m for m in fast if m[0] == "segment"]
+    e_segs = [m for m in exact if m[0] == "segment"]
+    assert [m[3] for m in e_segs] == [uniform_indices(0, 100, 8), uniform_indices(100, 200, 8)]
+    assert f_segs[0][3] == [0, 20, 20, 40, 60, 60, 80, 100]  # 70 lies halfway: the earlier keyframe
+    assert fast[0][2]["sampling"] == "fast" and exact[0][2]["sampling"] == "exact"
+    assert not [m for m in fast if m[0] == "note"]  # good GOPs: nothing to warn about
+    with VideoReader(path, 32, "squash") as r:
+        np.testing.assert_array_equal(f_segs[0][4], r.get(f_segs[0][3]))
+
+
+@needs_ffmpeg
+def test_sparse_keyframes_index_exactly_and_warn_once(tmp_path):
+    path = camera_file(tmp_path / "sparse.mp4", seconds=30, gop=300)  # one keyframe in 30 s
+    msgs = _messages(DecodeJob(0, path, 8, 32, "squash", 10.0, 2.0, sampling="fast"))
+    notes = [m[2] for m in msgs if m[0] == "note"]
+    assert notes == ["a single keyframe; sampled exactly"]
+    segs = [m for m in msgs if m[0] == "segment"]
+    assert [m[3] for m in segs] == [uniform_indices(s, s + 100, 8) for s in (0, 100, 200)]
+    assert msgs[-1] == ("done", 0)
+
+
+@needs_ffmpeg
+def test_thumbnails_are_made_at_display_size_in_the_worker(tmp_path):
+    from vsearch.thumbnails import MAX_BYTES
+
+    path = camera_file(tmp_path / "cam.mp4", seconds=4, gop=20, size="960x540")
+    msgs = _messages(DecodeJob(0, path, 4, 32, "squash", 10.0, 2.0, sampling="fast", thumb_width=640))
+    (seg,) = [m for m in msgs if m[0] == "segment"]
+    jpeg, w, h = seg[5]
+    assert (w, h) == (640, 360) and len(jpeg) <= MAX_BYTES and jpeg[:2] == b"\xff\xd8"
+    assert seg[4].shape == (4, 32, 32, 3)  # the encoder's frames are unchanged
