@@ -20,7 +20,7 @@ import torch
 def configs(sizes: list[str]):
     from transformers import CLIPConfig
 
-    from vsearch.models.registry import tiny_clip_config
+    from vsearch.models.tiny import tiny_clip_config
 
     out = {}
     if "tiny" in sizes:

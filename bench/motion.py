@@ -167,7 +167,7 @@ def main() -> None:
                 row = json.loads(line)
                 done[row["row"]] = row
     if not args.table:
-        from vsearch.models.registry import FAMILIES, family_class
+        from vsearch.models.catalog import FAMILIES, family_class
         from vsearch.synth.scenes import write_direction_set
 
         for family in FAMILIES:  # import every model now: a long run must not pick up later edits halfway

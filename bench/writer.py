@@ -31,7 +31,7 @@ def main() -> None:
     import faiss
 
     from vsearch.models.mean_pool import MeanPoolEncoder
-    from vsearch.models.registry import tiny_clip_config
+    from vsearch.models.tiny import tiny_clip_config
     from vsearch.store import Store
     from vsearch.store.store import SegmentWrite, VideoWrite
 

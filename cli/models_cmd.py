@@ -21,7 +21,7 @@ def models(as_json: JsonOpt = False) -> None:
     Any model folder or Hugging Face hub id also works wherever --model is accepted.
     Example: [bold]vsearch models[/]
     """
-    from vsearch.models.registry import FAMILY_SUMMARY, REGISTRY
+    from vsearch.models.catalog import FAMILY_SUMMARY, REGISTRY
 
     rows = [{"name": e.name, "family": e.family, "summary": e.summary, **e.facts} for e in REGISTRY.values()]
     if as_json:

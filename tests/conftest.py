@@ -52,7 +52,7 @@ def micro_model_dir(tmp_path_factory):
     import torch
 
     from vsearch.models.mean_pool import MeanPoolEncoder
-    from vsearch.models.registry import tiny_clip_config
+    from vsearch.models.tiny import tiny_clip_config
 
     torch.manual_seed(0)
     enc = MeanPoolEncoder.from_config(tiny_clip_config(image_size=32), resize="squash", frames=4)

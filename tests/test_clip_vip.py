@@ -14,7 +14,8 @@ from vsearch.models.clip_vip import (
     proxy_mask,
     resample_temporal,
 )
-from vsearch.models.registry import convert_checkpoint, tiny_clip_config
+from vsearch.models.registry import convert_checkpoint
+from vsearch.models.tiny import tiny_clip_config
 
 
 def vip(add_cls_num=3, temporal_size=12, image_size=32, seed=0, **kw):

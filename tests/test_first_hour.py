@@ -201,7 +201,7 @@ def test_every_help_renders_cleanly_with_an_example(words, monkeypatch):
 
 
 def test_version_and_models_at_80_columns(monkeypatch):
-    from vsearch.models.registry import REGISTRY
+    from vsearch.models.catalog import REGISTRY
 
     assert run("--version").output.startswith("vsearch ")
     monkeypatch.setenv("COLUMNS", "80")

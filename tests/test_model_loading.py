@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,7 @@ def hf_xclip(tmp_path_factory):
     """A plain Hugging Face X-CLIP folder (config.json + weights, no vsearch.json)."""
     from transformers import XCLIPModel
 
-    from vsearch.models.xclip import tiny_xclip_config
+    from vsearch.models.tiny import tiny_xclip_config
 
     torch.manual_seed(0)
     model = XCLIPModel(tiny_xclip_config(image_size=32)).eval()
@@ -31,7 +33,7 @@ def hf_xclip(tmp_path_factory):
 def hf_clip(tmp_path_factory):
     from transformers import CLIPModel
 
-    from vsearch.models.registry import tiny_clip_config
+    from vsearch.models.tiny import tiny_clip_config
 
     torch.manual_seed(0)
     model = CLIPModel(tiny_clip_config(image_size=32)).eval()
@@ -129,3 +131,48 @@ def test_hub_ids_resolve_from_a_prefilled_cache_offline_with_the_right_family(hf
     for ref, (folder, _model) in (("vsearch-test/tiny-xclip", hf_xclip), ("vsearch-test/tiny-clip", hf_clip)):
         direct = load_encoder(folder, cache=False).encode_texts(["a red circle"])[0]
         assert torch.allclose(torch.tensor(got[ref][1]), direct, atol=1e-5), ref
+
+
+#: The shipped sample models, as the loader read them before CLIP-ViP and STAN had config classes
+#: of their own (their config.json says ``clip``): fingerprint, and the first values of one text
+#: and one video embedding (a seeded random clip). Recorded from the loader of commit 712cf91.
+SAMPLE_MODELS = {
+    "clip-vip": ("clip-vip", "58778751868746a5795eeca630eaa177", [0.054594, 0.084059, 0.145193, 0.089491],
+                 [0.095838, 0.218198, -0.071123, 0.063409]),
+    "model": ("mean-pool", "f8e90f3d4e032384d1668168d047b000", [0.068283, 0.01959, 0.057225, 0.116801],
+              [0.007824, 0.007412, -0.124168, 0.265368]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_MODELS))
+def test_the_shipped_sample_models_load_unchanged(name):
+    family, fingerprint, text, video = SAMPLE_MODELS[name]
+    folder = Path(__file__).resolve().parent.parent / "sample_data" / name
+    enc = load_encoder(folder, cache=False, device="cpu")
+    assert (enc.family, enc.fingerprint) == (family, fingerprint)
+    size = enc.spec.pixels.image_size
+    pixels = torch.rand(1, enc.spec.frames, 3, size, size, generator=torch.Generator().manual_seed(0))
+    assert np.allclose(enc.encode_texts(["a red circle moving left"])[0][:4].numpy(), text, atol=2e-6)
+    assert np.allclose(enc.encode_videos(pixels)[0][:4].numpy(), video, atol=2e-6)
+
+
+@pytest.mark.parametrize("family", ["clip-vip", "stan"])
+def test_a_saved_folder_says_its_family_in_config_json(tmp_path, family):
+    """CLIP-ViP and STAN write config.json with a ``model_type`` of their own (and their settings
+    in it), load back with the same fingerprint, and old folders that say ``clip`` still load."""
+    from vsearch.models.resolve import resolve
+
+    enc = load_encoder(f"tiny-{family}:32", cache=False, device="cpu")
+    out = enc.save_pretrained(tmp_path / "new")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == {"clip-vip": "clip_vip", "stan": "stan"}[family]
+    settings = config.get("vision_additional_config") or config.get("stan_config")
+    assert settings and all(settings[k] == v for k, v in enc.spec.options.items())
+    assert resolve(out).family == family
+    again = load_encoder(out, cache=False, device="cpu")
+    assert type(again) is type(enc) and again.fingerprint == enc.fingerprint
+
+    config.update(model_type="clip")  # as folders were written before the config classes
+    config.pop("vision_additional_config", None), config.pop("stan_config", None)
+    (out / "config.json").write_text(json.dumps(config))
+    assert load_encoder(out, cache=False, device="cpu").fingerprint == enc.fingerprint

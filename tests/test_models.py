@@ -10,7 +10,7 @@ from vsearch.errors import EncoderLoadError
 from vsearch.models import REGISTRY, load_encoder
 from vsearch.models.encoder import EncoderSpec
 from vsearch.models.mean_pool import MeanPoolEncoder
-from vsearch.models.registry import tiny_clip_config
+from vsearch.models.tiny import tiny_clip_config
 from vsearch.models.tokenizer import bundled_clip_tokenizer, clean_text
 
 
@@ -150,3 +150,34 @@ def test_folder_without_weights(tmp_path):
 def test_registry_entries_declare_their_facts():
     for entry in REGISTRY.values():
         assert {"params", "frames", "resolution", "norm"} <= set(entry.facts)
+
+
+def _architecture(entry) -> torch.nn.Module:
+    """The encoder an entry builds, with its architecture and no weights: tiny models are built
+    in code; hub models on the meta device from the config their hub id names."""
+    from transformers import CLIPConfig, CLIPModel, XCLIPConfig, XCLIPModel
+
+    from vsearch.models.clip_vip import ClipVipConfig, ClipVipEncoder
+    from vsearch.models.stan import StanConfig, StanEncoder
+    from vsearch.models.xclip import XClipEncoder
+
+    if entry.hub_id is None:
+        return load_encoder(entry.name, cache=False, device="cpu")
+    patch = {"patch32": 32, "patch16": 16}[entry.hub_id.rsplit("-", 1)[-1]]
+    with torch.device("meta"):
+        if entry.family == "xclip":
+            cfg = XCLIPConfig(vision_config={"patch_size": patch})
+            return XClipEncoder(XCLIPModel(cfg), None, XClipEncoder.default_spec(cfg))
+        cfg = CLIPConfig(vision_config={"patch_size": patch})  # OpenAI ViT-B/32 and B/16
+        if entry.family == "clip-vip":
+            return ClipVipEncoder(CLIPModel(cfg), None, ClipVipEncoder.default_spec(cfg, ClipVipConfig()), ClipVipConfig())
+        if entry.family == "stan":
+            return StanEncoder(CLIPModel(cfg), None, StanEncoder.default_spec(cfg, StanConfig()), StanConfig())
+        return MeanPoolEncoder(CLIPModel(cfg), None, MeanPoolEncoder.default_spec(cfg))
+
+
+def test_registry_parameter_counts_are_those_of_the_models_built():
+    """``vsearch models`` shows hand-typed counts; each must be what the entry really builds."""
+    for entry in REGISTRY.values():
+        built = _architecture(entry).num_parameters()
+        assert entry.facts["params"] == f"{built / 1e6:.1f}M", (entry.name, built)

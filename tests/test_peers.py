@@ -15,9 +15,10 @@ from vsearch.errors import CheckpointError
 from vsearch.models import load_encoder
 from vsearch.models.constants import IMAGENET_MEAN, IMAGENET_STD
 from vsearch.models.mean_pool import MeanPoolEncoder
-from vsearch.models.registry import convert_checkpoint, tiny_clip_config
+from vsearch.models.registry import convert_checkpoint
 from vsearch.models.stan import StanConfig, StanEncoder
-from vsearch.models.xclip import XClipEncoder, tiny_xclip_config
+from vsearch.models.tiny import tiny_clip_config, tiny_xclip_config
+from vsearch.models.xclip import XClipEncoder
 from vsearch_cli.main import app
 
 
@@ -213,7 +214,6 @@ def test_official_stan_checkpoints_load_strictly_and_map_both_ways(tmp_path):
     from transformers import CLIPModel
 
     from vsearch.errors import CheckpointError
-    from vsearch.models.registry import convert_checkpoint, tiny_clip_config
     from vsearch.models.stan import StanConfig, StanEncoder
     from vsearch.models.stan_official import to_official
 

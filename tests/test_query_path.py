@@ -9,8 +9,8 @@ import torch
 from transformers import CLIPModel
 
 from vsearch.models import load_encoder, query_path
-from vsearch.models.registry import tiny_clip_config
-from vsearch.models.xclip import XClipEncoder, tiny_xclip_config
+from vsearch.models.tiny import tiny_clip_config, tiny_xclip_config
+from vsearch.models.xclip import XClipEncoder
 
 from .test_models import OPENAI_IDS
 
@@ -31,7 +31,7 @@ def test_text_tower_equals_clip_text_model():
 
 def test_fast_query_encoder_matches_the_full_model(tmp_path):
     torch.manual_seed(3)
-    full = load_encoder(XClipEncoder.from_config(tiny_xclip_config()).save_pretrained(tmp_path / "x"), cache=False)
+    full = load_encoder(XClipEncoder.from_config(tiny_xclip_config()).save_pretrained(tmp_path / "x"), cache=False, remember=True)
     fast = query_path.load(full.source, full.fingerprint)
     assert fast is not None and fast.fingerprint == full.fingerprint and fast.spec == full.spec
     for t in TEXTS:
@@ -42,7 +42,7 @@ def test_fast_query_encoder_matches_the_full_model(tmp_path):
 
 def test_a_changed_weights_file_is_not_vouched_for(tmp_path, tiny_encoder):
     out = tiny_encoder.save_pretrained(tmp_path / "m")
-    enc = load_encoder(out, cache=False)
+    enc = load_encoder(out, cache=False, remember=True)
     assert query_path.load(enc.source, enc.fingerprint) is not None
     (out / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())  # new mtime
     assert query_path.load(enc.source, enc.fingerprint) is None
@@ -76,13 +76,20 @@ def test_command_line_search_takes_the_fast_path_with_the_same_results(tmp_path,
 
 def test_reloading_leaves_a_valid_cache_entry_alone_and_repairs_a_lost_tokenizer(tmp_path, tiny_encoder):
     out = tiny_encoder.save_pretrained(tmp_path / "m")
-    enc = load_encoder(out, cache=False)
+    enc = load_encoder(out, cache=False, remember=True)
     cache = query_path._cache_path()
     before = cache.stat().st_mtime_ns
-    load_encoder(out, cache=False)
-    assert cache.stat().st_mtime_ns == before  # every full load calls remember(): no rewrite when nothing changed
+    load_encoder(out, cache=False, remember=True)
+    assert cache.stat().st_mtime_ns == before  # a remembering load of a known model does not rewrite the cache
     entry = json.loads(cache.read_text())[query_path._weights_key(out / "model.safetensors")]
     query_path._tokenizer_path(entry["tokenizer"]).unlink()
     assert query_path.load(enc.source, enc.fingerprint) is None  # no tokenizer: the slow path ...
-    load_encoder(out, cache=False)
+    load_encoder(out, cache=False, remember=True)
     assert query_path.load(enc.source, enc.fingerprint) is not None  # ... whose full load restores it
+
+
+def test_a_library_load_writes_no_user_cache_unless_asked(tmp_path, tiny_encoder):
+    out = tiny_encoder.save_pretrained(tmp_path / "m")
+    enc = load_encoder(out, cache=False)
+    assert not query_path._cache_path().exists()
+    assert query_path.load(enc.source, enc.fingerprint) is None

@@ -187,7 +187,7 @@ def test_xclip_on_an_image_clip_keeps_every_clip_weight_and_fixes_the_frame_coun
     from transformers import CLIPModel
 
     from vsearch.models.mean_pool import pooled
-    from vsearch.models.registry import tiny_clip_config
+    from vsearch.models.tiny import tiny_clip_config
 
     torch.manual_seed(0)
     folder = tmp_path / "clip"
@@ -241,7 +241,7 @@ def test_new_lr_mul_speeds_up_only_what_the_family_adds(tmp_path):
 def test_freeze_layers_keeps_lower_layers_and_embeddings_and_trains_the_rest(tmp_path):
     from transformers import CLIPModel
 
-    from vsearch.models.registry import tiny_clip_config
+    from vsearch.models.tiny import tiny_clip_config
 
     torch.manual_seed(0)
     folder = tmp_path / "clip"

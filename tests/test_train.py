@@ -160,7 +160,7 @@ def test_a_few_dozen_steps_improve_held_out_retrieval(tmp_path):
     from vsearch.eval.motion import attribute_accuracy
     from vsearch.eval.retrieval import evaluate_retrieval
     from vsearch.models.mean_pool import MeanPoolEncoder
-    from vsearch.models.registry import tiny_clip_config
+    from vsearch.models.tiny import tiny_clip_config
     from vsearch.synth.scenes import RenderSettings, generate
 
     rs = RenderSettings(width=64, height=48, fps=8, seconds=2.0)

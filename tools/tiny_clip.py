@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def build(size: int = 32, vision_width: int = 64, text_width: int = 32, text_layers: int = 2):
-    from vsearch.models.registry import tiny_mean_pool
+    from vsearch.models.tiny import tiny_mean_pool
 
     return tiny_mean_pool(
         size,

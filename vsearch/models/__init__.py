@@ -4,6 +4,7 @@ Import the submodules you need; this package itself stays light so ``vsearch mod
 ``--help`` do not import torch.
 """
 
-from .registry import FAMILIES, REGISTRY, load_encoder
+from .catalog import FAMILIES, REGISTRY
+from .registry import load_encoder
 
 __all__ = ["FAMILIES", "REGISTRY", "load_encoder"]

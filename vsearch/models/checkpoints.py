@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write, atomic_write_text
 from ..errors import CheckpointError, EncoderLoadError
+from .hub import in_hub_cache, require_hub
 from .tokenizer import write_tokenizer_files
 
 WEIGHTS_NAME = "model.safetensors"
@@ -102,41 +103,44 @@ def save_weights(directory: Path, state_dict: Mapping[str, torch.Tensor], dtype:
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
         tensors[k] = v.contiguous()
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
 
 
 def save_model_dir(directory: str | os.PathLike[str], encoder, hf_config, state_dict, dtype: torch.dtype | None = None) -> Path:
     """Write a loadable model directory: HF config + safetensors + tokenizer files + vsearch.json.
 
-    Each file is written to a temporary name and renamed, so an interrupted save leaves either
-    the old file or the new one, never half of one.
+    Each file goes through ``atomic_write`` (temporary name, fsync, rename, fsync the folder), so
+    an interrupted save or a power cut leaves either the old file or the new one, never half of one.
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    _atomic_write(d / "config.json", lambda p: Path(p).write_text(hf_config.to_json_string(use_diff=False), encoding="utf-8"))
+    atomic_write_text(d / "config.json", hf_config.to_json_string(use_diff=False))
     save_weights(d, state_dict, dtype)
     write_tokenizer_files(d, encoder.tokenizer, encoder.spec.max_text_len)
     encoder.write_spec(d)
     return d
 
 
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
+def read_clip_config(folder: str | os.PathLike[str], family_config: type):
+    """A model folder's config: ``family_config`` (a ``CLIPConfig`` subclass with a ``model_type``
+    of its own) when config.json names that type, else a plain ``CLIPConfig`` (folders a family
+    saved before it had a config class say ``clip``; read as such, transformers has nothing to
+    warn about)."""
+    import json
+
+    from transformers import CLIPConfig
+
     try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        mtype = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder}: config.json cannot be read ({exc})") from None
+    return (family_config if mtype == family_config.model_type else CLIPConfig).from_pretrained(folder)
 
 
 def from_pretrained_hf(model_cls, ref: str, **kwargs):
     """``model_cls.from_pretrained(ref)`` in float32, with a clear error when it cannot load."""
     quiet_transformers()
-    if not Path(ref).exists() and _in_hub_cache(ref):
+    if not Path(ref).exists() and in_hub_cache(ref):
         # Cached: load offline. Saves the hub's freshness checks on every start (latency), and
         # the 30 s of connection retries on a machine without network.
         kwargs.setdefault("local_files_only", True)
@@ -169,55 +173,6 @@ def refuse_partial_load(ref: str, info: dict) -> None:
             problems.append(f"{len(keys)} {kind.replace('_keys', '')} (e.g. {', '.join(sorted(keys)[:3])})")
     if problems:
         raise CheckpointError(f"{ref}: the weights do not match the model: {'; '.join(problems)}")
-
-
-def hub_offline() -> bool:
-    import os
-
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connect to the hub's host (``HF_ENDPOINT`` respected): answers in at most
-    ``timeout`` seconds, where transformers' own retries take about 30."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def require_hub(ref: str) -> None:
-    """Fail in seconds, with what to do, when ``ref`` must come from a hub that cannot be reached."""
-    from huggingface_hub import constants
-
-    if hub_offline():
-        raise EncoderLoadError(
-            f"cannot load {ref!r}: HF_HUB_OFFLINE is set and it is not in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}); unset HF_HUB_OFFLINE with network, or pass --model with a local model folder"
-        )
-    if not hub_reachable():
-        raise EncoderLoadError(
-            f"cannot load {ref!r}: the Hugging Face hub ({constants.ENDPOINT}) cannot be reached and the model is not in "
-            f"the cache ({constants.HF_HUB_CACHE}); connect once to download it, or pass --model with a local model folder "
-            f"(with a warm cache, HF_HUB_OFFLINE=1 skips the network entirely)"
-        )
-
-
-def _in_hub_cache(ref: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(ref, "config.json"), str)
-    except ValueError:  # not a valid repo id
-        return False
 
 
 def read_preprocessor_config(ref: str) -> dict | None:

@@ -33,9 +33,18 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel
 
 from ..errors import CheckpointError
-from .checkpoints import WEIGHTS_NAME, from_pretrained_hf, load_state_dict, restore_position_ids, save_model_dir, strict_load
+from .checkpoints import (
+    WEIGHTS_NAME,
+    from_pretrained_hf,
+    load_state_dict,
+    read_clip_config,
+    restore_position_ids,
+    save_model_dir,
+    strict_load,
+)
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, read_spec_file
+from .hub import in_hub_cache, require_hub
 from .mean_pool import ClipBackedEncoder
 from .tokenizer import load_tokenizer
 
@@ -60,6 +69,33 @@ class ClipVipConfig:
     def weights_options(self) -> dict:
         """What changes the embedding (the spec records it); the attention form does not."""
         return {k: v for k, v in asdict(self).items() if k != "attention"}
+
+
+class ClipVipModelConfig(CLIPConfig):
+    """A ``CLIPConfig`` with CLIP-ViP's video additions, under a ``model_type`` of its own.
+
+    The additions sit in ``vision_additional_config``, the official CLIP-ViP config's key. With a
+    type of its own, a folder's config.json says what it holds (``clip_vip``), and model
+    resolution dispatches on it as transformers does, rather than on vsearch.json alone.
+    Folders written before this class say ``clip``; they still load (vsearch.json has the rest).
+    """
+
+    model_type = "clip_vip"
+
+    def __init__(self, vision_additional_config: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.vision_additional_config = dict(vision_additional_config or {})
+
+    @classmethod
+    def from_clip_config(cls, config: CLIPConfig, vip: ClipVipConfig) -> ClipVipModelConfig:
+        """``config``'s towers and projection with ``vip`` recorded beside them."""
+        fields = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "vision_additional_config")}
+        return cls(vision_additional_config=vip.weights_options() | {"type": "ViP"}, **fields)
+
+    def vip(self) -> ClipVipConfig:
+        return ClipVipConfig(
+            **{k: v for k, v in self.vision_additional_config.items() if k in ClipVipConfig.__dataclass_fields__}
+        )
 
 
 def proxy_mask(num_proxies: int, frames: int, patches: int, device=None) -> torch.Tensor:
@@ -109,9 +145,7 @@ def proxy_guided_attention(
 
 def _base_config(base: str) -> CLIPConfig:
     """The CLIP config of ``base`` (a folder with config.json, or a hub id, cached or reachable)."""
-    from .checkpoints import _in_hub_cache, require_hub
-
-    if not os.path.isdir(base) and not _in_hub_cache(base):
+    if not os.path.isdir(base) and not in_hub_cache(base):
         require_hub(base)
     try:
         return CLIPConfig.from_pretrained(base)
@@ -184,15 +218,18 @@ class ClipVipEncoder(ClipBackedEncoder):
         return enc
 
     @classmethod
-    def from_pretrained(cls, ref: str | os.PathLike[str], **_ignored) -> ClipVipEncoder:
+    def from_pretrained(cls, ref: str | os.PathLike[str]) -> ClipVipEncoder:
         """A CLIP-ViP folder written by vsearch (strictly checked), or a plain CLIP folder / hub id."""
         ref = os.fspath(ref)
         saved = read_spec_file(ref) if os.path.isdir(ref) else None
         if not saved:
             return cls.from_clip(ref)
         spec = EncoderSpec.from_dict(saved["spec"])
-        vip = ClipVipConfig(**{k: v for k, v in spec.options.items() if k in ClipVipConfig.__dataclass_fields__})
-        config = CLIPConfig.from_pretrained(ref)
+        config = read_clip_config(ref, ClipVipModelConfig)
+        if isinstance(config, ClipVipModelConfig):
+            vip = config.vip()
+        else:  # saved before ClipVipModelConfig: the spec has the additions
+            vip = ClipVipConfig(**{k: v for k, v in spec.options.items() if k in ClipVipConfig.__dataclass_fields__})
         with torch.device("meta"):
             clip = CLIPModel(config)
         enc = cls(clip.to_empty(device="cpu"), load_tokenizer(ref, spec.max_text_len), spec, vip)
@@ -294,8 +331,7 @@ class ClipVipEncoder(ClipBackedEncoder):
         return self.clip.visual_projection(cls)
 
     def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
-        config = self.clip.config
-        config.vision_additional_config = self.vip.weights_options() | {"type": "ViP"}
+        config = ClipVipModelConfig.from_clip_config(self.clip.config, self.vip)
         return save_model_dir(directory, self, config, self.clip.state_dict(), dtype)
 
 

@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..atomic import atomic_write_text
 from ..video.transforms import PixelSpec, to_pixels
+from .constants import SPEC_FILE
 from .tokenizer import clean_text
 
-SPEC_FILE = "vsearch.json"
 FORMAT_VERSION = 1
 
 
@@ -104,9 +105,6 @@ class EncoderSpec:
         if self.frame_rule == "fixed" and frames != self.frames:
             raise ValueError(f"{self.family} needs exactly {self.frames} frames per clip, not {frames}")
         return replace(self, frames=frames)
-
-    def describe_frames(self) -> str:
-        return f"exactly {self.frames}" if self.frame_rule == "fixed" else f"{self.frames} (any count works)"
 
 
 class VideoTextEncoder(nn.Module):
@@ -256,7 +254,7 @@ class VideoTextEncoder(nn.Module):
 
     def write_spec(self, directory: Path) -> None:
         payload = {"format": FORMAT_VERSION, "family": self.family, "spec": self.spec.as_dict()}
-        (directory / SPEC_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(Path(directory) / SPEC_FILE, json.dumps(payload, indent=2) + "\n")
 
 
 def read_spec_file(directory: str | os.PathLike[str]) -> dict | None:

@@ -75,22 +75,28 @@ class MeanPoolEncoder(ClipBackedEncoder):
         )
 
     @classmethod
-    def from_config(cls, config: CLIPConfig, tokenizer=None, **spec_kwargs) -> MeanPoolEncoder:
+    def from_config(
+        cls, config: CLIPConfig, tokenizer=None, *, frames: int = 12, resize: str = "crop", frame_norm: bool = True
+    ) -> MeanPoolEncoder:
         """Randomly initialised (seed it first for reproducible weights)."""
-        spec = cls.default_spec(config, **spec_kwargs)
+        spec = cls.default_spec(config, frames=frames, resize=resize, frame_norm=frame_norm)
         tok = tokenizer or load_tokenizer(None, spec.max_text_len)
         return cls(CLIPModel(config).eval(), tok, spec)
 
     @classmethod
-    def from_pretrained(cls, ref: str | os.PathLike[str], **spec_kwargs) -> MeanPoolEncoder:
-        """A vsearch model directory, a Hugging Face CLIP folder, or a hub id."""
+    def from_pretrained(
+        cls, ref: str | os.PathLike[str], *, frames: int = 12, resize: str = "crop", frame_norm: bool = True
+    ) -> MeanPoolEncoder:
+        """A vsearch model directory, a Hugging Face CLIP folder, or a hub id. ``frames``,
+        ``resize`` and ``frame_norm`` set the spec of a CLIP that has none (a vsearch folder
+        keeps the one it was saved with)."""
         ref = os.fspath(ref)
         saved = read_spec_file(ref) if os.path.isdir(ref) else None
         clip = from_pretrained_hf(CLIPModel, ref).eval()
         if saved:
             spec = EncoderSpec.from_dict(saved["spec"])
         else:
-            spec = cls.default_spec(clip.config, preprocessor=read_preprocessor_config(ref), **spec_kwargs)
+            spec = cls.default_spec(clip.config, frames, resize, frame_norm, preprocessor=read_preprocessor_config(ref))
         tok = load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len)
         if not os.path.isdir(ref):
             tok = _hub_tokenizer(ref, spec.max_text_len) or tok

@@ -8,8 +8,8 @@ the end-of-text token, the projection. ``TextTower`` computes exactly that in pl
 the same weights; ``tests/test_query_path.py`` holds it equal to ``CLIPTextModel`` +
 ``text_projection``.
 
-It is used only when it is certainly the same model: loading a full encoder from a file writes
-a cache entry (weights file path, size and mtime → fingerprint, text config, the tokenizer as
+It is used only when it is certainly the same model: loading a full encoder from a file with
+``load_encoder(..., remember=True)`` writes a cache entry (weights file path, size and mtime → fingerprint, text config, the tokenizer as
 serialised by transformers' own fast tokenizer). A search uses the fast path when the store's
 encoder source has such an entry whose fingerprint is the store's; otherwise it loads the full
 model as usual. Every family here shares CLIP's text tower: mean-pool, CLIP-ViP and STAN use it
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..atomic import atomic_write_text
 from ..config import cache_dir
 from .encoder import EncoderSpec
 from .tokenizer import clean_text
@@ -149,7 +150,7 @@ def _weights_key(weights: Path) -> str:
 
 def remember(encoder) -> None:
     """After loading ``encoder`` in full from a ``model.safetensors``: record what the fast path
-    needs. Called on every full load, so an entry that already vouches for this file and
+    needs. Called on every remembering load, so an entry that already vouches for this file and
     fingerprint is left as it is (no tokenizer serialisation, no rewrite of the cache file)."""
     tok = getattr(encoder, "tokenizer", None)
     backend = getattr(tok, "backend_tokenizer", None) or getattr(tok, "_tokenizer", None)
@@ -177,10 +178,7 @@ def remember(encoder) -> None:
             "weights": str(weights.resolve()),
             "tokenizer": _save_tokenizer(backend.to_str()),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data))
     except (OSError, ValueError, AttributeError):  # a cache: failing to write it only costs speed
         pass
 
@@ -221,10 +219,7 @@ def _save_tokenizer(serialised: str) -> str:
     digest = hashlib.blake2b(serialised.encode(), digest_size=12).hexdigest()
     path = _tokenizer_path(digest)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(serialised)
-        os.replace(tmp, path)
+        atomic_write_text(path, serialised)
     return digest
 
 

@@ -35,7 +35,15 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel
 from transformers.models.clip.modeling_clip import CLIPAttention
 
-from .checkpoints import WEIGHTS_NAME, from_pretrained_hf, load_state_dict, restore_position_ids, save_model_dir, strict_load
+from .checkpoints import (
+    WEIGHTS_NAME,
+    from_pretrained_hf,
+    load_state_dict,
+    read_clip_config,
+    restore_position_ids,
+    save_model_dir,
+    strict_load,
+)
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, read_spec_file
 from .mean_pool import ClipBackedEncoder
@@ -52,6 +60,27 @@ class StanConfig:
     drop_path: float = 0.1
     time_embed_std: float = 0.02
     branch_scale: float = 1.0
+
+
+class StanModelConfig(CLIPConfig):
+    """A ``CLIPConfig`` with the STAN branch's settings (``stan_config``), under a ``model_type``
+    of its own, so that a folder's config.json says what it holds and resolution dispatches on
+    it. Folders written before this class say ``clip``; they still load (vsearch.json has the rest)."""
+
+    model_type = "stan"
+
+    def __init__(self, stan_config: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.stan_config = dict(stan_config or {})
+
+    @classmethod
+    def from_clip_config(cls, config: CLIPConfig, cfg: StanConfig) -> StanModelConfig:
+        """``config``'s towers and projection with the branch settings ``cfg`` beside them."""
+        fields_ = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "stan_config")}
+        return cls(stan_config=asdict(cfg), **fields_)
+
+    def stan(self) -> StanConfig:
+        return StanConfig(**{f.name: self.stan_config[f.name] for f in fields(StanConfig) if f.name in self.stan_config})
 
 
 class DropPath(nn.Module):
@@ -185,15 +214,20 @@ class StanEncoder(ClipBackedEncoder):
         return enc.eval()
 
     @classmethod
-    def from_pretrained(cls, ref: str | os.PathLike[str], **_ignored) -> StanEncoder:
+    def from_pretrained(cls, ref: str | os.PathLike[str]) -> StanEncoder:
+        """A STAN folder written by vsearch (strictly checked), or a plain CLIP folder / hub id."""
         ref = os.fspath(ref)
         saved = read_spec_file(ref) if os.path.isdir(ref) else None
         if not saved:
             return cls.from_clip(ref)
         spec = EncoderSpec.from_dict(saved["spec"])
-        cfg = StanConfig(**{f.name: spec.options[f.name] for f in fields(StanConfig) if f.name in spec.options})
+        config = read_clip_config(ref, StanModelConfig)
+        if isinstance(config, StanModelConfig):
+            cfg = config.stan()
+        else:  # saved before StanModelConfig: the spec has the settings (drop_path at its default)
+            cfg = StanConfig(**{f.name: spec.options[f.name] for f in fields(StanConfig) if f.name in spec.options})
         with torch.device("meta"):
-            clip = CLIPModel(CLIPConfig.from_pretrained(ref))
+            clip = CLIPModel(config)
             enc = cls(clip, None, spec, cfg)
         enc = enc.to_empty(device="cpu")
         enc.tokenizer = load_tokenizer(ref, spec.max_text_len)
@@ -249,4 +283,4 @@ class StanEncoder(ClipBackedEncoder):
     def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
         state = dict(self.clip.state_dict())
         state.update({BRANCH_PREFIX + k: v for k, v in self.stan.state_dict().items()})
-        return save_model_dir(directory, self, self.clip.config, state, dtype)
+        return save_model_dir(directory, self, StanModelConfig.from_clip_config(self.clip.config, self.cfg), state, dtype)

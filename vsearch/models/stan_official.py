@@ -53,10 +53,6 @@ def _rename(key: str, pairs, renames) -> str | None:
     return None
 
 
-def is_official_stan(sd) -> bool:
-    return any(k.startswith("backbone.STAN_") for k in sd)
-
-
 def from_official(sd: dict[str, torch.Tensor], path: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int]:
     """Official state dict → (CLIP state, branch state, branch depth). Keys of no part are errors."""
     clip, branch, unknown = {}, {}, []

@@ -17,6 +17,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from ..atomic import atomic_write_text
+
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 _ASSETS = "models/assets/clip_bpe"
 
@@ -91,8 +93,8 @@ def write_tokenizer_files(directory: str | os.PathLike[str], tokenizer=None, max
         model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
         vocab = model["vocab"]
         merges = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    (d / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (d / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
+    atomic_write_text(d / "vocab.json", json.dumps(vocab, ensure_ascii=False))
+    atomic_write_text(d / "merges.txt", "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
     config = {
         "tokenizer_class": "CLIPTokenizer",
         "model_max_length": max_length,
@@ -102,4 +104,4 @@ def write_tokenizer_files(directory: str | os.PathLike[str], tokenizer=None, max
         "unk_token": "<|endoftext|>",
         "do_lower_case": True,
     }
-    (d / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(d / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")

@@ -97,7 +97,7 @@ class XClipEncoder(VideoTextEncoder):
         return enc
 
     @classmethod
-    def from_pretrained(cls, ref: str | os.PathLike[str], **_ignored) -> XClipEncoder:
+    def from_pretrained(cls, ref: str | os.PathLike[str]) -> XClipEncoder:
         """``microsoft/xclip-base-patch32`` (and the other hub checkpoints) or a folder. A plain
         CLIP becomes an X-CLIP through ``from_clip`` (``load_encoder`` routes it there, with the
         frame count)."""
@@ -156,25 +156,4 @@ def xclip_config_from_clip(clip_config, frames: int) -> XCLIPConfig:
         projection_dim=dim,
         prompt_num_attention_heads=heads,
         logit_scale_init_value=clip_config.logit_scale_init_value,
-    )
-
-
-def tiny_xclip_config(image_size: int = 64, patch_size: int = 8, frames: int = 8, projection_dim: int = 64) -> XCLIPConfig:
-    """A tiny X-CLIP built in code (tests, from-scratch training on the synthetic benchmark): the
-    towers of ``tiny_clip_config``, plus X-CLIP's cross-frame and prompt modules at that size."""
-    from .registry import TINY_TEXT_TOWER, TINY_VISION_TOWER
-
-    return XCLIPConfig(
-        text_config=dict(TINY_TEXT_TOWER),
-        vision_config={
-            **TINY_VISION_TOWER,
-            "image_size": image_size,
-            "patch_size": patch_size,
-            "num_frames": frames,
-            "mit_hidden_size": projection_dim,
-            "mit_intermediate_size": 4 * projection_dim,
-            "mit_num_attention_heads": 4,
-        },
-        projection_dim=projection_dim,
-        prompt_num_attention_heads=4,
     )
