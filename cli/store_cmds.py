@@ -58,83 +58,52 @@ def index(
         str | None,
         typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster to join with --ray (e.g. ray://head:10001)."),
     ] = None,
+    sampling: Annotated[
+        str,
+        typer.Option(
+            "--sampling", help="fast: nearest keyframe within half a GOP when the GOPs allow; exact: the uniform frames."
+        ),
+    ] = "fast",
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Index the videos under FOLDERS: new and changed files are embedded, deleted ones removed.
 
+    With nothing changed it answers without loading a model. --sampling fast (the default) takes
+    the nearest keyframe for a sampled frame when one lies within half a GOP; exact decodes the
+    uniformly spaced frames (what papers' numbers assume).
     Example: [bold]vsearch index ~/Videos --model clip-b32[/]
     """
-    from vsearch.config import DEFAULT_MODEL
-    from vsearch.errors import StoreNotFound
-    from vsearch.ingest import check_roots
-    from vsearch.ingest import index as run_index
-    from vsearch.models import load_encoder
-    from vsearch.store import Store
+    from vsearch.ingest_plan import index_folders
 
-    try:
-        existing = Store.open(store, create=False)
-    except StoreNotFound:
-        existing = None
-    check_roots(folders, existing)  # a missing folder: one line, nothing created, nothing removed
-    if existing is None:
-        # A new store is created only once the model loads: a refused run leaves nothing behind.
-        with err_console.status(f"loading model {model or DEFAULT_MODEL} ..."):
-            first = load_encoder(model or DEFAULT_MODEL, device=device, base=base)
-    with existing or Store.open(store) as st, st.lock("index", wait=wait):  # refuse (or wait) before loading a model
-        rec = st.encoder()
-        ref = model or (rec.source if rec else DEFAULT_MODEL)
-        family = rec.spec.get("family") if (rec and not model) else None
-        if existing is None:
-            encoder = first
-        else:
-            with err_console.status(f"loading model {ref} ..."):
-                encoder = load_encoder(ref, family=family, device=device, base=base)
-        with graceful_stop("stopping after the files in progress") as stop:
-            if reembed_store and rec is not None and rec.fingerprint != encoder.fingerprint:
-                from vsearch.reembed import reembed as run_reembed
-
-                with IndexProgressBar(err_console, enabled=not as_json, label="re-embedding") as bar:
-                    rr = run_reembed(
-                        st,
-                        encoder,
-                        workers=workers,
-                        batch_size=batch_size,
-                        decode_timeout=decode_timeout,
-                        wait=wait,
-                        stop=stop,
-                        progress=bar,
-                    )
-                if not rr.swapped:
-                    raise typer.Exit(EXIT_INTERRUPTED)
-            with IndexProgressBar(err_console, enabled=not as_json) as bar:
-                report = run_index(
-                    st, [str(f) for f in folders], encoder,
-                    workers=workers, batch_size=batch_size, decode_timeout=decode_timeout,
-                    segment_seconds=segment_seconds, progress=bar, wait=wait, stop=stop, thumbnails=not no_thumbnails,
-                    ray=(ray_address or True) if use_ray else None,
-                )  # fmt: skip
+    with graceful_stop("stopping after the files in progress") as stop:
+        report = index_folders(
+            store, [str(f) for f in folders], model=model, base=base, device=device, reembed=reembed_store,
+            sampling=sampling, wait=wait, stop=stop, feedback=_Feedback(as_json),
+            workers=workers, batch_size=batch_size, decode_timeout=decode_timeout, segment_seconds=segment_seconds,
+            thumbnails=not no_thumbnails, ray=(ray_address or True) if use_ray else None,
+        )  # fmt: skip
     if as_json:
-        from vsearch.video import display_path
-
-        print_json(
-            {
-                "counts": report.counts(),
-                "failed": [{"path": display_path(p), "reason": r} for p, r in report.failed],
-                "warnings": [{"path": display_path(p), "warning": w} for p, w in report.warnings],
-                "removed": [display_path(p) for p in report.removed],
-                "moved": [{"from": display_path(a), "to": display_path(b)} for a, b in report.moved],
-                "seconds": round(report.seconds, 3),
-                "timings": report.timings,
-                "interrupted": report.interrupted,
-            }
-        )
+        print_json(report.as_dict())
     else:
         _print_index_summary(report)
     if report.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.failed:
         raise typer.Exit(EXIT_FILES_FAILED)
+
+
+class _Feedback:
+    """``vsearch.ingest_plan.Feedback`` on the terminal: a spinner while a model loads, a bar per pass."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def loading(self, ref: str):
+        return err_console.status(f"loading model {ref} ...")
+
+    def progress(self, label: str):
+        return IndexProgressBar(err_console, enabled=not self.quiet, label=label)
 
 
 def _print_index_summary(report) -> None:
@@ -176,7 +145,7 @@ def status(
     from vsearch.video import display_path
 
     with Store.open(store, create=False) as st:
-        info = st.status()
+        info = {**st.status(), "sampling": st.sampling()}
         failed = st.failures() if failures else []
     for f in failed:
         f["path"] = display_path(f["path"])
@@ -196,6 +165,8 @@ def status(
         t.add_row("encoder", "none yet (empty store)")
     t.add_row("videos", f"{info['videos']} ({human_seconds(info['video_seconds'])} of video)")
     t.add_row("segments", f"{info['segments']} (of {info['segment_seconds']:g} s)")
+    if info["sampling"]:
+        t.add_row("sampling", info["sampling"] + (" (keyframes where the GOPs allow)" if info["sampling"] != "exact" else ""))
     idx = info["index"]
     t.add_row(
         "index",
@@ -223,36 +194,28 @@ def status(
 @handle_errors
 def thumbnails(
     store: StoreOpt = None,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Also replace thumbnails narrower than 320 px (stores indexed before they were).")
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Make the thumbnails a store lacks (stores indexed before thumbnails, or with --no-thumbnails).
 
-    One frame per segment is decoded (the middle of the frames the encoder saw).
-    Example: [bold]vsearch thumbnails --store /tmp/demo[/]
+    One frame per segment is decoded at thumbnail size (the middle of the frames the encoder saw).
+    Example: [bold]vsearch thumbnails --rebuild --store /tmp/demo[/]
     """
     from rich.progress import Progress
 
-    from vsearch.errors import VsearchError
     from vsearch.store import Store
-    from vsearch.thumbnails import decode_thumbnail
+    from vsearch.thumbnails import make_thumbnails
 
-    made, failed = 0, 0
     with Store.open(store, create=False) as st, st.lock("thumbnails", wait=wait):
-        todo = st.segments_without_thumbnail()
-        with Progress(console=err_console, disable=as_json or not todo) as bar:
-            task = bar.add_task("thumbnails", total=len(todo))
-            batch = []
-            for sid, path, frame, _aspect in todo:
-                try:
-                    batch.append((sid, *decode_thumbnail(path, frame)))
-                except VsearchError:
-                    failed += 1
-                bar.advance(task)
-                if len(batch) >= 64:
-                    made += st.put_thumbnails(batch)
-                    batch = []
-            made += st.put_thumbnails(batch)
+        with Progress(console=err_console, disable=as_json) as bar:
+            task = bar.add_task("thumbnails", total=None)
+            made, failed = make_thumbnails(
+                st, rebuild=rebuild, on_progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
     if as_json:
         print_json({"made": made, "failed": failed})
     else:

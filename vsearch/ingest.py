@@ -17,70 +17,21 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from .embedding import EncodedVideo, SegmentBatcher, StageTimes, default_batch_size, default_workers, encode_stream
-from .errors import MissingRootError
+from .ingest_plan import DEFAULT_INDEX_SAMPLING, IndexReport, Progress, check_roots, diff, record_failure, refuse_empty_roots
 from .store.store import SegmentWrite, Store, VideoWrite
-from .thumbnails import encode_jpeg
-from .video.discover import FoundFile, Listing, content_hash, is_video_name, list_videos
+from .thumbnails import THUMB_WIDTH, encode_jpeg
+from .video.discover import FoundFile, list_videos
 from .video.workers import DecodeJob, DecodePool
+
+__all__ = ["IndexReport", "Progress", "check_roots", "index"]
 
 #: Write this many finished videos per transaction (or whatever is ready after COMMIT_SECONDS).
 COMMIT_EVERY = 8
 COMMIT_SECONDS = 2.0
 #: Persist the FAISS file at least this often during long runs (it is always saved at the end).
 SAVE_SECONDS = 300.0
-
-
-class Progress(Protocol):
-    """What ``index`` reports while it runs (the CLI draws a rich progress bar from it)."""
-
-    def start(self, total_files: int) -> None: ...
-
-    def update(self, *, files: int = 0, segments: int = 0, new_segments: int = 0, current: str | None = None) -> None: ...
-
-
-@dataclass
-class IndexReport:
-    run_id: int
-    indexed: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    moved: list[tuple[str, str]] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
-    segments: int = 0
-    seconds: float = 0.0
-    timings: dict = field(default_factory=dict)
-    interrupted: bool = False
-    #: Set when the size policy rebuilt the FAISS index (flat -> IVF, or an IVF retrained).
-    index_change: dict | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.interrupted
-
-    def counts(self) -> dict:
-        return {
-            "indexed": len(self.indexed),
-            "unchanged": self.unchanged,
-            "moved": len(self.moved),
-            "removed": len(self.removed),
-            "failed": len(self.failed),
-            "segments": self.segments,
-        }
-
-
-@dataclass
-class _Plan:
-    todo: list[tuple[FoundFile, str]]
-    unchanged: int
-    moved: list[tuple[str, str]]
-    missing: dict[str, int]  # path -> video id
-    failed: list[tuple[FoundFile | None, str, str]]  # (file, path, reason)
-    skipped: list[tuple[str, str]]  # folders that could not be walked (path, reason)
 
 
 def index(
@@ -98,6 +49,7 @@ def index(
     faults: dict[str, str] | None = None,
     thumbnails: bool = True,
     ray: str | bool | None = None,
+    sampling: str = DEFAULT_INDEX_SAMPLING,
 ) -> IndexReport:
     """Bring the store up to date with the videos under ``roots``.
 
@@ -106,7 +58,9 @@ def index(
     maps paths to an injected decoder fault ("segfault", "hang") and exists for tests.
     ``thumbnails``: store a small JPEG per segment from the frames already decoded. ``ray``:
     decode and encode on Ray (True: a local Ray or ``RAY_ADDRESS``; a string: that cluster);
-    discovery, the diff and every write stay here (``scale.ray_pipeline``).
+    discovery, the diff and every write stay here (``scale.ray_pipeline``). ``sampling``: "fast"
+    takes the nearest keyframe for a sampled frame when the file's GOPs allow, "exact" the
+    uniform frames (``vsearch.video.readplan``); the store records it per video.
     """
     from .perf import tune_malloc
 
@@ -127,17 +81,17 @@ def index(
         seg_s, tail_s = store.segmenting()
         roots = [os.fspath(r) for r in roots]
         run_id = store.start_run("index", roots, rec.id)
-        report = IndexReport(run_id)
+        report = IndexReport(run_id, sampling=sampling)
         times = StageTimes()
         try:
             listing = list_videos(roots)
-            _refuse_empty_roots(store, roots, listing)
-            plan = _diff(store, listing)
+            refuse_empty_roots(store, roots, listing)
+            plan = diff(store, listing)
             report.unchanged, report.moved = plan.unchanged, plan.moved
             report.warnings += [(p, f"folder skipped: {r}") for p, r in plan.skipped]
             store.prune_failures(listing.roots, {f.path for f in listing.files})
             for f, path, reason in plan.failed:
-                _fail(store, report, run_id, path, reason, f)
+                record_failure(store, report, path, reason, f)
             if plan.missing:
                 store.commit(rec.id, (), plan.missing.values())
                 report.removed = sorted(plan.missing)
@@ -147,7 +101,7 @@ def index(
                 store, rec.id, encoder, plan.todo, report, times,
                 seg_s=seg_s, tail_s=tail_s, workers=workers, batch_size=batch_size,
                 decode_timeout=decode_timeout, progress=progress, stop=stop, faults=faults or {},
-                thumbnails=thumbnails, ray_ctx=ray_ctx,
+                thumbnails=thumbnails, ray_ctx=ray_ctx, sampling=sampling,
             )  # fmt: skip
             report.interrupted = bool(stop and stop.is_set())
         except BaseException:
@@ -172,113 +126,6 @@ def index(
         lock.release()
 
 
-def check_roots(roots: Sequence[str | os.PathLike[str]], store: Store | None = None) -> None:
-    """Refuse a root that does not exist, before anything is created, loaded or removed.
-
-    An unmounted drive or a renamed folder looks exactly like "every video was deleted";
-    treating it so would throw away hours of embedding. Removing on purpose is ``vsearch remove``.
-    """
-    for root in roots:
-        root = os.fspath(root)
-        if os.path.exists(root):
-            continue
-        held = len(store.known_videos([os.path.abspath(root)])) if store is not None else 0
-        if held:
-            raise MissingRootError(
-                f"{root} does not exist (not mounted? renamed?): the store holds {held} videos under it and nothing "
-                f"was removed; to remove them on purpose: vsearch remove {root}"
-            )
-        raise MissingRootError(f"{root}: no such file or folder")
-
-
-def _refuse_empty_roots(store: Store, roots: Sequence[str], listing: Listing) -> None:
-    """A root that exists but holds no video at all while the store has videos under it is an
-    empty mount point far more often than a deliberate wipe: refuse, remove nothing."""
-    found_under = {r: 0 for r in listing.roots}
-    for f in listing.files:
-        for r in listing.roots:
-            if f.path == r or f.path.startswith(r.rstrip(os.sep) + os.sep):
-                found_under[r] += 1
-    for r, n in found_under.items():
-        if n == 0 and os.path.isdir(r):
-            held = len(store.known_videos([r]))
-            if held:
-                raise MissingRootError(
-                    f"{r} holds no videos (an empty mount point?) but the store holds {held} under it: nothing was "
-                    f"removed; to remove them on purpose: vsearch remove {r}"
-                )
-
-
-def _diff(store: Store, listing: Listing) -> _Plan:
-    known = store.known_videos(listing.roots)
-    found = {f.path for f in listing.files}
-    unreadable = {p for p, _ in listing.problems}
-    missing = {p: k for p, k in known.items() if p not in found and p not in unreadable}
-    # A folder that cannot be walked (a symlink loop, no permission) is skipped with a warning; a
-    # video file that cannot be read is a failed file.
-    failed: list[tuple[FoundFile | None, str, str]] = [(None, p, r) for p, r in listing.problems if is_video_name(p)]
-    skipped = [(p, r) for p, r in listing.problems if not is_video_name(p)]
-    todo: list[tuple[FoundFile, str]] = []
-    unchanged = 0
-    for f in listing.files:
-        k = known.get(f.path)
-        if k is not None and k.size == f.size and k.mtime_ns == f.mtime_ns:
-            unchanged += 1
-            continue
-        try:
-            chash = content_hash(f.path, f.size)
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
-                reason = "file disappeared before it could be read"
-            elif isinstance(exc, PermissionError):
-                reason = "permission denied"
-            else:
-                reason = f"cannot read: {exc.strerror or exc}"
-            failed.append((f, f.path, reason))
-            continue
-        if k is not None and k.content_hash == chash:
-            store.touch_video(k.id, f.mtime_ns)  # same bytes, new mtime (copied, touched)
-            unchanged += 1
-            continue
-        todo.append((f, chash))
-    # A new path whose content matches a video that vanished is a rename: keep its vectors.
-    moved = []
-    vanished = {known[p].content_hash: p for p in missing}
-    still_todo = []
-    for f, chash in todo:
-        old = vanished.pop(chash, None) if f.path not in known else None
-        if old is not None:
-            store.move_video(missing.pop(old).id, f.path, f.size, f.mtime_ns)
-            moved.append((old, f.path))
-        else:
-            still_todo.append((f, chash))
-    # A file moved across roots (``mv vids vids2; vsearch index vids2``): its content matches a
-    # stored video, indexed from any root, whose file is gone. Keep the vectors, update the row.
-    if still_todo:
-        elsewhere = store.videos_by_hash(h for _f, h in still_todo)
-        claimed: set[int] = set()
-        todo_left = []
-        for f, chash in still_todo:
-            gone = [
-                (vid, p) for vid, p in elsewhere.get(chash, ())
-                if vid not in claimed and p not in found and p != f.path and not os.path.exists(p)
-            ]  # fmt: skip
-            if f.path not in known and gone:
-                vid, old = gone[0]
-                claimed.add(vid)
-                store.move_video(vid, f.path, f.size, f.mtime_ns)
-                moved.append((old, f.path))
-            else:
-                todo_left.append((f, chash))
-        still_todo = todo_left
-    return _Plan(still_todo, unchanged, moved, {p: k.id for p, k in missing.items()}, failed, skipped)
-
-
-def _fail(store: Store, report: IndexReport, run_id: int, path: str, reason: str, f: FoundFile | None) -> None:
-    report.failed.append((path, reason))
-    store.record_failure(path, reason, f.size if f else None, f.mtime_ns if f else None, run_id)
-
-
 def _encode_and_write(
     store: Store,
     encoder_id: int,
@@ -297,14 +144,27 @@ def _encode_and_write(
     faults: dict[str, str],
     thumbnails: bool = True,
     ray_ctx: tuple | None = None,
+    sampling: str = "exact",
 ) -> None:
     if not todo:
         return
+    store.note_sampling(sampling)  # before the first commit, so "mixed" means runs of both
     spec = encoder.spec
     files = {i: f for i, (f, _h) in enumerate(todo)}
     hashes = {i: h for i, (_f, h) in enumerate(todo)}
     jobs = (
-        DecodeJob(i, f.path, spec.frames, spec.pixels.image_size, spec.pixels.resize, seg_s, tail_s, fault=faults.get(f.path))
+        DecodeJob(
+            i,
+            f.path,
+            spec.frames,
+            spec.pixels.image_size,
+            spec.pixels.resize,
+            seg_s,
+            tail_s,
+            sampling=sampling,
+            thumb_width=THUMB_WIDTH if thumbnails else None,
+            fault=faults.get(f.path),
+        )  # fmt: skip
         for i, (f, _h) in enumerate(todo)
     )
     bsize = batch_size or default_batch_size(str(encoder.device), spec)
@@ -364,17 +224,17 @@ def _encode_and_write(
             elif kind == "error":
                 if progress:
                     progress.update(files=1, current=os.path.basename(f.path))
-                _fail(store, report, report.run_id, f.path, payload, f)
+                record_failure(store, report, f.path, payload, f)
             elif kind == "video":
                 if progress:
                     progress.update(files=1, current=os.path.basename(f.path))
                 changed = _changed_since_listing(f)
                 video = None if changed else _to_write(payload, f, hashes[job_id], report, spec.pixels.resize)
                 if changed:
-                    _fail(store, report, report.run_id, f.path, changed, f)
+                    record_failure(store, report, f.path, changed, f)
                 elif video is None:
                     why = payload.seg_errors[0][1] if payload.seg_errors else "no frames decoded"
-                    _fail(store, report, report.run_id, f.path, f"no segment could be decoded ({why})", f)
+                    record_failure(store, report, f.path, f"no segment could be decoded ({why})", f)
                 else:
                     ready.append(video)
             write()
@@ -415,9 +275,17 @@ def _to_write(video: EncodedVideo, f: FoundFile, chash: str, report: IndexReport
             p[2],
             video.frame_idx[seg],
             video.vectors[seg],
-            encode_jpeg(video.thumbs[seg], aspect) if seg in video.thumbs else None,
+            _thumbnail(video.thumbs.get(seg), aspect),
         )  # fmt: skip
         for seg, p in sorted(video.plans.items())
         if seg in video.vectors
     ]
     return VideoWrite(f.path, f.size, f.mtime_ns, chash, video.info, segments, warning)
+
+
+def _thumbnail(made, aspect: float | None) -> tuple[bytes, int, int] | None:
+    """A segment's stored thumbnail: the worker's JPEG, or one encoded from the frame it sent
+    (decoders that send frames, e.g. a Ray worker from before thumbnails were made there)."""
+    if made is None or isinstance(made, tuple):
+        return made
+    return encode_jpeg(made, aspect)

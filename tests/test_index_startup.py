@@ -1,0 +1,105 @@
+"""`vsearch index` on a folder where nothing changed: no torch, no model, no FAISS (issue 24).
+
+Bounded by the work done, not by the clock: a subprocess reports which modules it imported, and
+the library reports whether it loaded a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.videos import write_indexed
+from vsearch.ingest_plan import index_folders
+from vsearch.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_MODEL = ROOT / "sample_data" / "model"
+
+
+class CountingLoader:
+    """A real model loader that counts its calls (the test's probe for 'a model was loaded')."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def __call__(self, ref, **kwargs):
+        from vsearch.models import load_encoder
+
+        self.calls.append(str(ref))
+        return load_encoder(ref, **kwargs)
+
+
+def _folder(tmp_path: Path) -> Path:
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    write_indexed(vids / "a.mp4", n=30)
+    write_indexed(vids / "b.mp4", n=25)
+    return vids
+
+
+def test_unchanged_folder_loads_no_model(tmp_path):
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    loader = CountingLoader()
+    first = index_folders(store, [vids], model=str(SAMPLE_MODEL), load=loader, workers=0)
+    assert first.counts()["indexed"] == 2 and loader.calls == [str(SAMPLE_MODEL)]
+    again = index_folders(store, [vids], load=loader, workers=0)
+    assert loader.calls == [str(SAMPLE_MODEL)], "nothing changed, yet a model was loaded"
+    assert not again.model_loaded
+    assert again.counts() == {"indexed": 0, "unchanged": 2, "moved": 0, "removed": 0, "failed": 0, "segments": 0}
+    with Store.open(store, create=False) as st:
+        assert st.status()["last_run"]["counts"]["unchanged"] == 2  # the quick run is recorded like any other
+
+
+def test_a_changed_file_still_loads_the_model(tmp_path):
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    loader = CountingLoader()
+    index_folders(store, [vids], model=str(SAMPLE_MODEL), load=loader, workers=0)
+    write_indexed(vids / "c.mp4", n=20)
+    report = index_folders(store, [vids], load=loader, workers=0)
+    assert len(loader.calls) == 2 and report.model_loaded
+    assert report.counts()["indexed"] == 1 and report.counts()["unchanged"] == 2
+    os.remove(vids / "a.mp4")
+    gone = index_folders(store, [vids], load=loader, workers=0)
+    assert gone.removed == [str(vids / "a.mp4")]
+
+
+def test_another_model_is_not_a_quick_run(tmp_path):
+    """--model naming something else than the store's model must reach the encoder check."""
+    from vsearch.errors import EncoderMismatch
+
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    index_folders(store, [vids], model=str(SAMPLE_MODEL), workers=0)
+    with pytest.raises(EncoderMismatch):
+        index_folders(store, [vids], model="tiny-clip", workers=0)
+
+
+@pytest.mark.slow
+def test_cli_noop_imports_neither_torch_nor_faiss(tmp_path):
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    cmd = [sys.executable, "-m", "vsearch_cli.main", "index", str(vids), "--store", str(store), "--workers", "0", "--json"]
+    first = subprocess.run([*cmd, "--model", str(SAMPLE_MODEL)], capture_output=True, text=True, timeout=170)
+    assert first.returncode == 0, first.stderr
+    probe = (
+        "import sys, json, runpy\n"
+        f"sys.argv = {['vsearch', *cmd[3:]]!r}\n"
+        "try:\n"
+        "    runpy.run_module('vsearch_cli.main', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "else:\n"
+        "    code = 0\n"
+        "heavy = sorted(m for m in ('torch', 'faiss', 'transformers', 'decord', 'av') if m in sys.modules)\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
+    )
+    again = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=170)
+    verdict = json.loads(again.stderr.strip().splitlines()[-1])
+    assert verdict == {"code": 0, "heavy": []}, again.stderr
+    out = json.loads(again.stdout)
+    assert out["counts"]["unchanged"] == 2 and out["model_loaded"] is False
+    assert "index_change" in out  # the report's own dict: nothing dropped on the way to --json
