@@ -117,7 +117,7 @@ class Catalog(StoreBase):
         self, limit: int | None = None, narrower_than: int | None = None
     ) -> list[tuple[int, str, int, float]]:
         """(segment id, path, middle sampled frame, display aspect) of segments with no thumbnail,
-        or (``narrower_than``) one narrower than that many pixels."""
+        or (``narrower_than``) one narrower than that many pixels (or than the video, if smaller)."""
         enc = self.encoder()
         q = (
             select(Segment.id, Video.path, Embedding.frame_indices, Video.width, Video.height, Segment.start_frame)
@@ -127,7 +127,7 @@ class Catalog(StoreBase):
             .where(
                 Thumbnail.segment_id.is_(None)
                 if narrower_than is None
-                else (Thumbnail.segment_id.is_(None) | (Thumbnail.width < int(narrower_than)))
+                else (Thumbnail.segment_id.is_(None) | (Thumbnail.width < func.min(int(narrower_than), Video.width)))
             )
             .order_by(Segment.id)
         )
