@@ -51,9 +51,14 @@ def eval_retrieval(
 
     Example: [bold]vsearch eval retrieval --model clipvip-b32 --dataset msrvtt --root ~/data/msrvtt --split 1k-A[/]
     """
+    from vsearch.errors import ConfigError
     from vsearch.eval.run import evaluate
     from vsearch.models import load_encoder
 
+    if dataset == "msrvtt" and root is None:  # refused before a model loads, in the flags' names
+        raise ConfigError("--dataset msrvtt needs --root (the folder with the MSR-VTT videos and split files)")
+    if dataset == "captions" and data is None:
+        raise ConfigError("give --data captions.csv (or --dataset msrvtt --root ...)")
     encoder = load_encoder(model, device=device, base=base)
     report = evaluate(
         encoder, dataset=dataset, data=data, root=root, split=split, video_root=video_root, workers=workers,

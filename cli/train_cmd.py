@@ -19,63 +19,66 @@ train_app = typer.Typer(
 app.add_typer(train_app, name="train")
 
 
-Steps = Annotated[int | None, typer.Option(help="Optimizer steps (default: from --epochs).")]
-Epochs = Annotated[float, typer.Option(help="Passes over the videos (one random caption per video each).")]
-BatchSize = Annotated[
-    int,
-    typer.Option(
-        help="Videos per micro-batch. Contrastive results depend on the effective batch (batch x accumulate): "
-        "every other pair is a negative; CLIP-ViP used 128."
-    ),
-]
-Accumulate = Annotated[int, typer.Option(help="Micro-batches per step, contrastive-exact (GradCache): 16 x 8 trains like 128.")]
-Warmup = Annotated[float, typer.Option(help="Warmup: a fraction of the steps (<1) or a step count.")]
-Frames = Annotated[int | None, typer.Option(help="Frames per clip (default: the model's).")]
-Workers = Annotated[int, typer.Option(help="DataLoader decode workers.")]
-CkptEvery = Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps (0: only at the end).")]
-EvalEvery = Annotated[int, typer.Option(help="Evaluate --val every N steps (0: only at the end).")]
-Resume = Annotated[bool, typer.Option(help="Continue from OUT/checkpoints when there is one.")]
-CacheFrames = Annotated[bool, typer.Option(help="Decode every clip once and keep it in memory (small datasets).")]
-SaveDtype = Annotated[str, typer.Option(help="float32 or float16 for the saved weights.")]
-VideoRoot = Annotated[Path | None, typer.Option(help="Folder that relative paths / video ids refer to.")]
-TimeReversal = Annotated[
-    str,
-    typer.Option(
-        help="Time reversal in every batch (off | twins | negatives). twins: each clip also brings its reversed "
-        "frames paired with the caption whose direction words are swapped (left/right, up/down, before/after; "
-        "others fall back to negatives). negatives: the reversed clip is an extra negative video for the "
-        "caption (any data, MSR-VTT included). Teaches temporal order; see README, Temporal order."
-    ),
-]
-PairWeight = Annotated[
-    float,
-    typer.Option(help="Weight of the 2-way direction loss (clip vs reversed clip, caption vs swapped) [needs --time-reversal]."),
-]
-Family = Annotated[
-    str | None,
-    typer.Option(
-        help="Build this family (clip-vip, stan, xclip) on top of the starting model, a plain CLIP: its weights load, the rest is new."
-    ),
-]
-FreezeLayers = Annotated[
-    int,
-    typer.Option(
-        help="Keep the embeddings and the first N transformer layers of each tower fixed (Test of Time freezes 5 of 6): "
-        "pretrained appearance stays while the top layers and the family's new parts learn order; 0 trains everything."
-    ),
-]
-NewLrMul = Annotated[
-    float,
-    typer.Option(
-        help="Multiply the learning rate of the parts a family adds to CLIP (CLIP-ViP's proxies and temporal table, "
-        "STAN's branch, X-CLIP's message, MIT and prompt modules) by this: with a low learning rate the CLIP keeps "
-        "what it knows while the new parts learn fast (CLIP-ViP's lr_mul)."
-    ),
-]
-TemporalInit = Annotated[
-    float | None,
-    typer.Option(help="Draw the temporal tables from N(0, STD^2) before training (new tables start at 0) (default: keep)."),
-]
+#: TrainConfig fields every training command takes as options, in the order --help lists them;
+#: their help and defaults come from the fields (``vsearch.train.config``).
+COMMON = (
+    "video_root steps epochs batch_size accumulate lr weight_decay warmup grad_clip frames workers seed "
+    "checkpoint_every eval_every resume cache_frames"
+).split()
+#: ... and those of the commands that train a video-text contrastive model (retrieval, pretrain).
+TEMPORAL = "time_reversal pair_weight family temporal_init_std new_lr_mul freeze_layers".split()
+LAST = ["save_dtype"]
+#: Where the command line reads a type other than the field's (paths, shown as PATH in --help).
+CLI_TYPES = {"video_root": Path | None}
+
+
+def config_options(*names: str, **defaults):
+    """Declare the ``TrainConfig`` fields ``names`` as options of the decorated command.
+
+    The command's own parameters come first and ``device`` / ``as_json`` last; the generated
+    ones go between, each typed, described and defaulted by its field (``defaults`` overrides a
+    default, e.g. pretrain's learning rate). The command receives them as one dict, ``options``,
+    ready for ``TrainConfig(**options, ...)``: no option is written twice, and a new field with
+    help metadata is a new flag.
+    """
+    import dataclasses
+    import functools
+    import inspect
+    import typing
+
+    from vsearch.train.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+    def decorate(func):
+        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "options"]
+        last = [p for p in own if p.name in ("device", "as_json")]
+        generated = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=defaults.get(name, fields[name].default),
+                annotation=Annotated[CLI_TYPES.get(name, hints[name]), typer.Option(help=fields[name].metadata["help"])],
+            )
+            for name in names
+        ]
+        params = [p for p in own if p not in last] + generated + last
+
+        @functools.wraps(func)
+        def command(**kwargs):
+            options = {name: kwargs.pop(name) for name in names}
+            if options.get("video_root") is not None:
+                options["video_root"] = str(options["video_root"])
+            return func(**kwargs, options=options)
+
+        command.__signature__ = inspect.Signature(params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
 Out = Annotated[
     Path, typer.Option("--out", "-o", help="Output model folder (checkpoints go in OUT/checkpoints).", show_default=False)
 ]
@@ -91,8 +94,10 @@ def run_training(cfg, as_json: bool) -> None:
     """
     import os
 
+    from vsearch.perf import tune_malloc
     from vsearch.train.loop import train
 
+    tune_malloc()  # a process-wide setting: the command's to make, not the library's
     main_rank = int(os.environ.get("RANK", "0")) == 0
     bar = Progress(
         TextColumn(f"[bold]{cfg.task}"), BarColumn(), MofNCompleteColumn(),
@@ -147,6 +152,7 @@ def run_training(cfg, as_json: bool) -> None:
 
 @train_app.command("retrieval")
 @handle_errors
+@config_options(*COMMON, *TEMPORAL, *LAST)
 def train_retrieval(
     data: Annotated[
         Path,
@@ -162,29 +168,7 @@ def train_retrieval(
     model: Model = "clip-b32",
     base: BaseOpt = None,
     val: Annotated[Path | None, typer.Option("--val", help="Held-out captions file, evaluated at the end.")] = None,
-    video_root: VideoRoot = None,
-    steps: Steps = None,
-    epochs: Epochs = 1.0,
-    batch_size: BatchSize = 32,
-    accumulate: Accumulate = 1,
-    lr: float = 1e-5,
-    weight_decay: float = 0.2,
-    warmup: Warmup = 0.01,
-    grad_clip: float = 1.0,
-    frames: Frames = None,
-    workers: Workers = 2,
-    seed: int = 42,
-    checkpoint_every: CkptEvery = 0,
-    eval_every: EvalEvery = 0,
-    resume: Resume = True,
-    cache_frames: CacheFrames = False,
-    time_reversal: TimeReversal = "off",
-    pair_weight: PairWeight = 0.0,
-    family: Family = None,
-    temporal_init_std: TemporalInit = None,
-    new_lr_mul: NewLrMul = 1.0,
-    freeze_layers: FreezeLayers = 0,
-    save_dtype: SaveDtype = "float32",
+    options: dict | None = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -194,15 +178,17 @@ def train_retrieval(
 
     An image CLIP is a video model trained on 1-frame clips: [bold]--data synth:static --frames 1[/].
     """
-    from vsearch.train.loop import TrainConfig
+    from vsearch.train.config import TrainConfig
 
-    run_training(
-        TrainConfig(**_common(locals()), **_temporal(locals()), task="retrieval", val_data=str(val) if val else None), as_json
+    cfg = TrainConfig(
+        str(data), model, str(out), task="retrieval", val_data=str(val) if val else None, base=base, device=device, **options
     )
+    run_training(cfg, as_json)
 
 
 @train_app.command("recognition")
 @handle_errors
+@config_options(*COMMON, *LAST)
 def train_recognition(
     data: Annotated[
         Path,
@@ -227,23 +213,7 @@ def train_recognition(
     freeze_text: Annotated[
         bool, typer.Option("--freeze-text", help="Keep the text tower fixed (class embeddings computed once).")
     ] = False,
-    video_root: VideoRoot = None,
-    steps: Steps = None,
-    epochs: Epochs = 1.0,
-    batch_size: BatchSize = 32,
-    accumulate: Accumulate = 1,
-    lr: float = 1e-5,
-    weight_decay: float = 0.2,
-    warmup: Warmup = 0.01,
-    grad_clip: float = 1.0,
-    frames: Frames = None,
-    workers: Workers = 2,
-    seed: int = 42,
-    checkpoint_every: CkptEvery = 0,
-    eval_every: EvalEvery = 0,
-    resume: Resume = True,
-    cache_frames: CacheFrames = False,
-    save_dtype: SaveDtype = "float32",
+    options: dict | None = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -251,17 +221,19 @@ def train_recognition(
 
     Example: [bold]vsearch train recognition --data ucf101/splits --split trainlist01 --video-root ucf101/videos --model clip-b16 --out ucf-model[/]
     """
-    from vsearch.train.loop import TrainConfig
+    from vsearch.train.config import TrainConfig
 
     cfg = TrainConfig(
-        **_common(locals()), task="recognition", val_data=str(val) if val else None, prompt=prompt, freeze_text=freeze_text,
-        classes=str(classes) if classes else None, split=split, val_split=val_split,
+        str(data), model, str(out), task="recognition", val_data=str(val) if val else None, base=base, device=device,
+        prompt=prompt, freeze_text=freeze_text, classes=str(classes) if classes else None, split=split, val_split=val_split,
+        **options,
     )  # fmt: skip
     run_training(cfg, as_json)
 
 
 @app.command("pretrain")
 @handle_errors
+@config_options(*COMMON, *TEMPORAL, *LAST, lr=5e-6, weight_decay=0.05, grad_clip=5.0)
 def pretrain(
     data: Annotated[
         Path,
@@ -276,29 +248,7 @@ def pretrain(
     model: Model = "clip-vip-b32",
     base: BaseOpt = None,
     val: Annotated[Path | None, typer.Option("--val", help="Held-out captions (`path,caption`) for retrieval metrics.")] = None,
-    video_root: VideoRoot = None,
-    steps: Steps = None,
-    epochs: Epochs = 1.0,
-    batch_size: BatchSize = 32,
-    accumulate: Accumulate = 1,
-    lr: float = 5e-6,
-    weight_decay: float = 0.05,
-    warmup: Warmup = 0.01,
-    grad_clip: float = 5.0,
-    frames: Frames = None,
-    workers: Workers = 2,
-    seed: int = 42,
-    checkpoint_every: CkptEvery = 0,
-    eval_every: EvalEvery = 0,
-    resume: Resume = True,
-    cache_frames: CacheFrames = False,
-    time_reversal: TimeReversal = "off",
-    pair_weight: PairWeight = 0.0,
-    family: Family = None,
-    temporal_init_std: TemporalInit = None,
-    new_lr_mul: NewLrMul = 1.0,
-    freeze_layers: FreezeLayers = 0,
-    save_dtype: SaveDtype = "float32",
+    options: dict | None = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -311,22 +261,9 @@ def pretrain(
     Example: [bold]vsearch pretrain --data clips.csv --model clip-vip-b32 --out vip-post[/]
     From an image CLIP: [bold]vsearch pretrain --data synth:motion --model image-clip --family clip-vip --time-reversal twins --out vip[/]
     """
-    from vsearch.train.loop import TrainConfig
+    from vsearch.train.config import TrainConfig
 
-    run_training(
-        TrainConfig(**_common(locals()), **_temporal(locals()), task="pretrain", val_data=str(val) if val else None), as_json
+    cfg = TrainConfig(
+        str(data), model, str(out), task="pretrain", val_data=str(val) if val else None, base=base, device=device, **options
     )
-
-
-def _common(args: dict) -> dict:
-    keys = (
-        "model base steps epochs batch_size accumulate lr weight_decay warmup grad_clip frames workers seed "
-        "checkpoint_every eval_every resume cache_frames device save_dtype"
-    ).split()
-    out = {k: args[k] for k in keys}
-    out.update(data=str(args["data"]), out=str(args["out"]), video_root=str(args["video_root"]) if args["video_root"] else None)
-    return out
-
-
-def _temporal(args: dict) -> dict:
-    return {k: args[k] for k in ("time_reversal", "pair_weight", "family", "temporal_init_std", "new_lr_mul", "freeze_layers")}
+    run_training(cfg, as_json)

@@ -128,7 +128,7 @@ def test_direction_measures_put_mean_pooling_at_exactly_fifty_with_ties():
 
 @pytest.mark.parametrize("steps", [0, -1])
 def test_step_counts_are_validated_before_any_work(tmp_path, steps):
-    with pytest.raises(ConfigError, match="--steps must be at least 1"):
+    with pytest.raises(ConfigError, match="steps must be at least 1"):
         train(TrainConfig(data="synth:static", model="tiny-clip:32", out=str(tmp_path / "m"), steps=steps))
     assert not (tmp_path / "m").exists()
 

@@ -1,4 +1,4 @@
-"""Process-level performance settings, applied by long-running commands (train, index).
+"""Process-level performance settings, applied by long-running commands (``vsearch train``), never by a library call.
 
 glibc returns every large freed block (over 128 KiB, i.e. every activation tensor of a training
 step) to the kernel with munmap and gets it back with mmap and page faults on the next step.

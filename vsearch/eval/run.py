@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..datasets.captions import read_captions
 from ..datasets.msrvtt import load_split
 from ..errors import ConfigError
@@ -31,21 +32,23 @@ def evaluate(
     split: str = "1k-A",
     video_root: str | os.PathLike[str] | None = None,
     workers: int = 2,
-    use_cache: bool = True,
+    use_cache: bool = False,
     save_similarity: str | os.PathLike[str] | None = None,
     allow_missing_videos: bool = False,
     out: str | os.PathLike[str] | None = None,
 ) -> dict:
     """Text↔video retrieval metrics on a captions file or MSR-VTT; with ``out``, also written there
-    as JSON. Nothing is written into the model folder: it may be a checkout or read-only."""
+    as JSON. Nothing is written into the model folder: it may be a checkout or read-only.
+    ``use_cache``: keep the video embeddings in the user's cache (``eval.cache``) and reuse them on
+    the next run; off unless asked, as a library call writes no user cache of its own accord."""
     if dataset == "msrvtt":
         if root is None:
-            raise ConfigError("--dataset msrvtt needs --root (the folder with the MSR-VTT videos and split files)")
+            raise ConfigError("dataset msrvtt needs root (the folder with the MSR-VTT videos and split files)")
         items = load_split(root, split, allow_missing_videos=allow_missing_videos)
         name = f"msrvtt-{split}"
     elif dataset == "captions":
         if data is None:
-            raise ConfigError("give --data captions.csv (or --dataset msrvtt --root ...)")
+            raise ConfigError("dataset captions needs data (a captions CSV or JSONL), or use dataset msrvtt with root")
         items = read_captions(data, video_root)
         name = Path(data).stem
     else:
@@ -78,7 +81,7 @@ def evaluate(
             "model": encoder.name,
             "fingerprint": encoder.fingerprint,
         }
-        sim_path.with_suffix(".json").write_text(json.dumps(side, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_text(sim_path.with_suffix(".json"), json.dumps(side, ensure_ascii=False) + "\n")
         report["similarity"] = str(sim_path)
     if out is not None:
         report["written_to"] = str(write_report(report, out))
@@ -90,6 +93,4 @@ def write_report(report: dict, out: str | os.PathLike[str]) -> Path:
     target = Path(out)
     if target.suffix.lower() != ".json":
         target = target / f"{report.get('dataset', 'eval')}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(report, indent=2) + "\n")
-    return target
+    return atomic_write_text(target, json.dumps(report, indent=2) + "\n")

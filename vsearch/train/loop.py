@@ -24,73 +24,15 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write, atomic_write_text
 from ..datasets.clips import collate
 from ..errors import ConfigError, DatasetError, TrainingError
+from .config import TrainConfig
 from .loss import clamp_logit_scale
 from .sampler import EpochBatchSampler
+from .surgery import freeze_lower_layers, init_temporal
 
 NO_DECAY_MARKERS = ("bias", "norm", "layrnorm", "embedding", "class_embedding", "added_cls", "logit_scale")
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    model: str
-    out: str
-    #: "retrieval" (captions), "pretrain" (CLIP-ViP omnisource), "recognition" (class labels)
-    task: str = "retrieval"
-    val_data: str | None = None
-    #: With ``model`` an official checkpoint file: the CLIP it was trained from.
-    base: str | None = None
-    video_root: str | None = None
-    steps: int | None = None
-    epochs: float = 1.0
-    batch_size: int = 32
-    accumulate: int = 1
-    lr: float = 1e-5
-    weight_decay: float = 0.2
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    warmup: float = 0.01  # fraction of steps when < 1, else a number of steps
-    grad_clip: float = 1.0
-    frames: int | None = None
-    workers: int = 2
-    seed: int = 42
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 2
-    eval_every: int = 0
-    resume: bool = True
-    cache_frames: bool = False
-    device: str = "auto"
-    save_dtype: str = "float32"
-    log_every: int = 10
-    #: Stop after this many steps in this call (a time budget; the run can be resumed).
-    max_steps_this_run: int | None = None
-    #: Build this family on top of ``model`` (a CLIP: its weights load; the family's new parts
-    #: are initialised), e.g. CLIP-ViP post-pretrained from an image CLIP.
-    family: str | None = None
-    #: Time reversal (``train.reversal``): "off", "twins" (reversed clip + swapped caption) or
-    #: "negatives" (reversed clip as an extra negative video).
-    time_reversal: str = "off"
-    #: Weight of the 2-way direction loss inside {clip, reversed clip} x {caption, swapped}.
-    pair_weight: float = 0.0
-    #: Re-initialise the temporal tables N(0, std²) before training (a new, zero table gives
-    #: order no gradient to grow from; see README, "Temporal order"). None: keep them.
-    temporal_init_std: float | None = None
-    #: The parts a family adds to CLIP (``VideoTextEncoder.added_to_clip``) train at this
-    #: multiple of ``lr`` (CLIP-ViP's official ``lr_mul``): a low ``lr`` keeps what the CLIP
-    #: learned from images while the new parts move fast.
-    new_lr_mul: float = 1.0
-    #: Keep the token/patch embeddings and the first N transformer layers of each tower fixed
-    #: (TACT freezes 5 of 6): the pretrained appearance stays, the top layers and the family's
-    #: new parts learn order. Each tower's last layer always trains.
-    freeze_layers: int = 0
-    # recognition
-    prompt: str | None = None  # class-name template [default: the model's spec]
-    freeze_text: bool = False
-    classes: str | None = None  # a class list file, when labels are indices
-    split: str | None = None  # split file name (UCF101 trainlist01, HMDB51 train1, Kinetics train)
-    val_split: str | None = None
 
 
 @dataclass
@@ -133,71 +75,27 @@ def validate(cfg: TrainConfig) -> None:
     from .reversal import MODES
 
     if cfg.steps is not None and cfg.steps < 1:
-        raise ConfigError(f"--steps must be at least 1, not {cfg.steps}")
+        raise ConfigError(f"steps must be at least 1, not {cfg.steps}")
     if cfg.steps is None and not cfg.epochs > 0:
-        raise ConfigError(f"--epochs must be more than 0, not {cfg.epochs}")
+        raise ConfigError(f"epochs must be more than 0, not {cfg.epochs}")
     if cfg.batch_size < 2:
-        raise ConfigError("contrastive training needs a batch of at least 2")
+        raise ConfigError(f"batch_size must be at least 2 (contrastive training), not {cfg.batch_size}")
     if cfg.accumulate < 1:
-        raise ConfigError(f"--accumulate must be at least 1, not {cfg.accumulate}")
+        raise ConfigError(f"accumulate must be at least 1, not {cfg.accumulate}")
     if not cfg.lr > 0:
-        raise ConfigError(f"--lr must be more than 0, not {cfg.lr}")
+        raise ConfigError(f"lr must be more than 0, not {cfg.lr}")
     if cfg.freeze_layers < 0:
-        raise ConfigError(f"--freeze-layers must be 0 or more, not {cfg.freeze_layers}")
+        raise ConfigError(f"freeze_layers must be 0 or more, not {cfg.freeze_layers}")
     if not cfg.new_lr_mul > 0:
-        raise ConfigError(f"--new-lr-mul must be more than 0, not {cfg.new_lr_mul}")
+        raise ConfigError(f"new_lr_mul must be more than 0, not {cfg.new_lr_mul}")
     if cfg.frames is not None and cfg.frames < 1:
-        raise ConfigError(f"--frames must be at least 1, not {cfg.frames}")
+        raise ConfigError(f"frames must be at least 1, not {cfg.frames}")
     if cfg.time_reversal not in MODES:
-        raise ConfigError(f"--time-reversal must be one of {', '.join(MODES)}, not {cfg.time_reversal!r}")
+        raise ConfigError(f"time_reversal must be one of {', '.join(MODES)}, not {cfg.time_reversal!r}")
     if cfg.pair_weight < 0 or (cfg.pair_weight and cfg.time_reversal == "off"):
-        raise ConfigError("--pair-weight needs --time-reversal twins or negatives, and must be >= 0")
+        raise ConfigError("pair_weight needs time_reversal twins or negatives, and must be >= 0")
     if cfg.time_reversal != "off" and cfg.task == "recognition":
-        raise ConfigError("--time-reversal applies to retrieval and pretrain, not recognition")
-
-
-def init_temporal(encoder: torch.nn.Module, std: float, seed: int) -> str:
-    """Draw every temporal table (CLIP-ViP's and STAN's temporal embeddings, X-CLIP's MIT
-    positions) from N(0, std²); returns what was drawn, for the log."""
-    g = torch.Generator().manual_seed(seed)
-    names = []
-    for name, p in encoder.named_parameters():
-        low = name.lower()
-        if "temporal_embed" in low or low.endswith("time_embed") or ("mit" in low and "position_embedding" in low):
-            with torch.no_grad():
-                p.copy_(torch.randn(p.shape, generator=g) * std)
-            names.append(name.rsplit(".", 1)[-1])
-    if not names:
-        raise ConfigError(f"--temporal-init-std: a {encoder.family} model has no temporal table")
-    return f"{', '.join(names)} ~ N(0, {std}^2)"
-
-
-def freeze_lower_layers(encoder: torch.nn.Module, n: int) -> str:
-    """Fix token/patch/position embeddings and layers ``0..n-1`` of every transformer tower in
-    ``encoder`` (capped so each tower's last layer trains); returns what was frozen, for the log.
-    Parts a family adds (``added_to_clip``: temporal tables, proxies, branches) always train."""
-    import re
-
-    added = type(encoder).added_to_clip
-    towers: dict[str, int] = {}
-    for name, _p in encoder.named_parameters():
-        m = re.search(r"(^|\.)((?:text|vision)_model)\.encoder\.layers\.(\d+)\.", name)
-        if m:
-            towers[m.group(2)] = max(towers.get(m.group(2), 0), int(m.group(3)) + 1)
-    if not towers:
-        raise ConfigError(f"--freeze-layers: a {encoder.family} model has no CLIP towers to freeze")
-    keep = {t: min(n, depth - 1) for t, depth in towers.items()}
-    for name, p in encoder.named_parameters():
-        if any(a in name for a in added):
-            continue
-        m = re.search(r"(^|\.)((?:text|vision)_model)\.(.*)", name)
-        if not m:
-            continue
-        tower, rest = m.group(2), m.group(3)
-        layer = re.match(r"encoder\.layers\.(\d+)\.", rest)
-        if (layer and int(layer.group(1)) < keep[tower]) or rest.startswith("embeddings."):
-            p.requires_grad_(False)
-    return ", ".join(f"{t.split('_')[0]} embeddings + layers 0-{k - 1} of {towers[t]}" for t, k in sorted(keep.items()) if k)
+        raise ConfigError("time_reversal applies to retrieval and pretrain, not recognition")
 
 
 def warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
@@ -224,11 +122,9 @@ class Trainer:
     def _setup(self) -> None:
         from ..config import resolve_device
         from ..models.registry import load_encoder
-        from ..perf import tune_malloc
         from . import distributed
 
         cfg = self.cfg
-        tune_malloc()
         validate(cfg)
         torch.manual_seed(cfg.seed)
         dev = resolve_device(cfg.device)
@@ -241,8 +137,8 @@ class Trainer:
             done = json.loads((Path(start) / "trainer_state.json").read_text())
             if cfg.steps is None or done["step"] >= cfg.steps:
                 raise ConfigError(
-                    f"{self.out} already holds a finished model ({done['step']} steps): choose another --out, "
-                    f"or pass a larger --steps to train it further"
+                    f"{self.out} already holds a finished model ({done['step']} steps): choose another out, "
+                    f"or a larger steps to train it further"
                 )
         family = None if start else cfg.family
         self.encoder = load_encoder(
@@ -282,7 +178,7 @@ class Trainer:
         warm = int(cfg.warmup if cfg.warmup >= 1 else round(cfg.warmup * self.total))
         added = type(self.encoder).added_to_clip
         if cfg.new_lr_mul != 1.0 and not added:
-            raise ConfigError(f"--new-lr-mul: a {self.encoder.family} model adds nothing to CLIP")
+            raise ConfigError(f"new_lr_mul: a {self.encoder.family} model adds nothing to CLIP")
         groups = param_groups(self.encoder, cfg.weight_decay, cfg.lr, added, cfg.new_lr_mul)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(self.total, warm))
@@ -368,7 +264,7 @@ class Trainer:
                 if not math.isfinite(loss):
                     raise TrainingError(
                         f"the loss became {loss} at step {self.step + 1}: no model was written "
-                        f"(lower --lr, or check the data); the last checkpoint in {self.ckpt_dir} is intact"
+                        f"(lower lr, or check the data); the last checkpoint in {self.ckpt_dir} is intact"
                     )
                 samples += sum(b["size"] for b in buf)
                 buf = []
@@ -397,7 +293,7 @@ class Trainer:
         self.encoder.eval()
         if finished and self.world.main:
             self.encoder.save_pretrained(self.out, dtype=getattr(torch, cfg.save_dtype))
-            (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+            atomic_write_text(self.out / "train_config.json", json.dumps(asdict(cfg), indent=2) + "\n")
             eval_report = self._evaluate()
         self._checkpoint()
         if self.log is not None:
@@ -447,7 +343,7 @@ class Trainer:
         record = {"step": self.step, "eval": report}
         self.log.write(json.dumps(record) + "\n")
         self.log.flush()
-        (self.out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(self.out / "eval.json", json.dumps(report, indent=2) + "\n")
         return report
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -463,21 +359,19 @@ class Trainer:
         target = self.ckpt_dir / f"step-{self.step:08d}"
         if target.exists():
             return
-        tmp = self.ckpt_dir / f".tmp-{self.step:08d}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.encoder.save_pretrained(tmp)
-        torch.save(
-            {
+        state = {"step": self.step, "skipped": self.skipped, "total": self.total, "model": self.cfg.model}
+
+        def write(tmp: str) -> None:
+            self.encoder.save_pretrained(tmp)
+            blob = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(),
-            },
-            tmp / "trainer_state.pt",
-        )
-        state = {"step": self.step, "skipped": self.skipped, "total": self.total, "model": self.cfg.model}
-        (tmp / "trainer_state.json").write_text(json.dumps(state) + "\n")
-        os.replace(tmp, target)
+            }
+            torch.save(blob, Path(tmp) / "trainer_state.pt")
+            (Path(tmp) / "trainer_state.json").write_text(json.dumps(state) + "\n")
+
+        atomic_write(target, write, folder=True)  # a checkpoint is whole, or absent
         for old in sorted(self.ckpt_dir.glob("step-*"))[: -self.cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
 
