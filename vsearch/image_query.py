@@ -90,7 +90,7 @@ def fit_image(image: np.ndarray, spec) -> np.ndarray:
         sh, sw = max(s, round(h * scale)), max(s, round(w * scale))
         top, left = (sh - s) // 2, (sw - s) // 2
         box = (left / scale, top / scale, (left + s) / scale, (top + s) / scale)
-    return np.asarray(Image.fromarray(image).resize((s, s), Image.Resampling.BICUBIC, box=box))
+    return np.array(Image.fromarray(image).resize((s, s), Image.Resampling.BICUBIC, box=box))
 
 
 def parse_moment(text: str) -> tuple[str, float]:
