@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def test_eval_embeddings_are_cached(tmp_path, msrvtt_like, micro_model_dir):
     from vsearch.models import load_encoder
 
     enc = load_encoder(micro_model_dir, cache=False)
-    first = evaluate(enc, dataset="msrvtt", root=msrvtt_like, workers=0)
+    evaluate(enc, dataset="msrvtt", root=msrvtt_like, workers=0)
+    assert not (Path(os.environ["VSEARCH_HOME"]) / "cache" / "embeddings").exists()  # a library call caches only when asked
+    first = evaluate(enc, dataset="msrvtt", root=msrvtt_like, workers=0, use_cache=True)
     cache = EmbeddingCache(enc.fingerprint)
     assert cache._db.execute("SELECT count(*) FROM vectors").fetchone()[0] == 12
     cache.close()
@@ -118,7 +121,7 @@ def test_eval_embeddings_are_cached(tmp_path, msrvtt_like, micro_model_dir):
     orig = retrieval.VideoTextDataset
     retrieval.VideoTextDataset = Boom
     try:
-        second = evaluate(enc, dataset="msrvtt", root=msrvtt_like, workers=0)
+        second = evaluate(enc, dataset="msrvtt", root=msrvtt_like, workers=0, use_cache=True)
     finally:
         retrieval.VideoTextDataset = orig
     assert second["t2v"] == first["t2v"]

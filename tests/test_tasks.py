@@ -167,9 +167,10 @@ def test_seen_axis_set_pairs_both_directions_of_the_axis_kept_in_training(tmp_pa
 
 def test_direction_accuracy_reads_a_plain_training_file(synth_dir, tiny_encoder):
     """A training file has no group/heldout columns: direction on trained clips must still be measurable."""
-    from vsearch.eval.motion import direction_accuracy, motion_benchmark
+    from vsearch.eval.direction import load_direction_set
+    from vsearch.eval.motion import direction_accuracy
 
     acc = direction_accuracy(tiny_encoder, synth_dir / "captions.csv", workers=0, limit=4)
     assert acc in {0.0, 25.0, 50.0, 75.0, 100.0}  # exactly 4 clips were scored
-    with pytest.raises(DatasetError, match="group,heldout"):  # the grouped benchmark still insists on its columns
-        motion_benchmark(tiny_encoder, synth_dir / "captions.csv", workers=0)
+    with pytest.raises(DatasetError, match="group,heldout"):  # a grouped direction set still insists on its columns
+        load_direction_set(tiny_encoder, synth_dir / "captions.csv")

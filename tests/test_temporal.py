@@ -134,9 +134,9 @@ def test_step_counts_are_validated_before_any_work(tmp_path, steps):
 
 
 def test_bad_reversal_settings_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="time-reversal"):
+    with pytest.raises(ConfigError, match="time_reversal"):
         train(TrainConfig(data="synth:motion", model="tiny-clip:32", out=str(tmp_path), time_reversal="both"))
-    with pytest.raises(ConfigError, match="pair-weight"):
+    with pytest.raises(ConfigError, match="pair_weight"):
         train(TrainConfig(data="synth:motion", model="tiny-clip:32", out=str(tmp_path), pair_weight=1.0))
 
 
@@ -261,7 +261,7 @@ def test_freeze_layers_keeps_lower_layers_and_embeddings_and_trains_the_rest(tmp
     assert frozen and all(k in same for k in frozen if not k.endswith("position_ids"))
     assert "vision_model.encoder.layers.3.mlp.fc1.weight" not in same
     assert "text_model.encoder.layers.1.mlp.fc1.weight" not in same
-    with pytest.raises(ConfigError, match="freeze-layers"):
+    with pytest.raises(ConfigError, match="freeze_layers"):
         train(TrainConfig(data="synth:motion,size=32", model="tiny-clip:32", out=str(tmp_path / "x"), frames=4, steps=1,
                           batch_size=8, workers=0, freeze_layers=-1))  # fmt: skip
 

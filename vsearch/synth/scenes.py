@@ -235,40 +235,6 @@ def motion_split() -> tuple[list[Scene], list[Scene]]:
     return train, heldout
 
 
-def generate_motion_benchmark(
-    out_dir: str | os.PathLike[str],
-    train_count: int = 2000,
-    groups: int = 10,
-    *,
-    seed: int = 0,
-    settings: RenderSettings | None = None,
-) -> tuple[Path, Path]:
-    """``OUT/train/captions.csv`` (training combinations only) and ``OUT/test/captions.csv``.
-
-    The test set has ``groups`` groups; each holds one clip of every held-out combination and
-    one of its direction-flipped twin ("moving left" next to "moving right", same colour and
-    shape). Retrieval inside a group therefore needs colour, shape and direction. Columns:
-    ``path,caption,group,heldout``.
-    """
-    settings = settings or RenderSettings()
-    out = Path(out_dir)
-    train, heldout = motion_split()
-    generate(out / "train", train_count, seed=seed, scenes=train, settings=settings)
-    test = out / "test"
-    (test / "videos").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for g in range(groups):
-        for i, scene in enumerate(heldout):
-            for role, sc in (("1", scene), ("0", Scene(scene.shape, scene.colour, OPPOSITE[scene.motion]))):
-                rng = np.random.default_rng([seed + 1, g, i, int(role)])
-                path = test / "videos" / f"g{g:02d}_{sc.slug}.mp4"
-                write_clip(path, [sc], settings, rng)
-                rows.append([os.path.relpath(path, test), sc.caption, str(g), role])
-    _write_grouped_csv(test / "captions.csv", rows)
-    write_seen_axis_set(out / "seen", groups, seed=seed, settings=settings)
-    return out / "train" / "captions.csv", test / "captions.csv"
-
-
 def write_seen_axis_set(
     out_dir: str | os.PathLike[str], groups: int = 10, *, seed: int = 0, settings: RenderSettings | None = None
 ) -> Path:
