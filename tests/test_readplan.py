@@ -53,14 +53,13 @@ def test_fast_moves_frames_to_keyframes_within_half_a_gop():
         for e, f in zip(exact, fast):
             if f != e:
                 assert table.is_key(f) and abs(f - e) <= 30  # half a 60-frame GOP
-                assert seg.start_frame <= f <= seg.end_frame  # inside, or the frame right after
+                assert seg.start_frame <= f < seg.end_frame  # never past the segment (a cut may follow)
+        assert len(set(fast)) == len(fast)  # a keyframe serves one sampled frame
     first = snap_to_keyframes(uniform_indices(0, 300, 8), 0, 300, table)
-    assert first == [0, 60, 60, 120, 180, 240, 240, 300]
-    assert decoded_frames(plan_reads(first, table)) == 6  # keyframes alone
-    last = snap_to_keyframes(uniform_indices(600, 900, 8), 600, 900, table)
-    assert last[-1] == 899  # no keyframe within half a GOP of the file's last frame: exact
-    assert decoded_frames(plan_reads(last, table)) == 4 + 60  # four keyframes, then the last GOP
-    assert decoded_frames(plan_reads(uniform_indices(600, 900, 8), table)) == 214
+    assert first == [0, 60, 85, 120, 180, 240, 256, 299]  # 85 and 256: their keyframe is taken; 299: none near
+    # Keyframes 0, 60 (and on to 85), 120, 180, 240 (and on to 299): 1 + 26 + 1 + 1 + 60.
+    assert decoded_frames(plan_reads(first, table)) == 89
+    assert decoded_frames(plan_reads(uniform_indices(0, 300, 8), table)) == 214
 
 
 def test_fast_keeps_exact_frames_when_the_gop_exceeds_the_frame_budget():
@@ -77,7 +76,7 @@ def test_fast_keeps_exact_frames_when_the_gop_exceeds_the_frame_budget():
 def test_open_gop_leading_frames_do_not_snap_to_a_keyframe_that_is_not_there():
     table = KeyframeTable.build([5, 65, 125], 180)
     assert table.gop(2) == (0, 5) and not table.is_key(0)
-    assert snap_to_keyframes([1, 40, 70], 0, 180, table) == [1, 65, 65]  # 1 -> 5 is more than half of 5 frames
+    assert snap_to_keyframes([1, 40, 70], 0, 180, table) == [1, 65, 70]  # 1 -> 5 is more than half of 5 frames
     assert snap_to_keyframes([3], 0, 180, table) == [5]
 
 
@@ -127,7 +126,7 @@ def test_fast_job_reads_keyframes_and_their_pixels_match_exact_decoding(tmp_path
     f_segs = [m for m in fast if m[0] == "segment"]
     e_segs = [m for m in exact if m[0] == "segment"]
     assert [m[3] for m in e_segs] == [uniform_indices(0, 100, 8), uniform_indices(100, 200, 8)]
-    assert f_segs[0][3] == [0, 20, 20, 40, 60, 60, 80, 100]  # 70 lies halfway: the earlier keyframe
+    assert f_segs[0][3] == [0, 20, 28, 40, 60, 70, 80, 99]  # 28 and 70: their nearest keyframe is taken
     assert fast[0][2]["sampling"] == "fast" and exact[0][2]["sampling"] == "exact"
     assert not [m for m in fast if m[0] == "note"]  # good GOPs: nothing to warn about
     with VideoReader(path, 32, "squash") as r:

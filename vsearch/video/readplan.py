@@ -7,8 +7,9 @@ decoding the 24 sampled frames of a 30 s file took 46% of decoding all 900. Two 
   once for all the frames it serves, and decoding stops at the last frame needed from it.
 - ``fast``: a sampled frame moves to the nearest keyframe when that lies at most half a GOP
   from it, provided the segment's frame budget allows: the GOP is no longer than two sampling
-  intervals, so the segment still shows at least half as many moments. Keyframes decode alone
-  (33x faster than a full decode on a high-bitrate file); frames that cannot move stay exact.
+  intervals, and the keyframe serves no other sampled frame of the segment. Keyframes decode
+  alone (33x faster than a full decode on a high-bitrate file); frames that cannot move stay
+  exact, decoded from their keyframe as in ``exact``.
 
 ``exact`` and ``fast`` are two plans over the same decoder, not two decoders. Pure functions of
 frame indices: tested on synthetic tables without decoding anything.
@@ -83,24 +84,29 @@ def fast_unusable(table: KeyframeTable | None, fps: float) -> str | None:
 
 def snap_to_keyframes(indices: list[int], start: int, end: int, table: KeyframeTable) -> list[int]:
     """The ``fast`` plan for one segment ``[start, end)``: each sampled frame moves to the nearest
-    keyframe at most half a GOP away, inside the segment or on its end boundary (the frame that
-    follows it), when the GOP is at most two sampling intervals long; otherwise it stays.
+    keyframe at most half a GOP away inside the segment, when the GOP is at most two sampling
+    intervals long; otherwise it stays. A keyframe serves one sampled frame: a second frame
+    nearest to it stays exact, so the segment keeps as many distinct moments as it samples
+    (duplicates cost CLIP-ViP up to 0.12 of cosine on a segment, for 30% less decoding). Never
+    past the segment's end: the next frame may lie beyond a cut.
     """
     if not indices:
         return []
     span = max(indices[-1] - indices[0], 1)
     interval = span / (len(indices) - 1) if len(indices) > 1 else float(end - start)
-    out = []
+    out: list[int] = []
+    used: set[int] = set()
     for i in indices:
         key, nxt = table.gop(i)
         size = nxt - key
         best = i
         if size <= 2 * interval:
-            options = [k for k in (key, nxt) if start <= k <= end and table.is_key(k)]
+            options = [k for k in (key, nxt) if start <= k < end and table.is_key(k)]
             if options:
                 near = min(options, key=lambda k: (abs(k - i), k))
-                if abs(near - i) * 2 <= size:
+                if abs(near - i) * 2 <= size and (near == i or near not in used):
                     best = near
+        used.add(best)
         out.append(best)
     return out
 
