@@ -20,6 +20,10 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="Debian's ffmpeg is not installed (.ci/run installs it)")
 
 
+#: Frames between keyframes of the test clips (8 fps): short, like a camera's 2 s at 30 fps in a 3 s clip.
+GOP = 4
+
+
 def write(path, frames, fps=8, rotation=None, hflip=False, vflip=False):
     import av
 
@@ -27,7 +31,9 @@ def write(path, frames, fps=8, rotation=None, hflip=False, vflip=False):
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"crf": "12", "preset": "veryfast"}
+        # A keyframe exactly every GOP frames (no scene cuts), so fast sampling has keyframes to use
+        # and twins share them.
+        s.options = {"crf": "12", "preset": "veryfast", "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0"}
         if rotation is not None:
             s.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
         for f in frames:
@@ -94,10 +100,29 @@ def sample_clip() -> np.ndarray:
     return render_scene(Scene("triangle", "yellow", "right"), 24, 96, 64, rng)
 
 
-def embed(model, path) -> np.ndarray:
-    from vsearch.embedding import embed_videos
+def embed(model, path, sampling: str = "exact") -> np.ndarray:
+    """The file's one segment embedded as ``vsearch index`` does, with ``sampling``; the frames
+    moved by fast sampling are checked to have moved (else "both modes" would test one)."""
+    from vsearch.embedding import SegmentBatcher, StageTimes, encode_stream
+    from vsearch.video.workers import DecodeJob, DecodePool
 
-    return embed_videos(model, [str(path)], workers=0).vectors[0]
+    spec = model.spec
+    job = DecodeJob(0, str(path), spec.frames, spec.pixels.image_size, spec.pixels.resize, 10.0, 2.0, sampling=sampling)
+    times = StageTimes()
+    for kind, _job, video in encode_stream(DecodePool(0).messages([job]), SegmentBatcher(model, 4, times), times):
+        if kind == "video":
+            uniform = list(np.linspace(0, video.info["num_frames"] - 1, spec.frames).astype(int))
+            assert (video.frame_idx[0] != uniform) == (sampling == "fast"), video.frame_idx[0]
+            return video.vectors[0]
+    raise AssertionError(f"{path} was not embedded")
+
+
+SAMPLINGS = pytest.mark.parametrize("sampling", ["exact", "fast"])
+#: Encoder options that place a keyframe exactly every GOP frames, like the H.264 twin's.
+FIXED_GOP = {
+    "libx264": {"x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0"},
+    "libx265": {"x265-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:log-level=error"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +132,8 @@ def model():
     return load_encoder(SAMPLE / "model", cache=False)
 
 
-def test_a_phone_style_rotated_clip_embeds_like_its_upright_twin(tmp_path, model):
+@SAMPLINGS
+def test_a_phone_style_rotated_clip_embeds_like_its_upright_twin(tmp_path, model, sampling):
     from vsearch.eval.direction import embed_frames
 
     upright = sample_clip()  # (24, 64, 96, 3): landscape as shown
@@ -126,7 +152,7 @@ def test_a_phone_style_rotated_clip_embeds_like_its_upright_twin(tmp_path, model
     assert float(a @ b) >= 0.98, float(a @ b)
     # Through the indexing pipeline (the upright file decoded by decord: its scaler differs from
     # PyAV's by about 1.5% cosine on this tiny model), and against the raw sideways pixels.
-    a, b, c = embed(model, plain), embed(model, phone), embed(model, raw)
+    a, b, c = embed(model, plain, sampling), embed(model, phone, sampling), embed(model, raw, sampling)
     assert float(a @ b) >= 0.95, float(a @ b)
     assert float(a @ b) > float(a @ c) + 0.02, (float(a @ b), float(a @ c))
 
@@ -143,7 +169,8 @@ def test_time_ranges_start_at_the_first_frame_in_mpeg_ts(tmp_path):
 
 
 @needs_ffmpeg
-def test_anamorphic_pixels_are_corrected_before_resize(tmp_path, model):
+@SAMPLINGS
+def test_anamorphic_pixels_are_corrected_before_resize(tmp_path, model, sampling):
     upright = sample_clip()  # 96x64 as shown
     squeezed = np.ascontiguousarray(upright[:, :, ::2])  # stored 48x64, pixels twice as wide as tall
     plain = write(tmp_path / "plain.mp4", upright)
@@ -157,12 +184,12 @@ def test_anamorphic_pixels_are_corrected_before_resize(tmp_path, model):
         assert (r.info.width, r.info.height) == (96, 64)
     with VideoReader(str(ana), image_size=32, resize="crop") as r:
         assert r.get([0]).shape[1:3] == (32, 48)
-    assert float(embed(model, plain) @ embed(model, ana)) >= 0.98
+    assert float(embed(model, plain, sampling) @ embed(model, ana, sampling)) >= 0.98
 
 
 @needs_ffmpeg
-def test_cover_art_is_never_taken_for_the_video(tmp_path, model):
-
+@SAMPLINGS
+def test_cover_art_is_never_taken_for_the_video(tmp_path, model, sampling):
     clip = write(tmp_path / "a.mp4", sample_clip())
     cover = tmp_path / "cover.png"
     subprocess.run(
@@ -182,7 +209,7 @@ def test_cover_art_is_never_taken_for_the_video(tmp_path, model):
     with VideoReader(str(out)) as r:
         assert r.info.num_frames == 24 and r.info.codec == "h264"
         assert r.header.stream_index == next(i for i, name in kinds if name == "h264")
-    assert float(embed(model, clip) @ embed(model, out)) >= 0.98
+    assert float(embed(model, clip, sampling) @ embed(model, out, sampling)) >= 0.98
 
 
 @pytest.mark.parametrize(
@@ -191,7 +218,8 @@ def test_cover_art_is_never_taken_for_the_video(tmp_path, model):
      ("libsvtav1", "yuv420p", "mp4", {"crf": "12"}), ("libx264", "yuv420p10le", "mp4", {"crf": "12"}),
      ("libx265", "yuv420p10le", "mkv", {"crf": "12"})],
 )  # fmt: skip
-def test_hevc_vp9_av1_and_10_bit_embed_like_their_8_bit_h264_twin(tmp_path, model, codec, pix_fmt, ext, options):
+@SAMPLINGS
+def test_hevc_vp9_av1_and_10_bit_embed_like_their_8_bit_h264_twin(tmp_path, model, codec, pix_fmt, ext, options, sampling):
     import av
 
     clip = sample_clip()
@@ -201,7 +229,8 @@ def test_hevc_vp9_av1_and_10_bit_embed_like_their_8_bit_h264_twin(tmp_path, mode
         with av.open(str(path), "w") as c:
             s = c.add_stream(codec, rate=8)
             s.width, s.height, s.pix_fmt = 96, 64, pix_fmt
-            s.options = options
+            s.options = {**options, **FIXED_GOP.get(codec, {})}
+            s.codec_context.gop_size = GOP
             for f in clip:
                 for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                     c.mux(p)
@@ -209,4 +238,4 @@ def test_hevc_vp9_av1_and_10_bit_embed_like_their_8_bit_h264_twin(tmp_path, mode
                 c.mux(p)
     except (av.FFmpegError, ValueError) as exc:
         pytest.skip(f"this PyAV build cannot write {codec} {pix_fmt}: {exc}")
-    assert float(embed(model, plain) @ embed(model, path)) >= 0.98
+    assert float(embed(model, plain, sampling) @ embed(model, path, sampling)) >= 0.98
