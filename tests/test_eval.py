@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from vsearch.errors import DatasetError
 from vsearch.eval.cache import EmbeddingCache
 from vsearch.eval.run import evaluate
 from vsearch_cli.main import app
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrvtt"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/msrvtt is not beside the checkout")
@@ -139,3 +142,21 @@ def test_training_reads_msrvtt_splits_by_reference(msrvtt_like):
     assert len(items) == 12 and items[0].path.endswith("video7010.mp4")
     with pytest.raises(DatasetError, match="msrvtt:ROOT@SPLIT"):
         read_captions("msrvtt:1k-A")
+
+
+def test_the_eval_cache_is_invalidated_by_a_changed_file(tmp_path):
+    from vsearch.eval.cache import EmbeddingCache
+
+    video = tmp_path / "a.mp4"
+    shutil.copy(SAMPLE / "videos" / "red_circle_left_01.mp4", video)
+    sampling = {"frames": 8}
+    cache = EmbeddingCache("fp-test", tmp_path / "cache")
+    key = EmbeddingCache.key(str(video), sampling)
+    cache.put_many([(key, np.ones(4, np.float32))])
+    assert set(cache.get_many([EmbeddingCache.key(str(video), sampling)])) == {key}  # same file, sampling: a hit
+    assert EmbeddingCache.key(str(video), {"frames": 12}) != key  # another sampling
+    os.utime(video, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert EmbeddingCache.key(str(video), sampling) != key  # a touched file is embedded again
+    assert cache.get_many([EmbeddingCache.key(str(video), sampling)]) == {}
+    other = EmbeddingCache("fp-other", tmp_path / "cache")
+    assert other.path != cache.path and other.get_many([key]) == {}  # another model never reads these vectors
