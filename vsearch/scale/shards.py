@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write, atomic_write_text
 from ..errors import ConfigError, DatasetError, EncoderMismatch
 
 FILES_PER_SHARD = 64
@@ -67,7 +68,7 @@ def export_shards(
         old = json.loads(meta_path.read_text())
         if old.get("fingerprint") != encoder.fingerprint:
             raise EncoderMismatch(f"{out} holds shards of another model ({old.get('encoder')}); choose another --out")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     ray_ctx = None
     if ray:
         from .ray_pipeline import connect, start_actors
@@ -131,9 +132,7 @@ def export_shards(
             }
         )
         table = table.replace_schema_metadata({"vsearch": json.dumps(meta)})
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        pq.write_table(table, tmp)
-        os.replace(tmp, target)
+        atomic_write(target, lambda tmp, table=table: pq.write_table(table, tmp))
         done += 1
         if on_shard:
             on_shard(done, len(plan))
