@@ -103,3 +103,44 @@ def test_cli_noop_imports_neither_torch_nor_faiss(tmp_path):
     out = json.loads(again.stdout)
     assert out["counts"]["unchanged"] == 2 and out["model_loaded"] is False
     assert "index_change" in out  # the report's own dict: nothing dropped on the way to --json
+
+
+def _decode_workers() -> list[int]:
+    """Pids of this process's children running ``vsearch.video.workers``."""
+    me, found = os.getpid(), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me and b"vsearch.video.workers" in cmd:
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc to see the decode workers")
+def test_decoding_starts_while_the_model_loads(tmp_path):
+    """On a changed folder the store's model loads in the background: the decode workers are
+    already running when the loader is called (before: they started after it returned)."""
+    import time
+
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    index_folders(store, [vids], model=str(SAMPLE_MODEL), workers=0)
+    write_indexed(vids / "c.mp4", n=20)
+    seen: list[list[int]] = []
+
+    def loader(ref, **kwargs):
+        from vsearch.models import load_encoder
+
+        deadline = time.monotonic() + 30
+        while not _decode_workers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(_decode_workers())
+        return load_encoder(ref, **kwargs)
+
+    report = index_folders(store, [vids], load=loader, workers=1)
+    assert report.counts()["indexed"] == 1
+    assert len(seen) == 1 and seen[0], "the model was loaded before any decoder started"

@@ -18,12 +18,20 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .embedding import EncodedVideo, SegmentBatcher, StageTimes, default_batch_size, default_workers, encode_stream
-from .ingest_plan import DEFAULT_INDEX_SAMPLING, IndexReport, Progress, check_roots, diff, record_failure, refuse_empty_roots
+from .ingest_plan import (
+    DEFAULT_INDEX_SAMPLING,
+    IndexReport,
+    LazyEncoder,
+    Progress,
+    check_roots,
+    diff,
+    record_failure,
+    refuse_empty_roots,
+)
 from .store.store import SegmentWrite, Store, VideoWrite
 from .thumbnails import THUMB_WIDTH, encode_jpeg
 from .video.discover import FoundFile, list_videos
-from .video.workers import DecodeJob, DecodePool
+from .video.workers import DecodeJob, DecodePool, default_workers
 
 __all__ = ["IndexReport", "Progress", "check_roots", "index"]
 
@@ -60,7 +68,8 @@ def index(
     decode and encode on Ray (True: a local Ray or ``RAY_ADDRESS``; a string: that cluster);
     discovery, the diff and every write stay here (``scale.ray_pipeline``). ``sampling``: "fast"
     takes the nearest keyframe for a sampled frame when the file's GOPs allow, "exact" the
-    uniform frames (``vsearch.video.readplan``); the store records it per video.
+    uniform frames (``vsearch.video.readplan``); the store records it. ``encoder`` may be a
+    ``LazyEncoder`` for the store's own model: decoding then starts while it loads.
     """
     from .perf import tune_malloc
 
@@ -72,17 +81,21 @@ def index(
         from .scale.ray_pipeline import connect, start_actors
 
         rmod = connect(ray if isinstance(ray, str) else None)
+        encoder = encoder.get() if isinstance(encoder, LazyEncoder) else encoder
         ray_ctx = (rmod, start_actors(rmod, encoder))
     lock = store.lock("index", wait=wait)
     try:
-        rec = store.bind_encoder(encoder)
+        rec = store.encoder() if isinstance(encoder, LazyEncoder) else None
+        if rec is None:  # (a lazy encoder for a store without one cannot skip the check)
+            encoder = encoder.get() if isinstance(encoder, LazyEncoder) else encoder
+            rec = store.bind_encoder(encoder)
         if segment_seconds is not None:
             store.set_segmenting(segment_seconds)
         seg_s, tail_s = store.segmenting()
         roots = [os.fspath(r) for r in roots]
         run_id = store.start_run("index", roots, rec.id)
         report = IndexReport(run_id, sampling=sampling)
-        times = StageTimes()
+        times: dict = {}  # the stage timer, once encoding starts (its module imports torch)
         try:
             listing = list_videos(roots)
             refuse_empty_roots(store, roots, listing)
@@ -111,15 +124,16 @@ def index(
             with contextlib.suppress(Exception):
                 store.save_index()
             with contextlib.suppress(Exception):
-                store.finish_run(run_id, "failed", report.counts(), {**times.as_dict(), "total": round(report.seconds, 3)})
+                store.finish_run(run_id, "failed", report.counts(), {**_as_dict(times), "total": round(report.seconds, 3)})
             raise
         t0 = time.perf_counter()
         store.save_index()
         if not report.interrupted:
             report.index_change = store.apply_index_policy()
-        times.write += time.perf_counter() - t0
+        timings = _as_dict(times)
+        timings["write"] = round(timings.get("write", 0.0) + time.perf_counter() - t0, 3)
         report.seconds = time.perf_counter() - t_start
-        report.timings = {**times.as_dict(), "total": round(report.seconds, 3)}
+        report.timings = {**timings, "total": round(report.seconds, 3)}
         store.finish_run(run_id, "interrupted" if report.interrupted else "completed", report.counts(), report.timings)
         return report
     finally:
@@ -132,7 +146,7 @@ def _encode_and_write(
     encoder,
     todo: list[tuple[FoundFile, str]],
     report: IndexReport,
-    times: StageTimes,
+    timer: dict,
     *,
     seg_s: float,
     tail_s: float,
@@ -149,16 +163,16 @@ def _encode_and_write(
     if not todo:
         return
     store.note_sampling(sampling)  # before the first commit, so "mixed" means runs of both
-    spec = encoder.spec
+    frames, image_size, resize = _shape(encoder)
     files = {i: f for i, (f, _h) in enumerate(todo)}
     hashes = {i: h for i, (_f, h) in enumerate(todo)}
     jobs = (
         DecodeJob(
             i,
             f.path,
-            spec.frames,
-            spec.pixels.image_size,
-            spec.pixels.resize,
+            frames,
+            image_size,
+            resize,
             seg_s,
             tail_s,
             sampling=sampling,
@@ -167,6 +181,18 @@ def _encode_and_write(
         )  # fmt: skip
         for i, (f, _h) in enumerate(todo)
     )
+    if ray_ctx is None:
+        pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
+        messages = pool.messages(jobs)  # decoding starts here, while a lazy encoder loads below
+    if isinstance(encoder, LazyEncoder):
+        encoder = encoder.get()
+        if store.bind_encoder(encoder).id != encoder_id:  # (cannot happen: bound above by record)
+            raise RuntimeError("the store's encoder changed during the run")
+    # torch from here on: imported after the decoders started.
+    from .embedding import SegmentBatcher, StageTimes, default_batch_size, encode_stream
+
+    times = timer["times"] = StageTimes()
+    spec = encoder.spec
     bsize = batch_size or default_batch_size(str(encoder.device), spec)
     if ray_ctx is not None:
         from .scale.ray_pipeline import RayBatcher, ray_messages
@@ -185,8 +211,6 @@ def _encode_and_write(
         batcher = RayBatcher(rmod, actors, bsize)
         pool = None
     else:
-        pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
-        messages = pool.messages(jobs)
         batcher = SegmentBatcher(encoder, bsize, times)
     ready: list[VideoWrite] = []
     last_commit = last_save = time.monotonic()
@@ -253,7 +277,19 @@ def _changed_since_listing(f: FoundFile) -> str | None:
     return None
 
 
-def _to_write(video: EncodedVideo, f: FoundFile, chash: str, report: IndexReport, resize: str = "crop") -> VideoWrite | None:
+def _shape(encoder) -> tuple[int, int, str]:
+    """(frames, image size, resize) that decoding needs, from a model or a lazy one's record."""
+    if isinstance(encoder, LazyEncoder):
+        return encoder.frames, encoder.image_size, encoder.resize
+    spec = encoder.spec
+    return spec.frames, spec.pixels.image_size, spec.pixels.resize
+
+
+def _as_dict(timer: dict) -> dict:
+    return timer["times"].as_dict() if "times" in timer else {}
+
+
+def _to_write(video, f: FoundFile, chash: str, report: IndexReport, resize: str = "crop") -> VideoWrite | None:
     """The store rows of a finished video; None when no segment could be decoded."""
     if not video.vectors:
         return None

@@ -219,6 +219,39 @@ def diff(store: Store, listing: Listing) -> Changes:
     return Changes(still_todo, unchanged, moved, {p: k.id for p, k in missing.items()}, failed, skipped)
 
 
+class LazyEncoder:
+    """The store's own model, loading in a background thread from the moment it is made.
+
+    Decoding needs only the frame count, size and resize rule, which the store's encoder record
+    holds; ``vsearch.ingest`` starts its decode workers and only then waits in ``get()``. The
+    model's load (torch and transformers imports: seconds) thus overlaps the first files'
+    decoding instead of preceding it.
+    """
+
+    def __init__(self, load: Callable[[], object], spec: dict):
+        self.frames = int(spec["frames"])
+        self.image_size = int(spec["pixels"]["image_size"])
+        self.resize = str(spec["pixels"]["resize"])
+        self._load = load
+        self._value = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vsearch-model-load", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._load()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by get() in the caller's thread
+            self._error = exc
+
+    def get(self):
+        """The loaded model (waits for it); the loader's own error if it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def record_failure(store: Store, report: IndexReport, path: str, reason: str, f: FoundFile | None) -> None:
     report.failed.append((path, reason))
     store.record_failure(path, reason, f.size if f else None, f.mtime_ns if f else None, report.run_id)
@@ -248,6 +281,15 @@ def index_if_unchanged(store: Store, roots: Sequence[str], segment_seconds: floa
     report.timings = {"total": round(report.seconds, 3)}
     store.finish_run(run_id, "completed", report.counts(), report.timings)
     return report
+
+
+def _loader(load: Callable | None) -> Callable:
+    """``load``, or ``vsearch.models.load_encoder`` (imported here: torch, only once there is work)."""
+    if load is not None:
+        return load
+    from .models import load_encoder
+
+    return load_encoder
 
 
 class Feedback(Protocol):
@@ -307,12 +349,8 @@ def index_folders(
     check_roots(roots, existing)  # a missing folder: one line, nothing created, nothing removed
 
     def load_model(ref: str, family: str | None = None):
-        if load is not None:
-            loader = load
-        else:
-            from .models import load_encoder as loader  # torch: only once there is work
         with feedback.loading(ref):
-            return loader(ref, family=family, device=device, base=base)
+            return _loader(load)(ref, family=family, device=device, base=base)
 
     if existing is None:
         encoder = load_model(model or DEFAULT_MODEL)
@@ -327,7 +365,12 @@ def index_folders(
                 return quick
         if existing is not None:
             ref = model or (rec.source if rec else DEFAULT_MODEL)
-            encoder = load_model(ref, rec.spec.get("family") if (rec and not model) else None)
+            family = rec.spec.get("family") if (rec and not model) else None
+            if rec is not None and not reembed and not options.get("ray") and ref == rec.source:
+                # The store's own model: load it while the first files decode.
+                encoder = LazyEncoder(lambda: _loader(load)(ref, family=family, device=device, base=base), rec.spec)
+            else:
+                encoder = load_model(ref, family)
         from .ingest import index as run_index
 
         if reembed and rec is not None and rec.fingerprint != encoder.fingerprint:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import KW_ONLY, dataclass, replace
 from multiprocessing.connection import Connection
@@ -61,6 +62,11 @@ class DecodeJob:
     #: Fault injection for tests of crash handling: "segfault" or "hang" in a worker process.
     #: Ignored when decoding in-process. Never set by vsearch itself.
     fault: str | None = None
+
+
+def default_workers() -> int:
+    """Decoder processes by default: one per core, at most 4."""
+    return max(1, min(4, (os.cpu_count() or 2)))
 
 
 def decoder_threads(workers: int, cpus: int | None = None) -> int:
@@ -273,14 +279,13 @@ class DecodePool:
         self._stop.set()
 
     def messages(self, jobs: Iterable[DecodeJob]) -> Iterator[tuple]:
+        """The messages of ``jobs`` as they arrive. Worker processes start now, not at the first
+        ``next()``: a caller can decode while it loads a model. A stream dropped unread stops its
+        workers when it is garbage-collected."""
         threads = decoder_threads(self.n_workers)
         jobs = (job if job.threads else replace(job, threads=threads) for job in jobs)
         if self.n_workers == 0:
-            for job in jobs:
-                if self._stop.is_set():
-                    return
-                yield from decode_job(job)
-            return
+            return self._inline(jobs)
         out: queue.Queue = queue.Queue(maxsize=self.max_buffered)
         done = object()
         failure: list[BaseException] = []
@@ -296,6 +301,18 @@ class DecodePool:
 
         thread = threading.Thread(target=manage, name="vsearch-decode", daemon=True)
         thread.start()
+        stream = self._drain(out, done, failure, abort, thread)
+        weakref.finalize(stream, abort.set)
+        return stream
+
+    def _inline(self, jobs: Iterable[DecodeJob]) -> Iterator[tuple]:
+        for job in jobs:
+            if self._stop.is_set():
+                return
+            yield from decode_job(job)
+
+    @staticmethod
+    def _drain(out: queue.Queue, done: object, failure: list, abort: threading.Event, thread: threading.Thread):
         try:
             while True:
                 msg = out.get()
