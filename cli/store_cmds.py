@@ -74,11 +74,15 @@ def index(
     uniformly spaced frames (what papers' numbers assume).
     Example: [bold]vsearch index ~/Videos --model clip-b32[/]
     """
+    from functools import partial
+
     from vsearch.ingest_plan import index_folders
+    from vsearch.models import load_encoder
 
     with graceful_stop("stopping after the files in progress") as stop:
         report = index_folders(
             store, [str(f) for f in folders], model=model, base=base, device=device, reembed=reembed_store,
+            load=partial(load_encoder, remember=True),  # later command-line searches may skip the full model
             sampling=sampling, wait=wait, stop=stop, feedback=_Feedback(as_json),
             workers=workers, batch_size=batch_size, decode_timeout=decode_timeout, segment_seconds=segment_seconds,
             thumbnails=not no_thumbnails, ray=(ray_address or True) if use_ray else None,
