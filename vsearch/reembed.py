@@ -82,8 +82,20 @@ def reembed(
         if progress:
             progress.start(len(todo))
         spec = encoder.spec
+        # Frames are chosen as the store chose them: a store indexed fast stays fast ("mixed": exact).
+        sampling = "fast" if store.sampling() == "fast" else "exact"
         jobs = (
-            DecodeJob(i, path, spec.frames, spec.pixels.image_size, spec.pixels.resize, 0.0, 0.0, segments=tuple(segs))
+            DecodeJob(
+                i,
+                path,
+                spec.frames,
+                spec.pixels.image_size,
+                spec.pixels.resize,
+                0.0,
+                0.0,
+                segments=tuple(segs),
+                sampling=sampling,
+            )  # fmt: skip
             for i, (_vid, path, _size, _mtime, segs) in enumerate(todo)
         )
         pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
