@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write, atomic_write_text
 from .errors import ConfigError
 from .video.discover import display_path
 from .video.transforms import to_pixels
@@ -244,8 +245,7 @@ def write_embeddings(result: EmbedResult, out: str | os.PathLike[str], encoder) 
     out = Path(out)
     if out.suffix != ".npy":
         out = out.with_suffix(".npy")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, result.vectors)
+    atomic_write(out, lambda tmp: save_npy(tmp, result.vectors))
     sidecar = out.with_suffix(".json")
     meta = {
         "model": encoder.name,
@@ -255,5 +255,11 @@ def write_embeddings(result: EmbedResult, out: str | os.PathLike[str], encoder) 
         "rows": [{**r, **({"path": display_path(r["path"])} if "path" in r else {})} for r in result.rows],
         "failed": [{"path": display_path(p), "reason": r} for p, r in result.failed],
     }
-    sidecar.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(sidecar, json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     return out, sidecar
+
+
+def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """``np.save`` to exactly ``path`` (given a name, np.save appends .npy to one without it)."""
+    with open(path, "wb") as f:
+        np.save(f, array)

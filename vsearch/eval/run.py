@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write, atomic_write_text
 from ..datasets.captions import read_captions
 from ..datasets.msrvtt import load_split
+from ..embedding import save_npy
 from ..errors import ConfigError
 from .cache import EmbeddingCache
 from .metrics import retrieval_report
@@ -72,8 +73,8 @@ def evaluate(
     }
     if save_similarity:
         sim_path = Path(save_similarity)
-        sim_path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(sim_path, sim.astype(np.float32))
+        npy = sim_path if sim_path.suffix == ".npy" else sim_path.with_name(sim_path.name + ".npy")  # np.save's naming
+        atomic_write(npy, lambda tmp: save_npy(tmp, sim.astype(np.float32)))
         side = {
             "shape": list(sim.shape),
             "rows": [{"text": t, "video": int(v)} for t, v in zip(texts, text_video)],
