@@ -182,7 +182,9 @@ def _encode_and_write(
         for i, (f, _h) in enumerate(todo)
     )
     if ray_ctx is None:
-        pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
+        # No more decoders than files: a lone file's decoder then gets every core (decoder_threads).
+        n_workers = default_workers() if workers is None else workers
+        pool = DecodePool(min(n_workers, len(todo)), timeout=decode_timeout)
         messages = pool.messages(jobs)  # decoding starts here, while a lazy encoder loads below
     if isinstance(encoder, LazyEncoder):
         encoder = encoder.get()
