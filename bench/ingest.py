@@ -1,7 +1,17 @@
 """Ingest throughput against its physical limits, and memory as the collection grows.
 
-    python bench/ingest.py                 # tiny encoder, ViT-B/32-sized encoder, memory (~10 min)
+    python bench/ingest.py                 # every part (~25 min on 2 cores)
+    python bench/ingest.py --only footage,quality   # real-GOP footage and the exact/fast table (~8 min)
     python bench/ingest.py --skip b32      # without the slow ViT-B/32 part
+
+0. **Real footage (issue 24):** 4 x 30 s of 1080p30 H.264 with 2 s GOPs (motion and cuts:
+   testsrc2, mandelbrot, life), the mean-pool sample model, the whole `vsearch index` command in
+   a fresh process: fast and exact sampling, and the no-op re-run. Baseline, measured in the same
+   run: PyAV decoding every frame (thread_type AUTO) of the same files on both cores (one
+   process per core). Goal: >= 3x faster than the baseline, or >= 30 video-seconds per second.
+   Also 30 s of 4K HEVC 10-bit and a 1-hour 720p file (fast sampling), same baseline.
+   **Quality:** the sample data re-encoded with 2 s GOPs; fast against exact, mean pool and
+   CLIP-ViP: cosine per segment, same top-1 on the sample queries, R@1 of each.
 
 1. **Tiny encoder: decoding is the limit.** Baseline: decord alone decoding the same frames of
    the same files (one ``get_batch`` per segment, decoded at the encoder's size), in as many
@@ -117,6 +127,199 @@ def index_peak_rss(folder: Path, *options: str) -> tuple[float, int]:
     return rss, rc
 
 
+# -- real footage (issue 24) ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+#: Three sources concatenated: a test pattern, a zooming fractal and the game of life (motion, two cuts).
+SCENES = (
+    "testsrc2=size={size}:rate={fps}",
+    "mandelbrot=size={size}:rate={fps}",
+    "life=size={size}:rate={fps}:mold=10:ratio=0.1:death_color=#C83232:life_color=#00ff00",
+)
+
+
+def camera_footage(path: Path, seconds: int, size: str, fps: int = 30, gop_s: float = 2.0, codec: str = "h264") -> Path:
+    """Like a camera writes it: a keyframe every ``gop_s`` seconds, B-frames, motion and cuts.
+    ``codec`` "hevc10": HEVC Main 10."""
+    third = seconds / 3
+    inputs, chains = [], []
+    for i, src in enumerate(SCENES):
+        inputs += ["-f", "lavfi", "-i", src.format(size=size, fps=fps)]
+        chains.append(f"[{i}]trim=0:{third:g},setpts=PTS-STARTPTS,format=yuv420p[s{i}]")
+    graph = ";".join(chains) + ";[s0][s1][s2]concat=n=3:v=1[v]"
+    gop = str(round(gop_s * fps))
+    if codec == "hevc10":
+        enc = ["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-tag:v", "hvc1",
+               "-x265-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error"]  # fmt: skip
+    else:
+        enc = ["-c:v", "libx264", "-preset", "veryfast", "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-bf", "2",
+               "-pix_fmt", "yuv420p"]  # fmt: skip
+    cmd = ["ffmpeg", "-loglevel", "error", "-y", *inputs, "-filter_complex", graph, "-map", "[v]", *enc, str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def long_file(path: Path, piece: Path, copies: int) -> Path:
+    """``copies`` of ``piece`` back to back by stream copy (an hour of footage in seconds)."""
+    listing = path.with_suffix(".txt")
+    listing.write_text("".join(f"file '{piece}'\n" for _ in range(copies)))
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(path)],
+                   check=True)  # fmt: skip
+    return path
+
+
+def _pyav_all_frames(path: str) -> int:
+    """Baseline worker: decode every frame with PyAV, threads on (no conversion: the decode floor)."""
+    import av
+
+    with av.open(path) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        return sum(1 for _ in c.decode(stream))
+
+
+def pyav_baseline(paths: list[str], processes: int = 2) -> tuple[int, float]:
+    """Frames and seconds for PyAV to decode every frame of ``paths`` on ``processes`` cores."""
+    with get_context("spawn").Pool(processes) as pool:
+        pool.map(_warm_av, range(processes))
+        t0 = time.perf_counter()
+        frames = sum(pool.map(_pyav_all_frames, paths, chunksize=1))
+        return frames, time.perf_counter() - t0
+
+
+def _warm_av(_=None) -> int:
+    import av  # noqa: F401
+
+    return os.getpid()
+
+
+def timed_index(folder: Path, store: Path, *options: str) -> tuple[float, dict]:
+    """Wall-clock seconds of the whole `vsearch index` command in a fresh process, and its report."""
+    cmd = [sys.executable, "-m", "vsearch_cli.main", "index", str(folder), "--store", str(store), "--json", *options]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode:
+        raise SystemExit(f"vsearch index failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return seconds, json.loads(done.stdout)
+
+
+def _video_seconds(paths: list[str]) -> float:
+    import av
+
+    total = 0.0
+    for p in paths:
+        with av.open(p) as c:
+            total += float(c.duration or 0) / 1_000_000
+    return total
+
+
+def footage_rows(work: Path, out, skip: set[str]) -> list[dict]:
+    """The issue-24 table: baseline, vsearch fast / exact / no-op, per kind of footage."""
+    rows = []
+    cases = [("1080p30 H.264, 2 s GOP, 4 x 30 s", "1920x1080", 4, 30, "h264")]
+    if "4k" not in skip:
+        cases.append(("4K HEVC 10-bit, 2 s GOP, 30 s", "3840x2160", 1, 30, "hevc10"))
+    if "hour" not in skip:
+        cases.append(("720p30 H.264, 2 s GOP, 1 hour", "1280x720", 1, 3600, "h264"))
+    for name, size, count, seconds, codec in cases:
+        folder = work / f"footage-{size}-{codec}-{seconds}"
+        folder.mkdir(parents=True)
+        t0 = time.perf_counter()
+        if seconds > 60:  # an hour: one minute written, copied 60 times
+            piece = camera_footage(work / f"piece-{size}.mp4", 60, size, codec=codec)
+            paths = [str(long_file(folder / "hour.mp4", piece, seconds // 60))]
+        else:
+            paths = [str(camera_footage(folder / f"cam{i}.mp4", seconds, size, codec=codec)) for i in range(count)]
+        print(f"[{name}] footage written in {time.perf_counter() - t0:.0f} s", flush=True)
+        video_s = _video_seconds(paths)
+        frames, base_s = pyav_baseline(paths)
+        row = {"case": name, "video_seconds": round(video_s, 1), "baseline_pyav_all_frames_s": round(base_s, 2),
+               "baseline_frames": frames}  # fmt: skip
+        model = ["--model", str(SAMPLE / "model")]
+        for mode in ("fast", "exact"):
+            if mode == "exact" and seconds > 60:
+                continue  # an hour exactly: the baseline's order of magnitude, not worth the wait
+            store = work / f"store-{size}-{codec}-{mode}"
+            secs, rep = timed_index(folder, store, "--sampling", mode, *model)
+            row[f"vsearch_{mode}_s"] = round(secs, 2)
+            row[f"vsearch_{mode}_ratio"] = round(base_s / secs, 2)
+            row[f"vsearch_{mode}_video_s_per_s"] = round(video_s / secs, 1)
+            row[f"vsearch_{mode}_timings"] = rep["timings"]
+            if mode == "fast":
+                noop_s, noop = timed_index(folder, store)
+                row["noop_rerun_s"] = round(noop_s, 2)
+                row["noop_model_loaded"] = noop["model_loaded"]
+            shutil.rmtree(store, ignore_errors=True)
+        rows.append(row)
+        out.write(json.dumps(row) + "\n")
+        out.flush()
+        print(json.dumps(row), flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+def quality_rows(work: Path, out) -> list[dict]:
+    """fast against exact on the sample data re-encoded with camera GOPs (2 s), per model."""
+    import csv
+
+    import numpy as np
+
+    from vsearch.embedding import SegmentBatcher, StageTimes, encode_stream
+    from vsearch.models import load_encoder
+    from vsearch.video.workers import DecodeJob, DecodePool
+
+    folder = work / "gop2s"
+    folder.mkdir()
+    for src in sorted((SAMPLE / "videos").glob("*.mp4")):
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-c:v", "libx264", "-preset", "veryfast", "-g", "30",
+             "-keyint_min", "30", "-sc_threshold", "0", "-bf", "2", "-pix_fmt", "yuv420p", str(folder / src.name)],
+            check=True,
+        )  # fmt: skip
+    paths = sorted(str(p) for p in folder.iterdir())
+    queries = [(r["caption"], r["path"].split("/")[-1], None) for r in csv.DictReader(open(SAMPLE / "captions.csv"))]
+    queries += [(r["caption"], r["path"].split("/")[-1], int(float(r["start"]) // 10))
+                for r in csv.DictReader(open(SAMPLE / "segments.csv"))]  # fmt: skip
+    rows = []
+    for model in ("model", "clip-vip"):
+        enc = load_encoder(str(SAMPLE / model), device="cpu")
+        spec = enc.spec
+        got = {}
+        for mode in ("exact", "fast"):
+            jobs = [DecodeJob(i, p, spec.frames, spec.pixels.image_size, spec.pixels.resize, 10.0, 2.0, sampling=mode)
+                    for i, p in enumerate(paths)]  # fmt: skip
+            vecs, idx, times = {}, {}, StageTimes()
+            for kind, jid, video in encode_stream(DecodePool(2).messages(jobs), SegmentBatcher(enc, 8, times), times):
+                if kind == "video":
+                    for seg, v in video.vectors.items():
+                        vecs[(os.path.basename(paths[jid]), seg)] = v
+                        idx[(os.path.basename(paths[jid]), seg)] = video.frame_idx[seg]
+            got[mode] = (vecs, idx)
+        keys = sorted(got["exact"][0])
+        cos = np.array([float(got["exact"][0][k] @ got["fast"][0][k]) for k in keys])
+        moved = [k for k in keys if got["exact"][1][k] != got["fast"][1][k]]
+        texts = np.asarray(enc.encode_texts([q[0] for q in queries]))
+        top, r1 = {}, {}
+        for mode in ("exact", "fast"):
+            best = (texts @ np.stack([got[mode][0][k] for k in keys]).T).argmax(1)
+            top[mode] = [keys[i] for i in best]
+            r1[mode] = sum(t[0] == q[1] and (q[2] is None or t[1] == q[2]) for t, q in zip(top[mode], queries))
+        row = {
+            "model": model, "segments": len(keys), "segments_moved": len(moved),
+            "mean_cos": round(float(cos.mean()), 4), "mean_cos_moved": round(float(cos[[keys.index(k) for k in moved]].mean()), 4)
+            if moved else None, "min_cos": round(float(cos.min()), 4),
+            "same_top1": f"{sum(a == b for a, b in zip(top['exact'], top['fast']))}/{len(queries)}",
+            "r1_exact": f"{r1['exact']}/{len(queries)}", "r1_fast": f"{r1['fast']}/{len(queries)}",
+        }  # fmt: skip
+        rows.append(row)
+        out.write(json.dumps(row) + "\n")
+        out.flush()
+        print("quality:", json.dumps(row), flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--videos", type=int, default=24)
@@ -124,9 +327,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="length of each synthetic video (2 segments of 10 s)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--b32-videos", type=int, default=24, help="videos for the ViT-B/32 part (2 segments each)")
-    p.add_argument("--skip", default="")
+    p.add_argument("--skip", default="", help="parts to leave out: footage, 4k, hour, quality, tiny, b32, memory")
+    p.add_argument("--only", default="", help="run only these parts (same names)")
+    p.add_argument("--rows", default="bench-ingest-rows.jsonl", help="each finished row is appended here")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    if args.only:
+        skip |= {"footage", "quality", "tiny", "b32", "memory"} - set(args.only.split(","))
 
     from vsearch.embedding import default_workers
     from vsearch.models import load_encoder
@@ -137,11 +344,17 @@ def main() -> None:
     os.environ["VSEARCH_HOME"] = str(work / "home")
     report = {"machine": f"{os.cpu_count()} cores", "workers": workers}
     try:
+        with open(args.rows, "a") as rows_out:
+            if "footage" not in skip:
+                report["footage"] = footage_rows(work, rows_out, skip)
+            if "quality" not in skip:
+                report["quality"] = quality_rows(work, rows_out)
         width, height = (int(x) for x in args.size.split("x"))
-        generate(
-            work / "set", args.videos, seed=5, settings=RenderSettings(width=width, height=height, fps=25, seconds=args.seconds)
-        )
-        paths = sorted(str(x) for x in (work / "set" / "videos").iterdir())
+        paths = []
+        if not {"tiny", "b32"} <= skip:
+            settings = RenderSettings(width=width, height=height, fps=25, seconds=args.seconds)
+            generate(work / "set", args.videos, seed=5, settings=settings)
+            paths = sorted(str(x) for x in (work / "set" / "videos").iterdir())
         if "tiny" not in skip:
             enc = load_encoder("tiny-clip")
             base_segs, base_s = decode_baseline(paths, enc.spec.frames, enc.spec.pixels.image_size, workers, 10.0)
