@@ -29,7 +29,10 @@ import torch
 from ..datasets.captions import swap_direction
 from ..datasets.clips import VideoTextDataset
 from ..datasets.items import CaptionedVideo
-from ..synth.scenes import MOTIONS, Scene
+from ..errors import DatasetError
+from ..synth.scenes import MOTIONS, Scene, render_scene
+from ..video.transforms import to_pixels
+from .motion import _read
 
 #: Scores closer than this are a tie (cosines; float32 rounding of sums taken in another order).
 TIE = 1e-5
@@ -44,8 +47,6 @@ def _pairwise(better: np.ndarray, worse: np.ndarray) -> tuple[float, float]:
 @torch.no_grad()
 def embed_frames(encoder, frames: np.ndarray, batch: int = 32) -> np.ndarray:
     """Unit video vectors of ``(N, T, H, W, 3)`` uint8 clips through the encoder's own pipeline."""
-    from ..video.transforms import to_pixels
-
     dev = next(encoder.parameters()).device
     out = []
     for i in range(0, len(frames), batch):
@@ -121,9 +122,6 @@ def direction_report(encoder, frames: np.ndarray, captions: Sequence[str], group
 
 def load_direction_set(encoder, csv_path: str | os.PathLike[str], workers: int = 0) -> tuple[np.ndarray, list[str], list[int]]:
     """Decode a ``write_direction_set`` file (``path,caption,group``) at the encoder's frames and size."""
-    from ..errors import DatasetError
-    from .motion import _read
-
     rows = _read(csv_path)
     items = [CaptionedVideo(r["path"], (r["caption"],)) for r in rows]
     ds = VideoTextDataset(items, encoder.spec.frames, encoder.spec.pixels, train=False)
@@ -152,8 +150,6 @@ def render_direction_clips(
     scenes: Sequence[Scene], per_scene: int, frames: int, size: int, seed: int
 ) -> tuple[np.ndarray, list[str], list[int]]:
     """Fresh clips straight from the renderer (no files), for tests with a seed never trained on."""
-    from ..synth.scenes import render_scene
-
     clips, caps, groups = [], [], []
     for g in range(per_scene):
         for i, sc in enumerate(scenes):

@@ -121,6 +121,19 @@ def save_model_dir(directory: str | os.PathLike[str], encoder, hf_config, state_
     return d
 
 
+def base_clip_config(base: str):
+    """The CLIP config of ``base`` (a folder with config.json, or a hub id, cached or reachable): what
+    an official checkpoint file is read over (CLIP-ViP, STAN)."""
+    from transformers import CLIPConfig
+
+    if not os.path.isdir(base) and not in_hub_cache(base):
+        require_hub(base)
+    try:
+        return CLIPConfig.from_pretrained(base)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"base {base}: no CLIP config.json there ({str(exc).splitlines()[0][:160]})") from None
+
+
 def read_clip_config(folder: str | os.PathLike[str], family_config: type):
     """A model folder's config: ``family_config`` (a ``CLIPConfig`` subclass with a ``model_type``
     of its own) when config.json names that type, else a plain ``CLIPConfig`` (folders a family

@@ -35,6 +35,7 @@ from transformers import CLIPConfig, CLIPModel
 from ..errors import CheckpointError
 from .checkpoints import (
     WEIGHTS_NAME,
+    base_clip_config,
     from_pretrained_hf,
     load_state_dict,
     read_clip_config,
@@ -44,7 +45,6 @@ from .checkpoints import (
 )
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, read_spec_file
-from .hub import in_hub_cache, require_hub
 from .mean_pool import ClipBackedEncoder
 from .tokenizer import load_tokenizer
 
@@ -141,16 +141,6 @@ def proxy_guided_attention(
     else:
         raise ValueError(f"unknown attention form {form!r}")
     return attn.out_proj(out.transpose(1, 2).reshape(b, n, d))
-
-
-def _base_config(base: str) -> CLIPConfig:
-    """The CLIP config of ``base`` (a folder with config.json, or a hub id, cached or reachable)."""
-    if not os.path.isdir(base) and not in_hub_cache(base):
-        require_hub(base)
-    try:
-        return CLIPConfig.from_pretrained(base)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"--base {base}: no CLIP config.json there ({str(exc).splitlines()[0][:160]})") from None
 
 
 def resample_temporal(table: torch.Tensor, frames: int) -> torch.Tensor:
@@ -274,7 +264,7 @@ class ClipVipEncoder(ClipBackedEncoder):
             have = enc.clip.state_dict()
             sd = {**{k: v for k, v in have.items() if not k.endswith("position_ids")}, **sd}
         else:
-            config = _base_config(base)
+            config = base_clip_config(base)
             spec = cls.default_spec(config, vip, frames)
             with torch.device("meta"):
                 clip = CLIPModel(config)

@@ -37,6 +37,7 @@ from transformers.models.clip.modeling_clip import CLIPAttention
 
 from .checkpoints import (
     WEIGHTS_NAME,
+    base_clip_config,
     from_pretrained_hf,
     load_state_dict,
     read_clip_config,
@@ -47,6 +48,7 @@ from .checkpoints import (
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, read_spec_file
 from .mean_pool import ClipBackedEncoder
+from .stan_official import from_official, load_into
 from .tokenizer import load_tokenizer
 
 BRANCH_PREFIX = "stan."
@@ -246,13 +248,10 @@ class StanEncoder(ClipBackedEncoder):
         strictly: every tensor of the file must land, every tensor of the model must come from it.
         ``base`` supplies only the CLIP config and tokenizer. The official branch has no W_proj,
         so the model is built with ``StanConfig(project=False)``, as the public code runs."""
-        from .clip_vip import _base_config
-        from .stan_official import from_official, load_into
-
         sd = load_state_dict(path) if state is None else state
         _clip, _branch, depth = from_official(sd, os.fspath(path))
         cfg = StanConfig(depth=depth, project=False)
-        config = _base_config(base)
+        config = base_clip_config(base)
         spec = cls.default_spec(config, cfg, frames)
         with torch.device("meta"):
             enc = cls(CLIPModel(config), None, spec, cfg)

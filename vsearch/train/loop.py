@@ -25,12 +25,18 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write, atomic_write_text
+from ..config import resolve_device
 from ..datasets.clips import collate
 from ..errors import ConfigError, DatasetError, TrainingError
+from ..models.registry import load_encoder
+from . import distributed
 from .config import TrainConfig
+from .distributed import World
 from .loss import clamp_logit_scale
+from .reversal import MODES
 from .sampler import EpochBatchSampler
 from .surgery import freeze_lower_layers, init_temporal
+from .tasks import TASKS
 
 NO_DECAY_MARKERS = ("bias", "norm", "layrnorm", "embedding", "class_embedding", "added_cls", "logit_scale")
 
@@ -72,8 +78,6 @@ def param_groups(
 
 def validate(cfg: TrainConfig) -> None:
     """Refuse settings that would train nothing or something else than asked, before any work."""
-    from .reversal import MODES
-
     if cfg.steps is not None and cfg.steps < 1:
         raise ConfigError(f"steps must be at least 1, not {cfg.steps}")
     if cfg.steps is None and not cfg.epochs > 0:
@@ -115,14 +119,9 @@ class Trainer:
         self.stop = stop
         self.out = Path(cfg.out)
         self.ckpt_dir = self.out / "checkpoints"
-        from .distributed import World
-
         self.world = World()  # set by _setup: torchrun's ranks, or one process
 
     def _setup(self) -> None:
-        from ..config import resolve_device
-        from ..models.registry import load_encoder
-        from . import distributed
 
         cfg = self.cfg
         validate(cfg)
@@ -150,8 +149,6 @@ class Trainer:
         if cfg.frames:
             self.encoder.spec = self.encoder.spec.with_frames(cfg.frames)
         self.encoder.train()
-        from .tasks import TASKS
-
         if cfg.task not in TASKS:
             raise ConfigError(f"unknown task {cfg.task!r} (choose from {', '.join(TASKS)})")
         if self.world.distributed:
