@@ -15,7 +15,7 @@ function card(hit) {
   el.dataset.path = hit.path;
   el.dataset.segment = hit.segment_id;
   el.innerHTML = `
-    <a class="thumb" href="${hit.page}"><img loading="lazy" alt="" src="${hit.thumb}"></a>
+    <a class="thumb" href="${hit.page}"><img loading="lazy" alt="" src="${hit.thumb}" srcset="${hit.thumb} 2x"></a>
     <div class="body">
       <a class="name" href="${hit.page}"></a>
       <span class="folder"></span>
