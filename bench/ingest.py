@@ -215,6 +215,76 @@ def _video_seconds(paths: list[str]) -> float:
     return total
 
 
+def decoder_rows(path: str, frames: int = 8, seg_s: float = 10.0) -> list[dict]:
+    """decord2, PyAV and torchcodec on the same frames of one file, one thread each: every frame,
+    the exact sampled frames, the fast plan's frames. torchcodec is reported as unavailable with
+    the reason when it cannot load (the PyPI wheel of 0.17 links CUDA torch)."""
+    import decord
+    import numpy as np
+
+    from vsearch.video.readplan import KeyframeTable, fast_unusable, snap_to_keyframes
+    from vsearch.video.sampling import plan_segments, uniform_indices
+
+    vr = decord.VideoReader(path, ctx=decord.cpu(0), width=224, height=224, num_threads=1)
+    n = len(vr)
+    times = np.asarray(vr.get_frame_timestamp(np.arange(n)))
+    table = KeyframeTable.build(vr.get_key_indices(), n)
+    plans = plan_segments(times, seg_s)
+    exact = sorted({i for p in plans for i in uniform_indices(p.start_frame, p.end_frame, frames)})
+    fast = sorted(
+        {
+            i
+            for p in plans
+            for i in snap_to_keyframes(uniform_indices(p.start_frame, p.end_frame, frames), p.start_frame, p.end_frame, table)
+        }
+    )
+    assert fast_unusable(table, float(vr.get_avg_fps())) is None
+    del vr
+    sets = {"every frame": list(range(n)), "exact sampled": exact, "fast sampled": fast}
+
+    def with_decord(idx):
+        r = decord.VideoReader(path, ctx=decord.cpu(0), width=224, height=224, num_threads=1)
+        for i in range(0, len(idx), 64):
+            r.get_batch(idx[i : i + 64]).asnumpy()
+
+    def with_pyav(idx):
+        import av
+
+        want = set(idx)
+        with av.open(path) as c:
+            st = c.streams.video[0]
+            st.codec_context.thread_count = 1
+            last = max(idx)
+            for k, f in enumerate(c.decode(st)):
+                if k in want:
+                    f.to_ndarray(format="rgb24", width=224, height=224)
+                if k >= last:
+                    break
+
+    def with_torchcodec(idx):
+        from torchcodec.decoders import VideoDecoder
+
+        d = VideoDecoder(path, seek_mode="approximate", num_ffmpeg_threads=1)
+        for i in range(0, len(idx), 64):
+            d.get_frames_at(indices=idx[i : i + 64])
+
+    rows = []
+    for name, fn in (("decord2", with_decord), ("pyav", with_pyav), ("torchcodec", with_torchcodec)):
+        row = {"decoder": name}
+        for what, idx in sets.items():
+            try:
+                t0 = time.perf_counter()
+                fn(idx)
+                row[what] = round(time.perf_counter() - t0, 2)
+            except (ImportError, OSError, RuntimeError) as exc:
+                cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+                row["unavailable"] = (str(exc).strip().splitlines()[-1] + cause)[:300]
+                break
+        rows.append(row)
+        print("decoders:", json.dumps({**row, "frames": {k: len(v) for k, v in sets.items()}}), flush=True)
+    return rows
+
+
 def footage_rows(work: Path, out, skip: set[str]) -> list[dict]:
     """The issue-24 table: baseline, vsearch fast / exact / no-op, per kind of footage."""
     rows = []
@@ -234,6 +304,9 @@ def footage_rows(work: Path, out, skip: set[str]) -> list[dict]:
             paths = [str(camera_footage(folder / f"cam{i}.mp4", seconds, size, codec=codec)) for i in range(count)]
         print(f"[{name}] footage written in {time.perf_counter() - t0:.0f} s", flush=True)
         video_s = _video_seconds(paths)
+        if codec == "h264" and seconds == 30 and "decoders" not in skip:
+            for row in decoder_rows(paths[0]):
+                out.write(json.dumps({"case": f"decoders on one file of {name}", **row}) + "\n")
         frames, base_s = pyav_baseline(paths)
         row = {"case": name, "video_seconds": round(video_s, 1), "baseline_pyav_all_frames_s": round(base_s, 2),
                "baseline_frames": frames}  # fmt: skip
@@ -327,7 +400,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="length of each synthetic video (2 segments of 10 s)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--b32-videos", type=int, default=24, help="videos for the ViT-B/32 part (2 segments each)")
-    p.add_argument("--skip", default="", help="parts to leave out: footage, 4k, hour, quality, tiny, b32, memory")
+    p.add_argument("--skip", default="", help="parts to leave out: footage, decoders, 4k, hour, quality, tiny, b32, memory")
     p.add_argument("--only", default="", help="run only these parts (same names)")
     p.add_argument("--rows", default="bench-ingest-rows.jsonl", help="each finished row is appended here")
     args = p.parse_args()
