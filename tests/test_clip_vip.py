@@ -169,7 +169,7 @@ def test_official_checkpoint_refusals(tmp_path):
     CLIPModel(tiny_clip_config(image_size=32, patch_size=16)).save_pretrained(tmp_path / "base16")
     trained = vip()
     good = write_official(tmp_path / "ok.pt", trained)
-    with pytest.raises(CheckpointError, match="--base.*shape mismatch: vision_model.embeddings.patch_embedding"):
+    with pytest.raises(CheckpointError, match="matching base.*shape mismatch: vision_model.embeddings.patch_embedding"):
         ClipVipEncoder.from_official_checkpoint(good, str(tmp_path / "base16"))
     missing = write_official(tmp_path / "missing.pt", trained, drop=["visual_projection.weight"])
     with pytest.raises(CheckpointError, match="missing 1 keys: visual_projection.weight"):

@@ -278,7 +278,7 @@ class ClipVipEncoder(ClipBackedEncoder):
 
     def load_clip_state(self, sd: dict[str, torch.Tensor], source: str) -> None:
         """Load a full CLIP-ViP state dict, refusing any missing, unknown or mis-shaped key."""
-        strict_load(self.clip, sd, source, hint=" (a B/16 checkpoint into a B/32 base? pass the matching --base)")
+        strict_load(self.clip, sd, source, hint=" (a B/16 checkpoint into a B/32 base? pass the matching base)")
         restore_position_ids(self.clip)
         self._fingerprint = None
 

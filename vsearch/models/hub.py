@@ -39,12 +39,12 @@ def require_hub(ref: str) -> None:
     if hub_offline():
         raise EncoderLoadError(
             f"cannot load {ref!r}: HF_HUB_OFFLINE is set and it is not in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}); unset HF_HUB_OFFLINE with network, or pass --model with a local model folder"
+            f"({constants.HF_HUB_CACHE}); unset HF_HUB_OFFLINE with network, or load a local model folder instead"
         )
     if not hub_reachable():
         raise EncoderLoadError(
             f"cannot load {ref!r}: the Hugging Face hub ({constants.ENDPOINT}) cannot be reached and the model is not in "
-            f"the cache ({constants.HF_HUB_CACHE}); connect once to download it, or pass --model with a local model folder "
+            f"the cache ({constants.HF_HUB_CACHE}); connect once to download it, or load a local model folder instead "
             f"(with a warm cache, HF_HUB_OFFLINE=1 skips the network entirely)"
         )
 

@@ -132,7 +132,7 @@ class MeanPoolEncoder(ClipBackedEncoder):
         clip = from_pretrained_hf(CLIPModel, base).eval()
         for key in ("text_model.embeddings.token_embedding.weight", "logit_scale"):
             sd.setdefault(key, clip.state_dict()[key])  # not in ViFi-CLIP files: the base's
-        strict_load(clip, sd, os.fspath(path), hint=" (pass the CLIP it was trained from as --base)")
+        strict_load(clip, sd, os.fspath(path), hint=" (pass the CLIP it was trained from as base)")
         spec = EncoderSpec.for_clip(
             cls.family, clip.config, frames=frames, resize="crop", mean=IMAGENET_MEAN, std=IMAGENET_STD,
             options={"frame_norm": False}, prompt="a photo of a {}.",
