@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.procs import kill_group
+
 #: Seconds the server may take to import, load the store and its model, and listen.
 START_DEADLINE = 120
 _LISTENING = re.compile(r"on (http://\S+?)/ \(Ctrl-C")
@@ -78,8 +80,7 @@ class LiveServer:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+            kill_group(self.proc)
         except ProcessLookupError:
             pass
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 
 import pytest
 
+from tests import procs
 from tests.live_server import LiveServer, get_json, request
 from vsearch.ingest import index
 from vsearch.store import Store
@@ -180,10 +180,9 @@ def test_loopback_detection_and_allowed_hosts():
 
 
 def test_a_busy_port_is_one_line_naming_the_holder(server, store):
-    res = subprocess.run(
-        [sys.executable, "-m", "vsearch", "serve", "--store", str(store), "--port", str(server.port)],
-        capture_output=True, text=True, timeout=120, env={**server.env},
-    )  # fmt: skip
+    res = procs.run(
+        [sys.executable, "-m", "vsearch", "serve", "--store", store, "--port", server.port], timeout=120, env=server.env
+    )
     assert res.returncode == 1, res.stderr
     lines = [x for x in (res.stdout + res.stderr).strip().splitlines() if x.strip()]
     assert len(lines) == 1 and f"port {server.port}" in lines[0] and "already in use" in lines[0], lines
