@@ -158,7 +158,8 @@ def serve(
     Example: [bold]vsearch serve --port 8765[/]  then open [bold]http://127.0.0.1:8765/?q=a+red+circle[/]
     """
     from vsearch.web.app import create_app
-    from vsearch.web.server import Server, allowed_hosts, bind, is_loopback
+    from vsearch.web.guard import allowed_hosts
+    from vsearch.web.server import Server, bind, is_loopback
     from vsearch.web.service import SearchService
 
     sock = bind(host, port)  # a busy port is one line, before the model loads

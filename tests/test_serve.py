@@ -13,8 +13,9 @@ from tests import procs
 from tests.live_server import LiveServer, get_json, request
 from vsearch.ingest import index
 from vsearch.store import Store
+from vsearch.web.guard import allowed_hosts
 from vsearch.web.ranges import Unsatisfiable, parse_range
-from vsearch.web.server import allowed_hosts, is_loopback
+from vsearch.web.server import is_loopback
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import EmptyStore, QueryError, VsearchError
 from ..image_query import MAX_IMAGE_BYTES
 from ..search import MAX_K
-from .guard import Guard
+from .guard import LOOPBACK_NAMES, Guard
 from .media import MediaRefused, open_indexed, stream
 from .openapi import binary, document, errors
 from .ranges import Unsatisfiable, mime_type, parse_range
@@ -92,9 +92,9 @@ def _validation_message(request: Request, exc: RequestValidationError) -> tuple[
     return 400, f"{where}: {first.get('msg', 'invalid')}"
 
 
-def create_app(service: SearchService, token: str | None = None, hosts: frozenset[str] | None = None):
-    """The application for ``service``: FastAPI's routes inside ``Guard`` (host names ``hosts``,
-    None: any; ``token``: required on every request when set)."""
+def create_app(service: SearchService, token: str | None = None, hosts: frozenset[str] = frozenset(LOOPBACK_NAMES)):
+    """The application for ``service``: FastAPI's routes inside ``Guard`` (``hosts``: the Host
+    names answered, ``guard.allowed_hosts``; ``token``: required on every request when set)."""
     app = FastAPI(title="vsearch", docs_url=None, redoc_url=None, description="Search folders of video by text.")
     app.router.redirect_slashes = False  # a redirect would be built from the Host header
     app.openapi = lambda: document(app)

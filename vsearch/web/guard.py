@@ -34,6 +34,15 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 COOKIE = "vsearch_token"
+#: Host names a browser on this machine uses for a loopback server.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(host: str, extra: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
+    """The ``Host`` names a server bound to ``host`` answers to: loopback names, ``host`` itself,
+    and ``extra`` (``--allow-host``; ``*`` for any). Anything else is a DNS-rebinding page
+    talking to a local server under a name it controls, and is refused."""
+    return frozenset(h.strip().strip("[]").lower() for h in (*LOOPBACK_NAMES, host, *extra) if h.strip())
 
 
 def json_error(status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> tuple[int, list, bytes]:
@@ -50,11 +59,11 @@ def host_name(value: bytes) -> str:
 
 
 class Guard:
-    """The middleware: ``Guard(app, hosts=..., token=..., caps={"/api/image": BYTES})``."""
+    """The middleware: ``Guard(app, hosts=allowed_hosts(...), token=..., caps={"/api/image": BYTES})``."""
 
-    def __init__(self, app, *, hosts: frozenset[str] | None, token: str | None, caps: dict[str, int]):
+    def __init__(self, app, *, hosts: frozenset[str], token: str | None, caps: dict[str, int]):
         self.app = app
-        self.hosts = None if hosts is None or "*" in hosts else hosts
+        self.hosts = None if "*" in hosts else hosts
         self.token = token.encode("utf-8") if token else None
         self.caps = caps
 

@@ -1,8 +1,8 @@
 """Running the app: bind first (a busy port is one line, before any model loads), then uvicorn.
 
 A command-line search pays for Python imports and model loading every time; a server pays once.
-This module holds what the CLI needs around the app: the loopback check, the host names the
-server answers to, who holds a busy port, and ``start`` for running it in a background thread.
+This module holds what the CLI needs around the app: the loopback check, who holds a busy port,
+and ``start`` for running it in a background thread.
 The server follows the store: new videos appear as they are committed (SQLite WAL readers), and
 after a ``vsearch reembed`` it loads the store's new encoder on the next query.
 """
@@ -20,12 +20,11 @@ import uvicorn
 
 from ..errors import ServeError
 from .app import create_app
+from .guard import allowed_hosts
 from .service import SearchService
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-#: Host names a browser on this machine uses for a loopback server.
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def is_loopback(host: str) -> bool:
@@ -33,13 +32,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-def allowed_hosts(host: str, extra: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
-    """The ``Host`` names the server answers to: loopback names, the address it is bound to, and
-    ``extra`` (``--allow-host``; ``*`` for any). Anything else is a DNS-rebinding page talking to
-    a local server under a name it controls, and is refused."""
-    return frozenset(h.strip().strip("[]").lower() for h in (*LOOPBACK_NAMES, host, *extra) if h.strip())
 
 
 def bind(host: str, port: int) -> socket.socket:
