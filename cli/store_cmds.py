@@ -125,7 +125,11 @@ def _print_index_summary(report) -> None:
     table.add_row("[red]failed[/]" if c["failed"] else "failed", str(c["failed"]))
     console.print(table)
     rate = c["segments"] / report.seconds if report.seconds > 0 else 0.0
-    console.print(f"{c['segments']} segments embedded in {human_seconds(report.seconds)} ({rate:.1f} segments/s)")
+    if not report.model_loaded:
+        console.print(f"nothing changed: checked in {human_seconds(report.seconds)} without loading a model")
+    else:
+        sampled = f", {report.sampling} sampling" if report.sampling and c["indexed"] else ""
+        console.print(f"{c['segments']} segments embedded in {human_seconds(report.seconds)} ({rate:.1f} segments/s{sampled})")
     for path, reason in report.failed:
         console.print(f"[red]failed[/] {escape(display_path(path))}: {escape(reason)}", soft_wrap=True)
     for path, warning in report.warnings:

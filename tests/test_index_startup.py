@@ -144,3 +144,19 @@ def test_decoding_starts_while_the_model_loads(tmp_path):
     report = index_folders(store, [vids], load=loader, workers=1)
     assert report.counts()["indexed"] == 1
     assert len(seen) == 1 and seen[0], "the model was loaded before any decoder started"
+
+
+def test_a_broken_file_that_did_not_change_is_not_retried(tmp_path):
+    """One broken file in a folder must not cost every re-run a model load; it stays reported."""
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    (vids / "broken.mp4").write_bytes(b"not a video at all" * 100)
+    loader = CountingLoader()
+    first = index_folders(store, [vids], model=str(SAMPLE_MODEL), load=loader, workers=0)
+    assert [p for p, _ in first.failed] == [str(vids / "broken.mp4")]
+    again = index_folders(store, [vids], load=loader, workers=0)
+    assert len(loader.calls) == 1 and not again.model_loaded
+    assert [p for p, _ in again.failed] == [str(vids / "broken.mp4")] and "not retried" in again.failed[0][1]
+    assert again.counts()["unchanged"] == 2
+    os.utime(vids / "broken.mp4", ns=(1, 1))  # touched: it may have been repaired, so try again
+    retried = index_folders(store, [vids], load=loader, workers=0)
+    assert len(loader.calls) == 2 and retried.model_loaded

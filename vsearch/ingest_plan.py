@@ -137,19 +137,29 @@ def refuse_empty_roots(store: Store, roots: Sequence[str], listing: Listing) -> 
                 )
 
 
-def unchanged_by_stat(store: Store, listing: Listing) -> bool:
-    """True when every listed file is stored with the same size and mtime, nothing stored under
-    the roots is gone, and nothing failed to list: the run has nothing to do. Read-only."""
+def unchanged_by_stat(store: Store, listing: Listing) -> list[tuple[str, str]] | None:
+    """None when the run has something to do; else the files that failed before and have not
+    changed since (path, reason), which a re-run would only fail again. Nothing to do: every
+    listed file is stored, or failed, with the same size and mtime, nothing stored under the
+    roots is gone, and nothing failed to list. Read-only."""
     if listing.problems:
-        return False
+        return None
     known = store.known_videos(listing.roots)
-    if len(known) != len(listing.files):
-        return False
+    failed = store.failed_files(listing.roots) if len(known) != len(listing.files) else {}
+    still_failing: list[tuple[str, str]] = []
     for f in listing.files:
         k = known.get(f.path)
-        if k is None or k.size != f.size or k.mtime_ns != f.mtime_ns:
-            return False
-    return True
+        if k is not None:
+            if k.size != f.size or k.mtime_ns != f.mtime_ns:
+                return None
+            continue
+        size, mtime, reason = failed.get(f.path, (None, None, ""))
+        if size != f.size or mtime != f.mtime_ns:
+            return None
+        still_failing.append((f.path, reason))
+    if len(known) + len(still_failing) != len(listing.files):
+        return None  # (paths stored under the roots but gone from the listing)
+    return still_failing
 
 
 def diff(store: Store, listing: Listing) -> Changes:
@@ -260,8 +270,10 @@ def record_failure(store: Store, report: IndexReport, path: str, reason: str, f:
 def index_if_unchanged(store: Store, roots: Sequence[str], segment_seconds: float | None = None) -> IndexReport | None:
     """The whole run when nothing under ``roots`` changed (by size and mtime), else None.
 
-    Lists the folders and compares with SQLite only: no model, no FAISS. The run is recorded
-    like any other, so ``status`` shows when the folder was last checked.
+    Lists the folders and compares with SQLite only: no model, no FAISS. A file that failed
+    before and is byte-for-byte unchanged (size, mtime) is reported failed again, not retried:
+    one broken file must not cost every re-run a model load. The run is recorded like any
+    other, so ``status`` shows when the folder was last checked.
     """
     t_start = time.perf_counter()
     rec = store.encoder()
@@ -272,10 +284,12 @@ def index_if_unchanged(store: Store, roots: Sequence[str], segment_seconds: floa
     roots = [os.fspath(r) for r in roots]
     listing = list_videos(roots)
     refuse_empty_roots(store, roots, listing)
-    if not unchanged_by_stat(store, listing):
+    still_failing = unchanged_by_stat(store, listing)
+    if still_failing is None:
         return None
     run_id = store.start_run("index", roots, rec.id)
-    report = IndexReport(run_id, unchanged=len(listing.files), model_loaded=False)
+    report = IndexReport(run_id, unchanged=len(listing.files) - len(still_failing), model_loaded=False)
+    report.failed = [(p, f"{reason} (unchanged since; not retried)") for p, reason in still_failing]
     store.prune_failures(listing.roots, {f.path for f in listing.files})
     report.seconds = time.perf_counter() - t_start
     report.timings = {"total": round(report.seconds, 3)}

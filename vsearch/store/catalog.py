@@ -15,7 +15,7 @@ from .base import StoreBase
 from .rows import KnownVideo, SegmentRow, unpack_vectors
 from .rows import chunks as _chunks
 from .rows import prefix_range as _prefix_range
-from .schema import Embedding, Segment, Thumbnail, Video
+from .schema import Embedding, Failure, Segment, Thumbnail, Video
 
 
 class Catalog(StoreBase):
@@ -39,6 +39,18 @@ class Catalog(StoreBase):
         before = self.sampling()
         with self.Session.begin() as s:
             self._set_meta(s, "sampling", mode if before in (None, mode) else "mixed")
+
+    def failed_files(self, roots: Sequence[str]) -> dict[str, tuple[int | None, int | None, str]]:
+        """(size, mtime_ns, reason) of the files at or under ``roots`` whose last run failed."""
+        out: dict[str, tuple[int | None, int | None, str]] = {}
+        cols = (Failure.path, Failure.size, Failure.mtime_ns, Failure.reason)
+        with self.Session() as s:
+            for root in roots:
+                lo, hi = _prefix_range(root)
+                q = select(*cols).where((Failure.path == root) | ((Failure.path >= lo) & (Failure.path < hi)))
+                for path, size, mtime, reason in s.execute(q):
+                    out[path] = (size, mtime, reason)
+        return out
 
     def known_videos(self, roots: Sequence[str]) -> dict[str, KnownVideo]:
         """Stored videos at or under each root (a root may be a file or a folder)."""
