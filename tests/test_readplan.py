@@ -154,3 +154,35 @@ def test_thumbnails_are_made_at_display_size_in_the_worker(tmp_path):
     jpeg, w, h = seg[5]
     assert (w, h) == (640, 360) and len(jpeg) <= MAX_BYTES and jpeg[:2] == b"\xff\xd8"
     assert seg[4].shape == (4, 32, 32, 3)  # the encoder's frames are unchanged
+
+
+@needs_ffmpeg
+def test_pyav_skips_the_gops_it_needs_only_the_keyframe_of(tmp_path):
+    """PyAV (rotated phone files take it) decodes a fast plan without the skipped GOPs' other
+    frames, and returns the very pixels a frame-by-frame decode gives for the same indices."""
+    from vsearch.video.pyav_reader import PyAVSequential
+
+    path = camera_file(tmp_path / "cam.mp4", seconds=20, gop=20)  # keyframes 0, 20, ..., 180
+    table = KeyframeTable.build(range(0, 200, 20), 200)
+    requests = [
+        snap_to_keyframes(uniform_indices(s, s + 100, 8), s, s + 100, table) for s in (0, 100)
+    ]  # [0, 20, 28, 40, 60, 70, 80, 99], [100, 120, 128, 140, 160, 170, 180, 199]
+    planned, plain = PyAVSequential(path, (32, 32), 0), PyAVSequential(path, (32, 32), 0)
+    planned.use_keyframes(table.keys)
+    for idx in requests:
+        np.testing.assert_array_equal(planned.get(idx), plain.get(idx))
+    assert plain.decoded >= 200 - 2  # every frame up to the last wanted one (decoder delay aside)
+    assert planned.decoded < 0.75 * plain.decoded, (planned.decoded, plain.decoded)
+    planned.close()
+    plain.close()
+
+
+@needs_ffmpeg
+def test_a_wrong_keyframe_table_is_dropped_not_trusted(tmp_path):
+    from vsearch.video.pyav_reader import PyAVSequential
+
+    path = camera_file(tmp_path / "cam.mp4", seconds=6, gop=20)  # real keyframes 0, 20, 40
+    wrong, plain = PyAVSequential(path, (32, 32), 0), PyAVSequential(path, (32, 32), 0)
+    wrong.use_keyframes([0, 15, 30, 45])
+    idx = [0, 5, 25, 50]
+    np.testing.assert_array_equal(wrong.get(idx), plain.get(idx))

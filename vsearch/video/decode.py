@@ -93,6 +93,7 @@ class VideoReader:
         self._header_fps = fps
         self._vr = None
         self._av = None
+        self._keyframes: KeyframeTable | None = None
         errors = []
         if hdr.orientation and backend != "pyav":
             # decord2 applies the rotation itself (and returns malformed 4-channel frames at full
@@ -184,6 +185,13 @@ class VideoReader:
         keys = keyframes_from_index(self._open_path, self.header.stream_index)
         return None if keys is None else KeyframeTable.build(keys, self.info.num_frames)
 
+    def use_keyframes(self, table: KeyframeTable | None) -> None:
+        """Let the PyAV decoder plan its reads with ``table`` (fast sampling): GOPs from which no
+        frame but the keyframe is wanted are not decoded. decord plans its own reads."""
+        self._keyframes = table
+        if self._av is not None:
+            self._av.use_keyframes(None if table is None else table.keys)
+
     @property
     def frame_shape(self) -> tuple[int, int, int]:
         """Shape of a frame as the decoders return it (stored orientation)."""
@@ -213,6 +221,7 @@ class VideoReader:
             self.info.backend = "pyav"
         if self._av is None:
             self._av = PyAVSequential(self._open_path, self._decode_size, self.header.stream_index, self.threads)
+            self.use_keyframes(self._keyframes)
         return self._av.get(idx)
 
     def _get_one_by_one(self, idx: list[int]) -> np.ndarray | None:

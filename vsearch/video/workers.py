@@ -110,6 +110,8 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 if why:
                     snap = False
                     yield ("note", job.id, why)
+                else:
+                    reader.use_keyframes(table)
             thumbs = _Thumbnails(job, table, reader.header.display_size) if job.thumb_width else None
             try:
                 for p in plans:
