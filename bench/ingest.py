@@ -320,10 +320,23 @@ def footage_rows(work: Path, out, skip: set[str]) -> list[dict]:
             row[f"vsearch_{mode}_ratio"] = round(base_s / secs, 2)
             row[f"vsearch_{mode}_video_s_per_s"] = round(video_s / secs, 1)
             row[f"vsearch_{mode}_timings"] = rep["timings"]
+            # From the command's start to the first decoded segment: the process start-up (wall
+            # clock minus the run's own seconds) plus the run's first_segment.
+            first = rep["timings"].get("first_segment")
+            if first is not None:
+                row[f"vsearch_{mode}_first_segment_after_start_s"] = round(secs - rep["seconds"] + first, 2)
             if mode == "fast":
                 noop_s, noop = timed_index(folder, store)
                 row["noop_rerun_s"] = round(noop_s, 2)
                 row["noop_model_loaded"] = noop["model_loaded"]
+                # A changed folder: one more file (a copy under a new name), the store's model.
+                shutil.copy(paths[0], folder / "added.mp4")
+                changed_s, changed = timed_index(folder, store)
+                os.remove(folder / "added.mp4")
+                row["changed_folder_s"] = round(changed_s, 2)
+                first = changed["timings"].get("first_segment")
+                if first is not None:
+                    row["changed_first_segment_after_start_s"] = round(changed_s - changed["seconds"] + first, 2)
             shutil.rmtree(store, ignore_errors=True)
         rows.append(row)
         out.write(json.dumps(row) + "\n")

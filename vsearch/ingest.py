@@ -95,7 +95,7 @@ def index(
         roots = [os.fspath(r) for r in roots]
         run_id = store.start_run("index", roots, rec.id)
         report = IndexReport(run_id, sampling=sampling)
-        times: dict = {}  # the stage timer, once encoding starts (its module imports torch)
+        times: dict = {"t_start": t_start}  # + the stage timer once encoding starts (its module imports torch)
         try:
             listing = list_videos(roots)
             refuse_empty_roots(store, roots, listing)
@@ -266,6 +266,8 @@ def _encode_and_write(
             write()
     finally:
         write(force=True)
+        if pool is not None:
+            timer["first_segment_at"] = pool.first_segment_at
 
 
 def _changed_since_listing(f: FoundFile) -> str | None:
@@ -288,7 +290,11 @@ def _shape(encoder) -> tuple[int, int, str]:
 
 
 def _as_dict(timer: dict) -> dict:
-    return timer["times"].as_dict() if "times" in timer else {}
+    """Seconds per stage, and when the first segment was decoded (from the start of the run)."""
+    out = timer["times"].as_dict() if "times" in timer else {}
+    if timer.get("first_segment_at") is not None:
+        out["first_segment"] = round(timer["first_segment_at"] - timer["t_start"], 3)
+    return out
 
 
 def _to_write(video, f: FoundFile, chash: str, report: IndexReport, resize: str = "crop") -> VideoWrite | None:

@@ -275,6 +275,8 @@ class DecodePool:
         self.max_buffered = max_buffered
         self._stop = threading.Event()
         self.crashes = 0
+        #: ``time.perf_counter()`` when the first decoded segment arrived (start-up is measured by it).
+        self.first_segment_at: float | None = None
         self.timeouts = 0
 
     def stop_submitting(self) -> None:
@@ -311,7 +313,10 @@ class DecodePool:
         for job in jobs:
             if self._stop.is_set():
                 return
-            yield from decode_job(job)
+            for msg in decode_job(job):
+                if msg[0] == "segment" and self.first_segment_at is None:
+                    self.first_segment_at = time.perf_counter()
+                yield msg
 
     @staticmethod
     def _drain(out: queue.Queue, done: object, failure: list, abort: threading.Event, thread: threading.Thread):
@@ -366,6 +371,8 @@ class DecodePool:
                             # We were the bottleneck, not the workers: do not count it against them.
                             for other in workers:
                                 other.last_progress = time.monotonic()
+                        if msg[0] == "segment" and self.first_segment_at is None:
+                            self.first_segment_at = time.perf_counter()
                         if msg[0] in FINAL:
                             w.job = None
                     elif self.timeout and now - w.last_progress > self.timeout:
