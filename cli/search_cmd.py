@@ -36,6 +36,19 @@ def search(
     export: Annotated[
         Path | None, typer.Option("--export", help="Also write each hit's moment as a video file into this folder.")
     ] = None,
+    not_: Annotated[
+        list[str] | None,
+        typer.Option("--not", help="Move results away from this description (repeatable): \"a beach\" --not \"people\"."),
+    ] = None,
+    within: Annotated[
+        list[str] | None, typer.Option("--in", help="Only videos in this folder or this file (repeatable).")
+    ] = None,
+    min_duration: Annotated[float | None, typer.Option("--min-duration", help="Only videos at least this long (seconds).")] = None,
+    max_duration: Annotated[float | None, typer.Option("--max-duration", help="Only videos at most this long (seconds).")] = None,
+    after: Annotated[
+        str | None, typer.Option("--after", help="Only videos recorded on or after this date (YYYY, YYYY-MM, YYYY-MM-DD, ISO; UTC).")
+    ] = None,
+    before: Annotated[str | None, typer.Option("--before", help="Only videos recorded before this date (same forms).")] = None,
     store: StoreOpt = None,
     model: ModelOpt = None,
     base: BaseOpt = None,
@@ -45,16 +58,23 @@ def search(
     """Search the store by text: the best matching videos, with the time range that matched.
 
     Example: [bold]vsearch search "a dog catches a frisbee" -k 5[/]
-    Also: [bold]vsearch search --image photo.jpg[/], [bold]vsearch search --like holiday.mp4@12.5[/]
+    Also: [bold]vsearch search --image photo.jpg[/], [bold]vsearch search --like holiday.mp4@12.5[/],
+    [bold]vsearch search "at night" --image photo.jpg[/] (both at once),
+    [bold]vsearch search "a beach" --not "people" --in ~/Videos/2024 --after 2024-06 --max-duration 120[/]
     """
     from vsearch.errors import QueryError
+    from vsearch.filters import SearchFilter
     from vsearch.search import load_store_encoder, precheck, search_image, search_like
     from vsearch.search import search as run_search
     from vsearch.store import Store
 
-    given = [x for x in (query, image, like) if x is not None]
-    if len(given) != 1:
-        raise QueryError('give one query: words, --image PHOTO, or --like VIDEO@SECONDS (e.g. vsearch search "a red circle")')
+    if like is not None and (query is not None or image is not None):
+        raise QueryError("--like is a query of its own: leave out the words and --image")
+    if query is None and image is None and like is None:
+        raise QueryError('give a query: words, --image PHOTO, or --like VIDEO@SECONDS (e.g. vsearch search "a red circle")')
+    if not_ and query is None and image is None:
+        raise QueryError("--not needs words or --image to move away from")
+    flt = SearchFilter.parse(within or (), min_duration, max_duration, after, before)  # refused before a model loads
     with Store.open(store, create=False) as st:
         if like is not None:
             from vsearch.image_query import parse_moment
@@ -63,19 +83,31 @@ def search(
             sid = st.segment_at(path, seconds)
             if sid is None:
                 raise QueryError(f"{path} at {seconds:g} s is not in the store (index it first; see vsearch list)")
-            resp = search_like(st, sid, k, segments=segments)
-        elif image is not None:
+            resp = search_like(st, sid, k, segments=segments, filters=flt)
+        elif query is None:
             from vsearch.image_query import load_image
 
             pixels = load_image(image)  # a bad image is refused before the model loads
             precheck(st, "image", k, model=model)
-            resp = search_image(st, pixels, k, encoder=load_store_encoder(st, model, device, base=base), segments=segments)
+            encoder = load_store_encoder(st, model, device, base=base)
+            if not_:
+                resp = run_search(st, "", k, encoder=encoder, segments=segments, filters=flt, negatives=not_, image=pixels)
+            else:
+                resp = search_image(st, pixels, k, encoder=encoder, segments=segments, filters=flt)
         else:
+            pixels = None
+            if image is not None:
+                from vsearch.image_query import load_image
+
+                pixels = load_image(image)
             precheck(st, query, k, model=model, rerank=rerank)  # seconds before a model loads, not after
-            encoder = load_store_encoder(st, model, device, base=base, query_only=not rerank)
-            resp = run_search(st, query, k, encoder=encoder, segments=segments, rerank=rerank)
+            encoder = load_store_encoder(st, model, device, base=base, query_only=not rerank and pixels is None)
+            resp = run_search(
+                st, query, k, encoder=encoder, segments=segments, rerank=rerank, filters=flt, negatives=not_ or (), image=pixels
+            )
     for w in resp.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+        # "0 results: ..." is an answer, not a problem: said plainly, exit 0.
+        err_console.print(escape(w) if w.startswith("0 results") else f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     exported = _export(resp.hits, export) if export else {}
     if as_json:
         print_json(
@@ -88,12 +120,14 @@ def search(
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("time", no_wrap=True)
+    table.add_column("recorded", no_wrap=True)
     table.add_column("video", overflow="fold")
     for i, h in enumerate(resp.hits, 1):
         d = h.as_dict()
         seg = f" (segment {h.segment})" if segments else ""
         gone = " [red](missing)[/]" if h.missing else ""
-        table.add_row(str(i), f"{h.score:.3f}", d["range"], escape(_short(d["path"])) + seg + gone)
+        when = (d["recorded_at"] or "")[:10]
+        table.add_row(str(i), f"{h.score:.3f}", d["range"], when, escape(_short(d["path"])) + seg + gone)
     console.print(table)
 
 

@@ -254,6 +254,11 @@ class LazyEncoder:
         except BaseException as exc:  # noqa: BLE001 - re-raised by get() in the caller's thread
             self._error = exc
 
+    def settle(self) -> None:
+        """Wait for the load to end, used or not: a process must not exit while a thread is
+        still importing torch (interpreter shutdown under a half-done import can crash)."""
+        self._thread.join()
+
     def get(self):
         """The loaded model (waits for it); the loader's own error if it failed."""
         self._thread.join()
@@ -295,6 +300,15 @@ def index_if_unchanged(store: Store, roots: Sequence[str], segment_seconds: floa
     report.timings = {"total": round(report.seconds, 3)}
     store.finish_run(run_id, "completed", report.counts(), report.timings)
     return report
+
+
+def _same_source(model: str, source: str | None) -> bool:
+    """``--model`` names the store's own model (a folder may be given relative to here)."""
+    if source is None:
+        return False
+    if model == source:
+        return True
+    return os.path.exists(model) and os.path.abspath(model) == os.path.abspath(source)
 
 
 def _loader(load: Callable | None) -> Callable:
@@ -373,14 +387,14 @@ def index_folders(
         store = existing
     with store, store.lock("index", wait=wait):  # refuse (or wait) before loading a model
         rec = store.encoder()
-        if rec is not None and (model is None or model == rec.source):
+        if rec is not None and (model is None or _same_source(model, rec.source)):
             quick = index_if_unchanged(store, roots, options.get("segment_seconds"))
             if quick is not None:
                 return quick
         if existing is not None:
             ref = model or (rec.source if rec else DEFAULT_MODEL)
             family = rec.spec.get("family") if (rec and not model) else None
-            if rec is not None and not reembed and not options.get("ray") and ref == rec.source:
+            if rec is not None and not reembed and not options.get("ray") and _same_source(ref, rec.source):
                 # The store's own model: load it while the first files decode.
                 encoder = LazyEncoder(lambda: _loader(load)(ref, family=family, device=device, base=base), rec.spec)
             else:
@@ -397,5 +411,9 @@ def index_folders(
                 )  # fmt: skip
             if not rr.swapped:
                 return IndexReport(None, interrupted=True, failed=list(rr.failed))
-        with feedback.progress("indexing") as bar:
-            return run_index(store, roots, encoder, progress=bar, wait=wait, stop=stop, sampling=sampling, **options)
+        try:
+            with feedback.progress("indexing") as bar:
+                return run_index(store, roots, encoder, progress=bar, wait=wait, stop=stop, sampling=sampling, **options)
+        finally:
+            if isinstance(encoder, LazyEncoder):
+                encoder.settle()  # (only removals or renames: the model was never needed)

@@ -200,7 +200,7 @@ def search(
     the query (``compose``).
     """
     t0 = time.perf_counter()
-    q = clean_query(query)
+    q = "" if image is not None and not (query or "").strip() else clean_query(query)  # an image alone is a query too
     check_k(k)
     negs = [clean_query(n) for n in negatives]
     own = encoder is None
@@ -231,8 +231,8 @@ def _search(
     store.check_encoder(encoder)
     warnings = []
     limit = encoder.spec.max_text_len
-    if encoder.token_count(q) > limit:
-        warnings.append(f"the query is longer than the model's {limit} tokens; only its beginning was used")
+    if any(encoder.token_count(t) > limit for t in (q, *negatives) if t):
+        warnings.append(f"a description is longer than the model's {limit} tokens; only its beginning was used")
     index = store.vector_index(encoder.fingerprint)
     total = index.ntotal
     if total == 0:
@@ -240,7 +240,7 @@ def _search(
     empty = _empty_paths(store, filters)
     if empty:
         return SearchResponse(q, [], total, (time.perf_counter() - t0) * 1000, [f"0 results: no indexed video under {p}" for p in empty])
-    tv = encoder.encode_query(q).numpy()
+    tv = encoder.encode_query(q).numpy() if q else None
     iv = None
     if image is not None:
         from .image_query import image_vector, load_image
@@ -260,7 +260,8 @@ def _search(
     gone = sum(h.missing for h in hits)
     if gone:
         warnings.append(f"{gone} of these files are no longer on disk (flagged missing); `vsearch list --missing` lists them")
-    return SearchResponse(q, hits, total, (time.perf_counter() - t0) * 1000, warnings)
+    label = " ".join([q or "image", *(["+ image"] if q and image is not None else []), *(f"not {n}" for n in negatives)])
+    return SearchResponse(label, hits, total, (time.perf_counter() - t0) * 1000, warnings)
 
 
 def _empty_paths(store: Store, filters: SearchFilter | None) -> list[str]:

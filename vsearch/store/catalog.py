@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from sqlalchemy import func, or_, select
 
+from ..errors import QueryError
 from ..filters import SearchFilter
 from .base import StoreBase
 from .rows import KnownVideo, SegmentRow, unpack_vectors
@@ -185,16 +186,21 @@ class Catalog(StoreBase):
     def segment_at(self, path: str, seconds: float) -> int | None:
         """The segment of ``path`` that holds the moment ``seconds`` (``search --like FILE@T``)."""
         with self.Session() as s:
-            vid = s.scalar(select(Video.id).where(Video.path == os.path.abspath(path)))
-            if vid is None:
+            found = s.execute(select(Video.id, Video.duration).where(Video.path == os.path.abspath(path))).first()
+            if found is None:
                 return None
+            vid, duration = found
             rows = s.execute(
                 select(Segment.id, Segment.start_s, Segment.end_s).where(Segment.video_id == vid).order_by(Segment.idx)
             ).all()
+        end = max(float(duration), rows[-1][2] if rows else 0.0)
+        if seconds > end:
+            # Never a silent substitute: a moment past the end is a mistake the user should see.
+            raise QueryError(f"{path} is {end:g} s long; {seconds:g} s is past its end")
         for sid, a, b in rows:
             if a <= seconds < b:
                 return int(sid)
-        return int(rows[-1][0]) if rows and seconds >= rows[-1][2] else None
+        return int(rows[-1][0]) if rows else None  # the very end belongs to the last segment
 
     def videos_by_hash(self, hashes: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
         """(video id, path) of every stored video with each content hash, whatever its root."""

@@ -16,7 +16,7 @@ from ..errors import EmptyStore, EncoderMismatch, StoreError
 from .base import StoreBase, storage_errors
 from .rows import VECTOR_DTYPE, EncoderRecord, unpack_vectors
 from .rows import chunks as _chunks
-from .schema import Embedding, Tombstone, VectorIndexConfig, utcnow
+from .schema import Embedding, Segment, Tombstone, VectorIndexConfig, utcnow
 from .vectors import (
     TARGET_RECALL,
     TRAIN_PER_LIST,
@@ -124,13 +124,23 @@ class IndexSync(StoreBase):
         return index
 
     def _all_vectors(self, s: Session, encoder_id: int, until: int) -> tuple[np.ndarray, np.ndarray]:
-        q = select(Embedding.segment_id, Embedding.vector).where(Embedding.encoder_id == encoder_id, Embedding.gen <= until)
-        ids, blobs = [], []
-        for sid, blob in s.execute(q).yield_per(20000):
+        ids, _videos, vecs = self._all_vectors_by_video(s, encoder_id, until)
+        return ids, vecs
+
+    def _all_vectors_by_video(self, s: Session, encoder_id: int, until: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(segment ids, their video ids, float32 vectors) of everything stored up to ``until``."""
+        q = (
+            select(Embedding.segment_id, Segment.video_id, Embedding.vector)
+            .join(Segment, Segment.id == Embedding.segment_id)
+            .where(Embedding.encoder_id == encoder_id, Embedding.gen <= until)
+        )
+        ids, videos, blobs = [], [], []
+        for sid, vid, blob in s.execute(q).yield_per(20000):
             ids.append(sid)
+            videos.append(vid)
             blobs.append(blob)
         dim = len(blobs[0]) // np.dtype(VECTOR_DTYPE).itemsize if blobs else 0
-        return np.array(ids, np.int64), unpack_vectors(blobs, dim)
+        return np.array(ids, np.int64), np.array(videos, np.int64), unpack_vectors(blobs, dim)
 
     def _replay(self, s: Session, index: VectorIndex, encoder_id: int, since: int, until: int) -> None:
         gone = s.scalars(
@@ -215,7 +225,7 @@ class IndexSync(StoreBase):
                 current = cfg.kind if cfg else "flat"
                 policy = (cfg.params.get("policy") if cfg else None) or "auto"
                 want = kind or (policy if policy == "auto" else current)
-                ids, vecs = self._all_vectors(s, rec.id, gen)
+                ids, videos, vecs = self._all_vectors_by_video(s, rec.id, gen)
             plan = choose_index(len(ids), dim, want, nlist)
             params = {"policy": "auto" if want == "auto" else "pinned", **plan.as_params()}
             if plan.kind == "flat":
@@ -226,13 +236,13 @@ class IndexSync(StoreBase):
                 index.add(ids, vecs)
                 if nprobe:
                     index.nprobe = nprobe
-                    params["nprobe"], params["recall_at_10"] = nprobe, round(recall_meter(index, ids, vecs)(nprobe), 4)
+                    params["nprobe"], params["recall_at_10"] = nprobe, round(recall_meter(index, ids, vecs, videos)(nprobe), 4)
                 else:
-                    probe, recall = tune_nprobe(index, ids, vecs)
+                    probe, recall = tune_nprobe(index, ids, vecs, videos)
                     params["nprobe"], params["recall_at_10"] = probe, round(recall, 4)
                 params["trained_on"] = len(ids)
                 params["recall_checked_at"] = len(ids)
-            del vecs
+            del vecs, videos
             params["bytes"] = index.nbytes()
             params["build_s"] = round(time.perf_counter() - t0, 1)
             self._record_params(rec.id, plan.kind, params)
@@ -277,17 +287,17 @@ class IndexSync(StoreBase):
 
     def _check_drift(self, rec: EncoderRecord, index: VectorIndex, params: dict, n: int) -> dict:
         with self.Session() as s, s.begin():
-            ids, vecs = self._all_vectors(s, rec.id, self._index_gen)
-        recall_at = recall_meter(index, ids, vecs)
+            ids, videos, vecs = self._all_vectors_by_video(s, rec.id, self._index_gen)
+        recall_at = recall_meter(index, ids, vecs, videos)
         tuned = int(params.get("nprobe", index.nprobe))
         recall = recall_at(tuned)
         action = "kept"
         if recall < TARGET_RECALL - DRIFT_TOLERANCE:
-            probe, recall2 = tune_nprobe(index, ids, vecs)
+            probe, recall2 = tune_nprobe(index, ids, vecs, videos)
             if recall2 >= TARGET_RECALL and probe <= 2 * tuned:
                 action, tuned, recall = "retuned", probe, recall2
             else:
-                del ids, vecs
+                del ids, vecs, videos
                 event = {"vectors": n, "recall_at_10": round(recall, 4), "action": "retrained"}
                 out = self.rebuild_index("auto")
                 history = [*list(params.get("drift", []))[-9:], event]

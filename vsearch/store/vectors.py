@@ -74,6 +74,8 @@ TRAIN_PER_LIST = 64
 TRAIN_ITERATIONS = 10
 #: HNSW links per node of the coarse quantizer (the index over centroids).
 HNSW_M = 32
+#: The coarse quantizer's search width while adding (each vector needs only its nearest list).
+ADD_EF_SEARCH = 32
 KINDS = ("flat", "ivf", "ivf-sq8", "ivf-pq")
 #: Kinds whose codes are lossy: candidates are re-scored exactly from the stored vectors.
 RERANKED_KINDS = ("ivf-sq8", "ivf-pq")
@@ -214,7 +216,18 @@ class VectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
-        self.index.add_with_ids(as_f32(vectors, self.dim), np.ascontiguousarray(ids, dtype=np.int64))
+        faiss = import_faiss()
+        ivf = faiss.try_extract_index_ivf(self.index)
+        hnsw = faiss.downcast_index(ivf.quantizer) if ivf is not None else None
+        if isinstance(hnsw, faiss.IndexHNSW):
+            # Adding assigns each vector to its one nearest list: a narrow graph search does it
+            # (searching needs efSearch >= nprobe; adding 1M vectors at that width took minutes).
+            hnsw.hnsw.efSearch = ADD_EF_SEARCH
+        try:
+            self.index.add_with_ids(as_f32(vectors, self.dim), np.ascontiguousarray(ids, dtype=np.int64))
+        finally:
+            if isinstance(hnsw, faiss.IndexHNSW):
+                _tune_quantizer(faiss, ivf)
         self._gpu = None
 
     def remove(self, ids: np.ndarray) -> int:
@@ -244,11 +257,41 @@ class VectorIndex:
         q = as_f32(queries, self.dim)
         k = max(1, min(int(k), max(self.ntotal, 1)))
         if allowed is None:
-            scores, ids = self._search_index().search(q, k)
+            ivf = faiss_ivf(self.index)
+            wide = None
+            if ivf is not None:
+                # One query: split its lists over the threads; a batch: one query per thread.
+                ivf.parallel_mode = 1 if len(q) == 1 else 0
+                wide = self._wider(ivf, k)
+            if wide is None:
+                scores, ids = self._search_index().search(q, k)
+            else:
+                scores, ids = self.index.search(q, k, params=wide)
         else:
             scores, ids = self.index.search(q, k, params=self._restricted(np.ascontiguousarray(allowed, np.int64)))
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return SearchResult(scores, ids)
+
+    def _wider(self, ivf, k: int):
+        """Search parameters probing enough lists to hold ``k`` results, or None if nprobe does.
+
+        An IVF answers from the lists it probes only: asked for more than they hold (a deep
+        over-fetch for best-per-video or a broad filter), it would return fewer than ``k``. The
+        probe count grows to twice the lists that ``k`` vectors fill on average.
+        """
+        per_list = max(1.0, self.ntotal / max(1, ivf.nlist))
+        need = math.ceil(2 * k / per_list)
+        if need <= ivf.nprobe:
+            return None
+        faiss = import_faiss()
+        params = faiss.SearchParametersIVF()
+        params.nprobe = int(min(ivf.nlist, need))
+        if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
+            qp = faiss.SearchParametersHNSW()
+            qp.efSearch = max(64, 2 * params.nprobe)
+            params.quantizer_params = qp
+            params._keep = qp
+        return params
 
     def _restricted(self, allowed: np.ndarray):
         faiss = import_faiss()
@@ -312,6 +355,11 @@ class VectorIndex:
         return int(import_faiss().serialize_index(self.index).nbytes)
 
 
+def faiss_ivf(index):
+    """The IVF inside ``index`` (through an id map or a wrapper), or None."""
+    return import_faiss().try_extract_index_ivf(index)
+
+
 def _tune_quantizer(faiss, ivf) -> None:
     """An HNSW coarse quantizer must look at least as wide as the lists it is asked for."""
     hnsw = faiss.downcast_index(ivf.quantizer)
@@ -347,21 +395,42 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def held_out_queries(vectors: np.ndarray, n: int = 500, seed: int = 0) -> np.ndarray:
-    """Queries for tuning and recall checks that are not stored vectors.
+#: Held-out queries come from videos of at most this many segments (their siblings are
+#: dropped from both answers, so the search depth grows by the largest such video).
+HELD_OUT_MAX_GROUP = 64
 
-    Each is a stored vector picked at random plus isotropic noise of the same norm (cosine
-    about 0.7 to its source): it lies in the collection's region, as a query does, but is not a
-    point of it, so it cannot find itself in the first list probed. Real text queries do not
-    exist when an index is built; ``bench/search.py --query-vectors`` measures with real ones.
+
+def held_out_sample(n: int, queries: int = 500, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the stored vectors used as held-out queries (sorted, without repeats).
+
+    Each is searched for as a query while its whole video is held out of the answer: the
+    segments of its own video (``groups``: a video id per vector) count on neither the exact
+    nor the approximate side, so the measure is how well the index finds *other videos* near
+    a piece of footage, as for a new video of the same kind. Leaving out only the vector
+    itself would be far too easy on video collections, where a segment's nearest neighbours
+    are its own video's other segments (a tuning on that picked nprobe 1 and then found 77%
+    of other videos' segments). Without ``groups`` each vector is its own group. Real text
+    queries do not exist when an index is built; ``bench/search.py --query-vectors``
+    measures with real ones.
     """
     rng = np.random.default_rng(seed)
-    x = np.asarray(vectors, np.float32)
-    base = x[rng.choice(len(x), size=min(n, len(x)), replace=False)]
-    noise = rng.normal(size=base.shape).astype(np.float32)
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    q = base + noise
-    return q / np.linalg.norm(q, axis=1, keepdims=True)
+    if groups is None:
+        pool = np.arange(n)
+    else:
+        _uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        small = counts[inverse] <= HELD_OUT_MAX_GROUP
+        pool = np.nonzero(small)[0] if small.any() else np.arange(n)
+    return np.sort(rng.choice(pool, size=min(queries, len(pool)), replace=False))
+
+
+def _drop_group(ids: np.ndarray, group_of, own: np.ndarray, k: int) -> np.ndarray:
+    """Each row of ``ids`` without the ids of its query's group (``own[row]``), cut to ``k``."""
+    out = np.full((len(ids), k), -1, np.int64)
+    for r, (row, me) in enumerate(zip(ids, own)):
+        row = row[row >= 0]
+        kept = row[group_of(row) != me][:k]
+        out[r, : len(kept)] = kept
+    return out
 
 
 def exact_rerank(ids: np.ndarray, queries: np.ndarray, vectors_of, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -390,41 +459,64 @@ def exact_rerank(ids: np.ndarray, queries: np.ndarray, vectors_of, k: int) -> tu
     return out_s, out_i
 
 
-def recall_meter(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, queries: int = 500, k: int = 10, seed: int = 0):
+def recall_meter(
+    index: VectorIndex,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    groups: np.ndarray | None = None,
+    queries: int = 500,
+    k: int = 10,
+    seed: int = 0,
+):
     """A function ``nprobe -> recall@k`` of ``index`` (re-ranked when its codes are lossy)
-    against exact search over what it holds, on held-out queries (``held_out_queries``)."""
+    against exact search over what it holds, on held-out queries (``held_out_sample``: a
+    stored segment asks for the nearest segments of other videos)."""
     faiss = import_faiss()
     x = as_f32(vectors, index.dim)
     ids = np.asarray(ids, np.int64)
-    q = held_out_queries(x, queries, seed)
-    exact = faiss.IndexFlatIP(index.dim)
-    exact.add(x)
-    truth = ids[exact.search(q, k)[1]]
+    groups = ids if groups is None else np.asarray(groups, np.int64)
+    pos = held_out_sample(len(x), queries, seed, groups)
+    q, own = x[pos], groups[pos]
+    _uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    extra = int(counts[inverse[pos]].max()) if len(pos) else 0
     order = np.argsort(ids)
     sorted_ids = ids[order]
 
+    def rows_of(wanted: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(sorted_ids, wanted)]
+
+    def group_of(wanted: np.ndarray) -> np.ndarray:
+        return groups[rows_of(wanted)]
+
     def vectors_of(wanted: np.ndarray) -> np.ndarray:
-        return x[order[np.searchsorted(sorted_ids, wanted)]]
+        return x[rows_of(wanted)]
+
+    exact = faiss.IndexFlatIP(index.dim)
+    exact.add(x)
+    truth = _drop_group(ids[exact.search(q, k + extra)[1]], group_of, own, k)
 
     def recall_at(nprobe: int) -> float:
         index.nprobe = nprobe
         if index.reranked:
-            got = exact_rerank(index.index.search(q, rerank_depth(k))[1], q, vectors_of, k)[1]
+            got = exact_rerank(index.search(q, rerank_depth(k) + extra).ids, q, vectors_of, k + extra)[1]
         else:
-            got = index.index.search(q, k)[1]
+            got = index.search(q, k + extra).ids
+        got = _drop_group(got, group_of, own, k)
         return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(got, truth)]))
 
     return recall_at
 
 
-def tune_nprobe(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, target: float = TARGET_RECALL) -> tuple[int, float]:
+def tune_nprobe(
+    index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray | None = None, target: float = TARGET_RECALL
+) -> tuple[int, float]:
     """Smallest nprobe (powers of two, then the midpoint below the first that passes) whose
-    recall@10 against exact search reaches ``target``, or where recall stops improving (PQ
-    codes cap it). Returns (nprobe, recall@10)."""
+    recall@10 against exact search reaches ``target``. Every kind reaches it by nprobe = nlist:
+    lossy codes are re-ranked exactly, so none caps recall. Returns (nprobe, recall@10)."""
     ivf = import_faiss().try_extract_index_ivf(index.index)
     if ivf is None:
         return 0, 1.0
-    recall_at = recall_meter(index, ids, vectors)
+    recall_at = recall_meter(index, ids, vectors, groups)
     probe, last = 1, (0, -1.0)
     while True:
         recall = recall_at(probe)
@@ -436,8 +528,5 @@ def tune_nprobe(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, target
                     return mid, mid_recall
                 index.nprobe = probe
             return probe, recall
-        if recall - last[1] < 0.002:  # a plateau: more lists would only cost time
-            index.nprobe = last[0]
-            return last
         last = (probe, recall)
         probe *= 2
