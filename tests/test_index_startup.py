@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,44 @@ def test_a_broken_file_that_did_not_change_is_not_retried(tmp_path):
     os.utime(vids / "broken.mp4", ns=(1, 1))  # touched: it may have been repaired, so try again
     retried = index_folders(store, [vids], load=loader, workers=0)
     assert len(loader.calls) == 2 and retried.model_loaded
+
+
+def test_a_new_store_decodes_while_a_model_folder_loads(tmp_path):
+    """A model folder declares its spec (vsearch.json): a new store decodes while it loads."""
+    import time
+
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    seen: list[list[int]] = []
+
+    def loader(ref, **kwargs):
+        from vsearch.models import load_encoder
+
+        deadline = time.monotonic() + 30
+        while not _decode_workers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(_decode_workers())
+        return load_encoder(ref, **kwargs)
+
+    report = index_folders(store, [vids], model=str(SAMPLE_MODEL), load=loader, workers=1)
+    assert report.counts()["indexed"] == 2 and len(seen) == 1 and seen[0]
+    with Store.open(store, create=False) as st:
+        assert st.encoder().source == str(SAMPLE_MODEL)
+
+
+def test_a_model_that_fails_to_load_leaves_no_new_store(tmp_path):
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    broken = tmp_path / "broken-model"
+    shutil.copytree(SAMPLE_MODEL, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not weights")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the loader raises, nothing may be left
+        index_folders(store, [vids], model=str(broken), workers=1)
+    assert not store.exists()
+
+
+def test_an_empty_folder_still_binds_a_new_store_to_its_model(tmp_path):
+    empty, store = tmp_path / "empty", tmp_path / "store"
+    empty.mkdir()
+    index_folders(store, [empty], model=str(SAMPLE_MODEL), workers=0)
+    with Store.open(store, create=False) as st:
+        assert st.encoder().source == str(SAMPLE_MODEL)

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from .errors import StoreError
 from .ingest_plan import (
     DEFAULT_INDEX_SAMPLING,
     IndexReport,
@@ -85,15 +86,14 @@ def index(
         ray_ctx = (rmod, start_actors(rmod, encoder))
     lock = store.lock("index", wait=wait)
     try:
-        rec = store.encoder() if isinstance(encoder, LazyEncoder) else None
-        if rec is None:  # (a lazy encoder for a store without one cannot skip the check)
-            encoder = encoder.get() if isinstance(encoder, LazyEncoder) else encoder
-            rec = store.bind_encoder(encoder)
+        # A lazy encoder is bound once it has loaded (a new store has no encoder until then).
+        rec = store.encoder() if isinstance(encoder, LazyEncoder) else store.bind_encoder(encoder)
+        encoder_id = rec.id if rec is not None else None
         if segment_seconds is not None:
             store.set_segmenting(segment_seconds)
         seg_s, tail_s = store.segmenting()
         roots = [os.fspath(r) for r in roots]
-        run_id = store.start_run("index", roots, rec.id)
+        run_id = store.start_run("index", roots, encoder_id)
         report = IndexReport(run_id, sampling=sampling)
         times: dict = {"t_start": t_start}  # + the stage timer once encoding starts (its module imports torch)
         try:
@@ -106,12 +106,12 @@ def index(
             for f, path, reason in plan.failed:
                 record_failure(store, report, path, reason, f)
             if plan.missing:
-                store.commit(rec.id, (), plan.missing.values())
+                store.commit(encoder_id, (), plan.missing.values())  # (a new store has none missing)
                 report.removed = sorted(plan.missing)
             if progress:
                 progress.start(len(plan.todo))
             _encode_and_write(
-                store, rec.id, encoder, plan.todo, report, times,
+                store, encoder_id, encoder, plan.todo, report, times,
                 seg_s=seg_s, tail_s=tail_s, workers=workers, batch_size=batch_size,
                 decode_timeout=decode_timeout, progress=progress, stop=stop, faults=faults or {},
                 thumbnails=thumbnails, ray_ctx=ray_ctx, sampling=sampling,
@@ -142,7 +142,7 @@ def index(
 
 def _encode_and_write(
     store: Store,
-    encoder_id: int,
+    encoder_id: int | None,
     encoder,
     todo: list[tuple[FoundFile, str]],
     report: IndexReport,
@@ -161,6 +161,8 @@ def _encode_and_write(
     sampling: str = "exact",
 ) -> None:
     if not todo:
+        if isinstance(encoder, LazyEncoder) and encoder_id is None:
+            store.bind_encoder(encoder.get())  # a new store keeps the model it was asked for
         return
     store.note_sampling(sampling)  # before the first commit, so "mixed" means runs of both
     frames, image_size, resize = _shape(encoder)
@@ -187,9 +189,12 @@ def _encode_and_write(
         pool = DecodePool(min(n_workers, len(todo)), timeout=decode_timeout)
         messages = pool.messages(jobs)  # decoding starts here, while a lazy encoder loads below
     if isinstance(encoder, LazyEncoder):
+        shape = _shape(encoder)
         encoder = encoder.get()
-        if store.bind_encoder(encoder).id != encoder_id:  # (cannot happen: bound above by record)
-            raise RuntimeError("the store's encoder changed during the run")
+        bound = store.bind_encoder(encoder).id  # EncoderMismatch if the folder now holds another model
+        if (encoder_id is not None and bound != encoder_id) or _shape(encoder) != shape:
+            raise StoreError(f"the model changed while this run decoded for it ({_shape(encoder)} != {shape}); run index again")
+        encoder_id = bound
     # torch from here on: imported after the decoders started.
     from .embedding import SegmentBatcher, StageTimes, default_batch_size, encode_stream
 

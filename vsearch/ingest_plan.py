@@ -11,14 +11,18 @@ prints: which store to create and when, which model to load, re-embed before ind
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from .config import DEFAULT_MODEL, default_store_dir
 from .errors import MissingRootError, StoreNotFound
 from .store.store import Store
 from .video.discover import FoundFile, Listing, content_hash, display_path, is_video_name, list_videos
@@ -259,6 +263,11 @@ class LazyEncoder:
         still importing torch (interpreter shutdown under a half-done import can crash)."""
         self._thread.join()
 
+    @property
+    def failed(self) -> bool:
+        """The load ended with an error."""
+        return not self._thread.is_alive() and self._error is not None
+
     def get(self):
         """The loaded model (waits for it); the loader's own error if it failed."""
         self._thread.join()
@@ -300,6 +309,18 @@ def index_if_unchanged(store: Store, roots: Sequence[str], segment_seconds: floa
     report.timings = {"total": round(report.seconds, 3)}
     store.finish_run(run_id, "completed", report.counts(), report.timings)
     return report
+
+
+def folder_spec(ref: str) -> dict | None:
+    """The spec a model folder declares in its ``vsearch.json`` (frames, pixels), read without
+    loading the model; None for anything else (registry names, hub ids, official checkpoints)."""
+    path = Path(ref).expanduser() / "vsearch.json"
+    try:
+        spec = json.loads(path.read_text()).get("spec")
+        int(spec["frames"]), int(spec["pixels"]["image_size"]), str(spec["pixels"]["resize"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return spec
 
 
 def _same_source(model: str, source: str | None) -> bool:
@@ -357,13 +378,13 @@ def index_folders(
     when there is something to encode, re-embed first when asked, then index.
 
     ``model``: None keeps the store's model (or the default for a new store). A new store is
-    created only once the model has loaded, so a refused run leaves nothing behind. ``options``
+    created once the model has loaded, or, for a model folder that declares its spec, while it
+    loads (its first files decode meanwhile) and removed again if the load fails: a refused run
+    leaves nothing behind. ``options``
     go to ``vsearch.ingest.index`` (workers, batch_size, decode_timeout, segment_seconds,
     thumbnails, ray). ``load`` replaces ``vsearch.models.load_encoder`` (tests count loads).
     An interrupted re-embedding returns a report with ``interrupted`` set and nothing indexed.
     """
-    from .config import DEFAULT_MODEL
-
     if sampling not in SAMPLING_MODES:
         from .errors import ConfigError
 
@@ -380,18 +401,46 @@ def index_folders(
         with feedback.loading(ref):
             return _loader(load)(ref, family=family, device=device, base=base)
 
+    made_root: Path | None = None  # a store folder this call creates (removed if its model fails)
+    encoder = None  # an existing store's model is chosen once the store is locked
     if existing is None:
-        encoder = load_model(model or DEFAULT_MODEL)
+        ref = model or DEFAULT_MODEL
+        spec = folder_spec(ref)
+        if spec is not None and not reembed and not options.get("ray"):
+            # A model folder says what decoding needs: create the store, decode while it loads.
+            root = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
+            made_root = None if root.exists() else root
+            encoder = LazyEncoder(lambda: _loader(load)(ref, family=None, device=device, base=base), spec)
+        else:
+            encoder = load_model(ref)
         store = Store.open(store_dir)
     else:
         store = existing
+    try:
+        return _index_open_store(
+            store, existing is None, roots, encoder, model=model, load_model=load_model, load=load, device=device,
+            base=base, reembed=reembed, sampling=sampling, wait=wait, stop=stop, feedback=feedback, **options,
+        )  # fmt: skip
+    except BaseException:
+        if made_root is not None and isinstance(encoder, LazyEncoder) and encoder.failed:
+            # The model did not load: leave no half-made store behind (as when loading came first).
+            store.close()
+            shutil.rmtree(made_root, ignore_errors=True)
+        raise
+
+
+def _index_open_store(
+    store: Store, new: bool, roots: list[str], encoder, *, model, load_model, load, device, base, reembed, sampling,
+    wait, stop, feedback, **options,
+) -> IndexReport:  # fmt: skip
+    """The rest of ``index_folders`` once the store is open (and, if new, its model chosen)."""
     with store, store.lock("index", wait=wait):  # refuse (or wait) before loading a model
         rec = store.encoder()
         if rec is not None and (model is None or _same_source(model, rec.source)):
             quick = index_if_unchanged(store, roots, options.get("segment_seconds"))
             if quick is not None:
                 return quick
-        if existing is not None:
+        if not new:
             ref = model or (rec.source if rec else DEFAULT_MODEL)
             family = rec.spec.get("family") if (rec and not model) else None
             if rec is not None and not reembed and not options.get("ray") and _same_source(ref, rec.source):
