@@ -169,6 +169,7 @@ class _Thumbnails:
             if self._reader is None:
                 side = thumbnail_decode_side(*self.display_size, self.job.thumb_width)
                 self._reader = VideoReader(self.job.path, side, "crop", threads=self.job.threads or 1)
+                self._reader.use_keyframes(self.table)  # PyAV (rotated files) then skips GOPs between
             return encode_jpeg(self._reader.get([frame])[0], max_width=self.job.thumb_width)
         except DecodeError:
             self._failed = True  # no thumbnail for this file; the page makes one lazily
