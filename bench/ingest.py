@@ -151,7 +151,7 @@ def camera_footage(path: Path, seconds: int, size: str, fps: int = 30, gop_s: fl
     gop = str(round(gop_s * fps))
     if codec == "hevc10":
         enc = ["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-tag:v", "hvc1",
-               "-x265-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error"]  # fmt: skip
+               "-x265-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:log-level=error"]  # fmt: skip
     else:
         enc = ["-c:v", "libx264", "-preset", "veryfast", "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-bf", "2",
                "-pix_fmt", "yuv420p"]  # fmt: skip

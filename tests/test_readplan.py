@@ -186,3 +186,21 @@ def test_a_wrong_keyframe_table_is_dropped_not_trusted(tmp_path):
     wrong.use_keyframes([0, 15, 30, 45])
     idx = [0, 5, 25, 50]
     np.testing.assert_array_equal(wrong.get(idx), plain.get(idx))
+
+
+@needs_ffmpeg
+def test_an_open_gop_file_is_sampled_exactly_with_one_note(tmp_path):
+    """Open GOPs: keyframe tables count in decode order, which is not the order frames are shown
+    in (here keyframe 20 is listed as 17), so fast sampling would read the wrong frames."""
+    from vsearch.video.pyav_reader import has_open_gops
+
+    path = camera_file(tmp_path / "open.mp4", seconds=20, gop=20, extra=("-x264-params", "open-gop=1:bframes=3"))
+    closed = camera_file(tmp_path / "closed.mp4", seconds=20, gop=20)
+    assert has_open_gops(path, 0) and not has_open_gops(closed, 0)
+    msgs = _messages(DecodeJob(0, path, 8, 32, "squash", 10.0, 2.0, sampling="fast"))
+    assert [m[2] for m in msgs if m[0] == "note"] == [
+        "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
+    ]
+    segs = [m for m in msgs if m[0] == "segment"]
+    assert [m[3] for m in segs] == [uniform_indices(0, 100, 8), uniform_indices(100, 200, 8)]
+    assert msgs[-1] == ("done", 0)

@@ -9,9 +9,10 @@ from .probe import av_reason
 from .readplan import KeyframeTable, plan_reads
 
 
-def keyframes_from_index(path: str, stream_index: int) -> list[int] | None:
+def keyframes_from_index(path: str, stream_index: int, frames: int | None = None) -> list[int] | None:
     """Keyframes as presentation-order frame numbers, from the container's index (MP4/MOV sample
-    tables list every frame; formats without one, such as MPEG-TS, give None)."""
+    tables list every frame; formats without one, such as MPEG-TS, give None). With ``frames``,
+    an index that does not list that many frames gives None."""
     import av
 
     try:
@@ -20,10 +21,35 @@ def keyframes_from_index(path: str, stream_index: int) -> list[int] | None:
             stamps = [(e.timestamp, bool(e.is_keyframe)) for e in entries]
     except (av.FFmpegError, OSError, IndexError, AttributeError):
         return None
-    if not stamps:
-        return None
+    if not stamps or (frames is not None and len(stamps) != frames):
+        return None  # (Matroska lists only the cues read so far: not a table of every frame)
     order = sorted(range(len(stamps)), key=lambda i: stamps[i][0])
     return [rank for rank, i in enumerate(order) if stamps[i][1]]
+
+
+def has_open_gops(path: str, stream_index: int, keyframes: int = 3) -> bool:
+    """Whether a frame after a keyframe in decode order is shown before it (an open GOP: its
+    leading frames refer to the GOP before). Reads packets, without decoding, up to the
+    ``keyframes``-th keyframe after the first. Keyframe tables count keyframes in decode order,
+    which then differs from the order frames are shown in."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            seen, key_pts = 0, None
+            for packet in container.demux(container.streams[stream_index]):
+                if packet.pts is None:
+                    continue
+                if packet.is_keyframe:
+                    seen += 1
+                    if seen > keyframes + 1:
+                        return False
+                    key_pts = packet.pts if seen > 1 else None
+                elif key_pts is not None and packet.pts < key_pts:
+                    return True
+    except (av.FFmpegError, OSError, IndexError):
+        return False
+    return False
 
 
 class PyAVSequential:

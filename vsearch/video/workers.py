@@ -32,6 +32,7 @@ from multiprocessing.connection import wait as mp_wait
 from ..errors import DecodeError
 from ..thumbnails import encode_jpeg, thumbnail_decode_side
 from .decode import VideoReader, center_crop
+from .pyav_reader import has_open_gops
 from .readplan import KeyframeTable, fast_unusable, snap_to_keyframes
 from .sampling import SegmentPlan, plan_segments, uniform_indices
 
@@ -107,6 +108,8 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
             snap = job.sampling == "fast"
             if snap:
                 why = fast_unusable(table, reader.info.fps)
+                if why is None and has_open_gops(reader.decoder_path, reader.header.stream_index):
+                    why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
                 if why:
                     snap = False
                     yield ("note", job.id, why)
