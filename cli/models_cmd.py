@@ -90,6 +90,9 @@ def embed(
     segments: Annotated[bool, typer.Option("--segments", help="One row per segment instead of one per video.")] = False,
     segment_seconds: Annotated[float, typer.Option(help="Segment length with --segments.")] = 10.0,
     workers: Annotated[int | None, typer.Option(help="Decoder processes.")] = None,
+    sampling: Annotated[
+        str, typer.Option("--sampling", help="exact: the uniform frames; fast: the nearest keyframes when the GOPs allow.")
+    ] = "exact",
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -104,6 +107,8 @@ def embed(
 
     if out is None:
         raise ConfigError("give --out FILE.npy (where the embeddings go)")
+    if sampling not in ("exact", "fast"):
+        raise ConfigError(f"unknown sampling {sampling!r}: use exact or fast")
     videos = [*(paths or []), *(videos or [])]
     sources = sum(bool(x) for x in (videos, texts, texts_file))
     if sources != 1:
@@ -126,7 +131,7 @@ def embed(
 
         res = export_shards(
             encoder, videos, out, ray=(ray_address or True) if use_ray else None, segment_seconds=segment_seconds,
-            workers=workers,
+            workers=workers, sampling=sampling,
         )  # fmt: skip
         if as_json:
             print_json(res)
@@ -140,8 +145,9 @@ def embed(
         return
     if videos:
         result = embed_videos(
-            encoder, [str(v) for v in videos], segments=segments, segment_seconds=segment_seconds, workers=workers
-        )
+            encoder, [str(v) for v in videos], segments=segments, segment_seconds=segment_seconds, workers=workers,
+            sampling=sampling,
+        )  # fmt: skip
     else:
         lines = texts or [line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         result = embed_texts(encoder, lines)

@@ -204,3 +204,24 @@ def test_an_open_gop_file_is_sampled_exactly_with_one_note(tmp_path):
     segs = [m for m in msgs if m[0] == "segment"]
     assert [m[3] for m in segs] == [uniform_indices(0, 100, 8), uniform_indices(100, 200, 8)]
     assert msgs[-1] == ("done", 0)
+
+
+@needs_ffmpeg
+def test_embed_takes_the_sampling_too(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vsearch.embedding import embed_videos
+    from vsearch.models import load_encoder
+
+    path = camera_file(tmp_path / "cam.mp4", seconds=10, gop=20)
+    model = load_encoder(Path(__file__).resolve().parents[1] / "sample_data" / "model", device="cpu")
+    exact = embed_videos(model, [path], workers=0).vectors[0]
+    fast = embed_videos(model, [path], workers=0, sampling="fast").vectors[0]
+    assert 0.95 <= float(exact @ fast) < 0.99999  # other frames (keyframes), the same picture
+    bad = subprocess.run(
+        [sys.executable, "-m", "vsearch_cli.main", "embed", path, "--out", str(tmp_path / "x.npy"), "--sampling", "fastest"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "unknown sampling 'fastest'" in bad.stderr and not (tmp_path / "x.npy").exists()

@@ -197,18 +197,18 @@ def embed_videos(
     batch_size: int | None = None,
     decode_timeout: float | None = 120.0,
     on_progress: Callable[[int], None] | None = None,
+    sampling: str = "exact",
 ) -> EmbedResult:
     """Embed whole videos (one row each, sampled as one segment) or every segment of them.
 
     Rows come back in input order (segments in time order within a video). A file that fails
-    is reported in ``failed`` and has no rows.
+    is reported in ``failed`` and has no rows. ``sampling``: "exact" (uniform frames, as papers
+    sample) or "fast" (nearest keyframes, ``vsearch.video.readplan``).
     """
     spec = encoder.spec
     seg_len = segment_seconds if segments else math.inf
-    jobs = [
-        DecodeJob(i, os.fspath(p), spec.frames, spec.pixels.image_size, spec.pixels.resize, seg_len, min_tail_seconds)
-        for i, p in enumerate(paths)
-    ]
+    shape = (spec.frames, spec.pixels.image_size, spec.pixels.resize)
+    jobs = [DecodeJob(i, os.fspath(p), *shape, seg_len, min_tail_seconds, sampling=sampling) for i, p in enumerate(paths)]
     pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
     batcher = SegmentBatcher(encoder, batch_size or default_batch_size(str(encoder.device), spec))
     done: dict[int, EncodedVideo] = {}

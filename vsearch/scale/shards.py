@@ -50,8 +50,10 @@ def export_shards(
     workers: int | None = None,
     files_per_shard: int = FILES_PER_SHARD,
     on_shard: Callable[[int, int], None] | None = None,
+    sampling: str = "exact",
 ) -> dict:
-    """Embed every segment of ``paths`` into Parquet shards under ``out_dir``; resumable."""
+    """Embed every segment of ``paths`` into Parquet shards under ``out_dir``; resumable.
+    ``sampling``: "exact" or "fast" (``vsearch.video.readplan``)."""
     from ..embedding import SegmentBatcher, StageTimes, default_batch_size, default_workers, encode_stream
     from ..video.discover import content_hash
     from ..video.workers import DecodeJob, DecodePool
@@ -60,6 +62,7 @@ def export_shards(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = encoder.spec
+    shape = (spec.frames, spec.pixels.image_size, spec.pixels.resize)
     plan = shard_plan(paths, files_per_shard)
     meta_path = out / "shards.json"
     meta = {"schema": SCHEMA_VERSION, "fingerprint": encoder.fingerprint, "encoder": encoder.name, "dim": spec.dim,
@@ -81,10 +84,7 @@ def export_shards(
         if target.exists():
             done += 1
             continue
-        jobs = [
-            DecodeJob(i, p, spec.frames, spec.pixels.image_size, spec.pixels.resize, segment_seconds, min_tail_seconds)
-            for i, p in enumerate(files)
-        ]
+        jobs = [DecodeJob(i, p, *shape, segment_seconds, min_tail_seconds, sampling=sampling) for i, p in enumerate(files)]
         bsize = default_batch_size(str(encoder.device), spec)
         if ray_ctx is not None:
             from .ray_pipeline import RayBatcher, ray_messages
