@@ -202,3 +202,24 @@ def test_an_empty_folder_still_binds_a_new_store_to_its_model(tmp_path):
     index_folders(store, [empty], model=str(SAMPLE_MODEL), workers=0)
     with Store.open(store, create=False) as st:
         assert st.encoder().source == str(SAMPLE_MODEL)
+
+
+def test_the_store_records_each_videos_sampling(tmp_path):
+    import sqlite3
+
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    index_folders(store, [vids], model=str(SAMPLE_MODEL), sampling="exact", workers=0)
+    with Store.open(store, create=False) as st:
+        assert st.sampling() == "exact"
+    write_indexed(vids / "c.mp4", n=20)
+    index_folders(store, [vids], sampling="fast", workers=0)
+    with sqlite3.connect(store / "vsearch.db") as db:
+        rows = {os.fsdecode(bytes(p)): mode for p, mode in db.execute("SELECT path, sampling FROM videos")}
+    assert rows == {str(vids / "a.mp4"): "exact", str(vids / "b.mp4"): "exact", str(vids / "c.mp4"): "fast"}
+    with Store.open(store, create=False) as st:
+        assert st.sampling() == "mixed"
+    (vids / "sparse.mp4").write_bytes((vids / "c.mp4").read_bytes())
+    os.remove(vids / "c.mp4")  # (a rename keeps the row: nothing is decoded)
+    index_folders(store, [vids], sampling="fast", workers=0)
+    with Store.open(store, create=False) as st:
+        assert st.sampling() == "mixed"

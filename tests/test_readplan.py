@@ -139,6 +139,7 @@ def test_sparse_keyframes_index_exactly_and_warn_once(tmp_path):
     msgs = _messages(DecodeJob(0, path, 8, 32, "squash", 10.0, 2.0, sampling="fast"))
     notes = [m[2] for m in msgs if m[0] == "note"]
     assert notes == ["a single keyframe; sampled exactly"]
+    assert msgs[0][0] == "info" and msgs[0][2]["sampling"] == "exact"  # recorded as what was done
     segs = [m for m in msgs if m[0] == "segment"]
     assert [m[3] for m in segs] == [uniform_indices(s, s + 100, 8) for s in (0, 100, 200)]
     assert msgs[-1] == ("done", 0)

@@ -164,7 +164,6 @@ def _encode_and_write(
         if isinstance(encoder, LazyEncoder) and encoder_id is None:
             store.bind_encoder(encoder.get())  # a new store keeps the model it was asked for
         return
-    store.note_sampling(sampling)  # before the first commit, so "mixed" means runs of both
     frames, image_size, resize = _shape(encoder)
     files = {i: f for i, (f, _h) in enumerate(todo)}
     hashes = {i: h for i, (_f, h) in enumerate(todo)}

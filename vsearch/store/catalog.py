@@ -27,19 +27,12 @@ class Catalog(StoreBase):
             return int(s.scalar(select(func.count()).select_from(Video)))
 
     def sampling(self) -> str | None:
-        """How the stored videos' frames were chosen: "exact", "fast", "mixed" (runs of both), or
-        None for an empty store. Stores from before the choice existed sampled exactly."""
+        """How the stored videos' frames were chosen: "exact", "fast", "mixed" (some of each),
+        or None for an empty store."""
         with self.Session() as s:
-            mode = self._meta(s, "sampling")
-            if mode is None and s.scalar(select(func.count()).select_from(Video)):
-                return "exact"
-            return mode
-
-    def note_sampling(self, mode: str) -> None:
-        """Record that an index run stored videos sampled with ``mode``."""
-        before = self.sampling()
-        with self.Session.begin() as s:
-            self._set_meta(s, "sampling", mode if before in (None, mode) else "mixed")
+            modes = set(s.scalars(select(Video.sampling).distinct()))
+        modes = {m or "exact" for m in modes}
+        return None if not modes else modes.pop() if len(modes) == 1 else "mixed"
 
     def failed_files(self, roots: Sequence[str]) -> dict[str, tuple[int | None, int | None, str]]:
         """(size, mtime_ns, reason) of the files at or under ``roots`` whose last run failed."""

@@ -76,6 +76,7 @@ class Commits(StoreBase):
                 "height": int(v.info["height"]),
                 "codec": v.info.get("codec"),
                 "decoder": v.info.get("backend"),
+                "sampling": v.info.get("sampling", "exact"),
                 "indexed_at": now,
                 "warnings": printable(v.warnings) if v.warnings else None,
                 **recording_time(v),

@@ -81,6 +81,8 @@ class Video(Base):
     #: where present, else the file's mtime; ``recorded_from`` says which ("container", "mtime").
     recorded_at: Mapped[float | None] = mapped_column(Float, index=True)
     recorded_from: Mapped[str | None] = mapped_column(String(16))
+    #: How the frames were chosen (``vsearch.video.readplan``): "exact" or "fast".
+    sampling: Mapped[str | None] = mapped_column(String(8))
     segments: Mapped[list[Segment]] = relationship(
         back_populates="video", cascade="all, delete-orphan", passive_deletes=True, order_by="Segment.idx"
     )

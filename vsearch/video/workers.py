@@ -98,23 +98,23 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 plans = plan_segments(reader.info.frame_times, job.segment_seconds, job.min_tail_seconds)
             if not plans:
                 raise DecodeError(job.path, "no video frames")
-            yield (
-                "info",
-                job.id,
-                {**reader.info.as_dict(), "sampling": job.sampling},
-                [(p.index, p.start_frame, p.end_frame, p.start_s, p.end_s) for p in plans],
-            )
             table = reader.keyframes() if job.sampling == "fast" or job.thumb_width else None
-            snap = job.sampling == "fast"
+            snap, why = job.sampling == "fast", None
             if snap:
                 why = fast_unusable(table, reader.info.fps)
                 if why is None and has_open_gops(reader.decoder_path, reader.header.stream_index):
                     why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
-                if why:
-                    snap = False
-                    yield ("note", job.id, why)
-                else:
+                snap = why is None
+                if snap:
                     reader.use_keyframes(table)
+            yield (
+                "info",
+                job.id,
+                {**reader.info.as_dict(), "sampling": "fast" if snap else "exact"},  # what was done, as recorded
+                [(p.index, p.start_frame, p.end_frame, p.start_s, p.end_s) for p in plans],
+            )
+            if why:
+                yield ("note", job.id, why)
             thumbs = _Thumbnails(job, table, reader.header.display_size) if job.thumb_width else None
             try:
                 for p in plans:
