@@ -76,7 +76,7 @@ def index(
     """
     from functools import partial
 
-    from vsearch.ingest_plan import index_folders
+    from vsearch.index_command import index_folders
     from vsearch.models import load_encoder
 
     with graceful_stop("stopping after the files in progress") as stop:
@@ -98,7 +98,7 @@ def index(
 
 
 class _Feedback:
-    """``vsearch.ingest_plan.Feedback`` on the terminal: a spinner while a model loads, a bar per pass."""
+    """``vsearch.index_command.Feedback`` on the terminal: a spinner while a model loads, a bar per pass."""
 
     def __init__(self, quiet: bool):
         self.quiet = quiet

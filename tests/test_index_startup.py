@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.videos import write_indexed
-from vsearch.ingest_plan import index_folders
+from vsearch.index_command import index_folders
 from vsearch.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

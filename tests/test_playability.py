@@ -35,7 +35,7 @@ def _film(path: Path, *codec: str) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from vsearch.ingest_plan import index_folders
+    from vsearch.index_command import index_folders
     from vsearch.store import Store
 
     root = tmp_path_factory.mktemp("play")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vsearch.ingest_plan import index_folders
+from vsearch.index_command import index_folders
 from vsearch.store import Store
 from vsearch.thumbnails import MAX_BYTES, MIN_WIDTH, encode_jpeg, thumbnail_decode_side
 
