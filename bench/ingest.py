@@ -204,11 +204,13 @@ def _warm_av(_=None) -> int:
     return os.getpid()
 
 
-def timed_index(folder: Path, store: Path, *options: str) -> tuple[float, dict]:
-    """Wall-clock seconds of the whole `vsearch index` command in a fresh process, and its report."""
-    cmd = [sys.executable, "-m", "vsearch_cli.main", "index", str(folder), "--store", str(store), "--json", *options]
+def timed_index(folder: Path, store: Path, *options: str, code: Path | None = None) -> tuple[float, dict]:
+    """Wall-clock seconds of the whole `vsearch index` command in a fresh process, and its report.
+    ``code``: a source tree of another revision (``git archive``) to run instead of this one."""
+    module = "cli.main" if code else "vsearch_cli.main"
+    cmd = [sys.executable, "-m", module, "index", str(folder), "--store", str(store), "--json", *options]
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=code)
     seconds = time.perf_counter() - t0
     if done.returncode:
         raise SystemExit(f"vsearch index failed ({done.returncode}): {done.stderr.strip()[-500:]}")
@@ -321,9 +323,19 @@ def write_footage(store: Path, skip: set[str] = frozenset()) -> dict[str, list[P
     return out
 
 
-def footage_rows(work: Path, out, skip: set[str], footage: Path | None = None) -> list[dict]:
-    """The issue-24 table: baseline, vsearch fast / exact / no-op, per kind of footage."""
+def source_tree(rev: str, into: Path) -> Path:
+    """The package as it was at ``rev`` (read from git, the repository untouched)."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def footage_rows(work: Path, out, skip: set[str], footage: Path | None = None, before: str | None = None) -> list[dict]:
+    """The issue-24 table: baseline, vsearch fast / exact / no-op, per kind of footage; with
+    ``before`` (a git revision), that revision's `vsearch index` too, in the same run."""
     rows = []
+    old = source_tree(before, work / "before") if before else None
     t0 = time.perf_counter()
     files = write_footage(footage or work / "footage", skip)
     print(f"footage ready in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -344,6 +356,13 @@ def footage_rows(work: Path, out, skip: set[str], footage: Path | None = None) -
         row = {"case": name, "video_seconds": round(video_s, 1), "baseline_pyav_all_frames_s": round(base_s, 2),
                "baseline_frames": frames}  # fmt: skip
         model = ["--model", str(SAMPLE / "model")]
+        if old is not None and count > 1:
+            store = work / "store-before"
+            secs, rep = timed_index(folder, store, *model, code=old)
+            noop_s, _ = timed_index(folder, store, code=old)
+            row.update(before_rev=before, before_s=round(secs, 2), before_ratio=round(base_s / secs, 2),
+                       before_noop_s=round(noop_s, 2), before_timings=rep["timings"])  # fmt: skip
+            shutil.rmtree(store, ignore_errors=True)
         for mode in ("fast", "exact"):
             if mode == "exact" and seconds > 60:
                 continue  # an hour exactly: the baseline's order of magnitude, not worth the wait
@@ -450,6 +469,7 @@ def main() -> None:
     p.add_argument("--only", default="", help="run only these parts (same names)")
     p.add_argument("--rows", default="bench-ingest-rows.jsonl", help="each finished row is appended here")
     p.add_argument("--footage", type=Path, default=None, help="keep (and reuse) the generated footage in this folder")
+    p.add_argument("--before", default=None, help="also time `vsearch index` of this git revision on the 1080p case")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     if args.only:
@@ -466,7 +486,7 @@ def main() -> None:
     try:
         with open(args.rows, "a") as rows_out:
             if "footage" not in skip:
-                report["footage"] = footage_rows(work, rows_out, skip, args.footage)
+                report["footage"] = footage_rows(work, rows_out, skip, args.footage, args.before)
             if "quality" not in skip:
                 report["quality"] = quality_rows(work, rows_out)
         width, height = (int(x) for x in args.size.split("x"))
