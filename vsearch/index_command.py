@@ -29,6 +29,7 @@ from .ingest_plan import (
     check_roots,
     index_if_unchanged,
 )
+from .models import load_encoder
 from .store.store import Store
 
 
@@ -54,12 +55,8 @@ def _same_source(model: str, source: str | None) -> bool:
 
 
 def _loader(load: Callable | None) -> Callable:
-    """``load``, or ``vsearch.models.load_encoder`` (imported here: torch, only once there is work)."""
-    if load is not None:
-        return load
-    from .models import load_encoder
-
-    return load_encoder
+    """``load``, or ``vsearch.models.load_encoder`` (which imports torch when it is called)."""
+    return load if load is not None else load_encoder
 
 
 class Feedback(Protocol):
