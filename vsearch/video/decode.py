@@ -1,4 +1,7 @@
-"""Probing and decoding video files: decord first, PyAV when decord cannot.
+"""Decoding video files: decord first; PyAV for rotated files, HEVC, and when decord cannot.
+
+Probing lives in ``probe``, orientation in ``orientation``, PyAV's reader in ``pyav_reader``,
+read plans (which GOPs to decode for which frames) in ``readplan``.
 
 This module never imports torch, so decode worker processes start fast and stay small. It
 returns uint8 RGB arrays ``(n, h, w, 3)``; turning them into model pixels is

@@ -1,4 +1,6 @@
-"""Forward-only PyAV decoding, the fallback when decord cannot read a file."""
+"""Forward-only PyAV decoding: rotated files, HEVC (decord seeks it to the wrong frames), and
+whatever decord cannot read. Also what the container says about keyframes, read without
+decoding: the keyframe table of an MP4, and whether its GOPs are open."""
 
 from __future__ import annotations
 
