@@ -223,3 +223,11 @@ def test_the_store_records_each_videos_sampling(tmp_path):
     index_folders(store, [vids], sampling="fast", workers=0)
     with Store.open(store, create=False) as st:
         assert st.sampling() == "mixed"
+
+
+def test_an_unknown_sampling_is_one_line_and_creates_nothing(tmp_path):
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    cmd = [sys.executable, "-m", "vsearch_cli.main", "index", str(vids), "--store", str(store), "--sampling", "fastest"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "unknown sampling 'fastest'" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not store.exists()
