@@ -59,6 +59,14 @@ def handle_errors(fn):
         except VsearchError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            from vsearch.store.damage import damage_message
+
+            damage = damage_message(exc)
+            if damage is None:
+                raise  # a bug: keep its traceback
+            err_console.print(f"[bold red]error:[/] {escape(damage)}", soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 

@@ -180,6 +180,17 @@ def status(
         "index",
         f"{idx['kind']}, file at generation {idx['file_generation']} (store at {info['generation']}), {human_bytes(idx['bytes'])}",
     )
+    p = idx.get("params") or {}
+    if "recall_at_10" in p:
+        # Per build: what it reached on held-out queries, how it searches, how long it took.
+        tuned = f"recall@10 {p['recall_at_10']:.3f} against exact at nprobe {p.get('nprobe')} of {p.get('nlist')} lists"
+        trained = f"trained on {p['trained_on']:,} vectors" if "trained_on" in p else ""
+        built = f"built in {p['build_s']:g} s" if "build_s" in p else ""
+        t.add_row("", ", ".join(x for x in (tuned, trained, built) if x))
+        drift = p.get("drift") or []
+        if drift:
+            d = drift[-1]
+            t.add_row("", f"last drift check at {d['vectors']:,} vectors: recall@10 {d['recall_at_10']:.3f}, {d['action']}")
     if idx.get("problem"):
         t.add_row("", f"[red]damaged:[/] {escape(idx['problem'])}; run [bold]vsearch check --repair[/]")
     t.add_row("database", human_bytes(info["database_bytes"]))
@@ -187,7 +198,8 @@ def status(
     last = info["last_run"]
     if last:
         counts = ", ".join(f"{k} {v}" for k, v in last["counts"].items())
-        t.add_row("last run", f"{last['status']} at {last['started_at']}: {counts}")
+        when = f"{last['status']} at {last['finished_at']}" if last.get("finished_at") else f"{last['status']} (started {last['started_at']})"
+        t.add_row("last run", f"{when}: {counts}")
     console.print(t)
     if idx.get("problem"):
         err_console.print(
@@ -341,12 +353,33 @@ def check(
 ) -> None:
     """Check that the FAISS index and the database agree, and that no video is half-written.
 
+    The database itself is checked first (SQLite's integrity_check): a damaged one is reported
+    in one line, and --repair salvages every row SQLite can still read into a new database
+    (the damaged file is kept beside it, renamed), then rebuilds the index.
     Exit code 1 when a problem is found (and not repaired).
     Example: [bold]vsearch check --repair[/]
     """
-    from vsearch.store import Store
+    from vsearch.store import Store, database_problem, recover_locked
 
-    with Store.open(store, create=False) as st:
+    folder, damaged = database_problem(store)
+    salvaged = None
+    if damaged:
+        if not repair:
+            if as_json:
+                print_json({"ok": False, "repaired": False, "damaged": damaged})
+            else:
+                err_console.print(f"[red]damaged:[/] {escape(damaged)} (run [bold]vsearch check --repair[/])", soft_wrap=True)
+            raise typer.Exit(1)
+        salvaged = recover_locked(folder)
+        if not as_json:
+            copied = salvaged.copied
+            err_console.print(
+                f"recovered {copied.get('videos', 0)} videos, {copied.get('segments', 0)} segments and "
+                f"{copied.get('embeddings', 0) - salvaged.dropped.get('embeddings', 0)} vectors from the damaged database "
+                f"(kept at {escape(salvaged.kept_at)}); videos that lost rows are indexed again by the next `vsearch index`",
+                soft_wrap=True,
+            )
+    with Store.open(folder, create=False) as st:
         lock = st.lock("check", wait=True) if repair else None
         try:
             report = st.check(repair=repair)
@@ -368,6 +401,8 @@ def check(
         "without_thumbnail": report.without_thumbnail,
         "orphan_thumbnails": report.orphan_thumbnails,
     }
+    if salvaged is not None:
+        data.update(damaged=damaged, salvage=salvaged.as_dict(), repaired=True)
     if as_json:
         print_json(data)
     else:
@@ -386,7 +421,7 @@ def check(
             console.print(f"  {report.without_thumbnail} segment(s) have no thumbnail ([bold]vsearch thumbnails[/] makes them)")
         if not report.ok and not repair:
             console.print("run [bold]vsearch check --repair[/] to rebuild the index from the database")
-    if not report.ok and not report.repaired:
+    if not report.ok and not report.repaired and salvaged is None:
         raise typer.Exit(1)
 
 

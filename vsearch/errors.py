@@ -26,6 +26,10 @@ class StoreError(VsearchError):
     """The store exists but cannot be used as asked (damaged, read-only, wrong schema)."""
 
 
+class StoreDamaged(StoreError):
+    """The store's database file is damaged or is not a database; ``check --repair`` salvages it."""
+
+
 class StoreBusy(VsearchError):
     """Another process holds the store's write lock."""
 

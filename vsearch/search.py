@@ -134,6 +134,11 @@ def precheck(store: Store, query: str, k: int, *, model: str | None = None, rera
     family = rec.spec.get("family")
     if rerank and family not in RERANK_FAMILIES:
         raise QueryError(f"--rerank: {family} encoders have no re-ranker (X-CLIP has one); the store was built with {rec.name}")
+    if model is not None:
+        want = os.path.expanduser(resolve_alias(model))
+        hub_id = want.count("/") == 1 and not want.startswith(("/", ".", "~"))
+        if ("/" in want or want.startswith(".")) and not hub_id and not os.path.exists(want):
+            raise EncoderLoadError(f"--model {model}: no such model folder")
     if model is not None and rec.source:
         want = resolve_alias(model)
         want = os.path.realpath(want) if os.path.exists(want) else want
@@ -363,9 +368,10 @@ def _first_per_video(hits: list[Hit]) -> list[Hit]:
 
 
 def _hit(row, score) -> Hit:
-    return Hit(
-        row.path, float(score), row.start_s, row.end_s, row.idx, row.segment_id, row.video_id, recorded_at=row.recorded_at
-    )
+    # A cosine: vectors stored as float16 are unit length only to ~1e-4, so a segment against
+    # itself scored 1.000017; a cosine above 1 is a rounding artefact, never a result.
+    cos = min(1.0, max(-1.0, float(score)))
+    return Hit(row.path, cos, row.start_s, row.end_s, row.idx, row.segment_id, row.video_id, recorded_at=row.recorded_at)
 
 
 def search_by_vector(

@@ -30,14 +30,15 @@ import shutil
 from pathlib import Path
 
 from sqlalchemy import insert, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from ..config import DEFAULT_MIN_TAIL_SECONDS, DEFAULT_SEGMENT_SECONDS, default_store_dir
-from ..errors import StoreError, StoreNotFound
+from ..errors import StoreDamaged, StoreError, StoreNotFound
 from . import db as dbmod
 from .base import INDEX_DIR, LOCK_NAME, StoreBase
 from .catalog import Catalog
 from .commits import Commits
+from .damage import file_problem
 from .encoders import EncoderLifecycle
 from .health import CheckReport, Health
 from .index_sync import IndexSync
@@ -73,12 +74,27 @@ class Store(Catalog, Commits, EncoderLifecycle, RunLog, IndexSync, Health, Store
         """
         path = Path(root).expanduser() if root is not None else default_store_dir()
         db_path = path / DB_NAME
-        if not db_path.exists():
+        try:
+            exists = db_path.exists()
+        except OSError as exc:  # a folder above it is unreadable
+            raise StoreError(f"cannot reach the store at {path}: {exc.strerror or exc}") from None
+        if exists:
+            problem = file_problem(db_path)
+            if problem and db_path.stat().st_size == 0:
+                problem = _unless_being_created(db_path, problem)
+            if problem:
+                # Never a new schema where a file was: a 0-byte database may be a copy cut short,
+                # and building over it would orphan the FAISS files that hold its vectors.
+                raise StoreDamaged(
+                    f"the store database {db_path} is damaged: {problem}. Nothing was changed; "
+                    "`vsearch check --repair` says what can be recovered"
+                )
+        if not exists:
             if not create:
                 raise StoreNotFound(f"no vsearch store at {path} (index something first, or pass --store)")
             try:
                 (path / INDEX_DIR).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
+            except OSError as exc:  # an unreadable or read-only folder on the way
                 raise StoreError(f"cannot create a store at {path}: {exc.strerror or exc}") from None
             if not os.access(path, os.W_OK):
                 raise StoreError(f"cannot create a store at {path}: the folder is not writable")
@@ -95,8 +111,13 @@ class Store(Catalog, Commits, EncoderLifecycle, RunLog, IndexSync, Health, Store
             store = cls(path.resolve(), engine, readonly=readonly)
             if not readonly:
                 store._init_meta()
-        except OperationalError as exc:
+        except DatabaseError as exc:
             engine.dispose()
+            if not isinstance(exc, OperationalError):  # "malformed", "not a database": damage, not load
+                raise StoreDamaged(
+                    f"the store database {db_path} is damaged: {exc.orig}. Nothing was changed; "
+                    "`vsearch check --repair` salvages what SQLite can still read"
+                ) from None
             if shutil.disk_usage(path).free < (256 << 10):
                 raise StoreError(
                     f"cannot open the store at {path}: its disk is full (free some space; nothing was lost)"
@@ -168,3 +189,24 @@ class Store(Catalog, Commits, EncoderLifecycle, RunLog, IndexSync, Health, Store
         with self.Session.begin() as s:
             self._set_meta(s, "segment_seconds", repr(float(wanted[0])))
             self._set_meta(s, "min_tail_seconds", repr(float(wanted[1])))
+
+
+#: How long a 0-byte database may stay empty while another process is creating the store.
+CREATION_GRACE_S = 3.0
+
+
+def _unless_being_created(db_path: Path, problem: str) -> str | None:
+    """None when a 0-byte database fills within ``CREATION_GRACE_S`` (another process opening a
+    brand-new store at the same moment: SQLite makes the file, then writes its header), else
+    ``problem``: a file that stays empty is a leftover, never a store to initialise."""
+    import time
+
+    deadline = time.monotonic() + CREATION_GRACE_S
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        try:
+            if db_path.stat().st_size > 0:
+                return file_problem(db_path)
+        except OSError:
+            return problem
+    return problem

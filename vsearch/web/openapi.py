@@ -21,9 +21,10 @@ WHY = {
     413: "The upload is too large",
     416: "The range lies outside the file",
     500: "The store or its model failed",
+    503: "The store's database is damaged (`vsearch check --repair` salvages it)",
 }
 #: Statuses any route can answer: the host check and the token come before every route.
-EVERYWHERE = (400, 401, 500)
+EVERYWHERE = (400, 401, 500, 503)
 
 
 class ErrorBody(BaseModel):
