@@ -5,7 +5,9 @@ Routes (every error is JSON ``{"error": "..."}``; ``/openapi.json`` lists each r
 - ``/`` the page (``?q=...&k=...&segments=1&like=SEGMENT``: a search is a URL); ``/v/{video}``
   a video's page (``?t=SECONDS&seg=SEGMENT``); ``/status-page``; ``/static/{file}``.
 - ``GET /api/search?q=&k=&offset=&segments=``, ``GET /api/like/{segment}``, ``POST /api/image``
-  (multipart ``file``), ``GET /api/video/{video}``, ``GET /api/status``.
+  (multipart ``file``, optional ``q``), ``GET /api/video/{video}``, ``GET /api/status``. The three
+  searches take the filters ``in`` (repeatable), ``min_duration``, ``max_duration``, ``after``,
+  ``before``; text and image searches take ``not`` (repeatable), as the command line does.
 - ``GET /media/{video}``: the file, by store id only, with Range support; ``GET /thumb/{segment}``.
 - The earlier API stays: ``GET /search``, ``/status``, ``/health``. OpenAPI: ``/openapi.json``
   (the interactive ``/docs`` page is off: it loads scripts from a CDN, and this page works offline).
@@ -25,15 +27,17 @@ from __future__ import annotations
 import os
 from importlib import resources
 
-from fastapi import FastAPI, File, Path, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import EmptyStore, QueryError, VsearchError
+from ..filters import SearchFilter
 from ..image_query import MAX_IMAGE_BYTES
 from ..search import MAX_K
+from ..store.damage import damage_message
 from .guard import LOOPBACK_NAMES, Guard
 from .media import MediaRefused, open_indexed, stream
 from .openapi import binary, document, errors
@@ -135,6 +139,9 @@ def create_app(service: SearchService, token: str | None = None, hosts: frozense
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):
+        damage = damage_message(exc)
+        if damage is not None:
+            return error(503, damage)
         return error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     def html(name: str) -> Response:
@@ -164,21 +171,52 @@ def create_app(service: SearchService, token: str | None = None, hosts: frozense
     VideoId = Path(ge=1, le=MAX_ID, description="A video's store id")
     SegmentId = Path(ge=1, le=MAX_ID, description="A segment's store id")
 
+    def filters(
+        in_: list[str] = Query([], alias="in", description="Only videos in this folder or file (repeatable)"),
+        min_duration: float | None = Query(None, ge=0, description="Only videos at least this long (seconds)"),
+        max_duration: float | None = Query(None, ge=0, description="Only videos at most this long (seconds)"),
+        after: str | None = Query(None, description="Recorded on or after (YYYY, YYYY-MM, YYYY-MM-DD, ISO; UTC)"),
+        before: str | None = Query(None, description="Recorded before (same forms)"),
+    ) -> SearchFilter:
+        return SearchFilter.parse(in_, min_duration, max_duration, after, before)  # QueryError -> 400
+
+    Not = Query([], alias="not", description="Move results away from this description (repeatable)")
+
     @get("/api/search", summary="Search by text", responses=errors(409))
-    def api_search(q: str = Text, k: int = Page, offset: int = Offset, segments: bool = False):
-        return service.search(q, k, segments, offset)
+    def api_search(
+        q: str = Text,
+        k: int = Page,
+        offset: int = Offset,
+        segments: bool = False,
+        flt: SearchFilter = Depends(filters),
+        not_: list[str] = Not,
+    ):
+        return service.search(q, k, segments, offset, flt, not_)
 
     @get("/api/like/{segment_id}", summary="More like this: a stored segment's vector is the query", responses=errors(404, 409))
-    def api_like(segment_id: int = SegmentId, k: int = Page, offset: int = Offset, segments: bool = False):
-        page = service.like(segment_id, k, segments, offset)
+    def api_like(
+        segment_id: int = SegmentId, k: int = Page, offset: int = Offset, segments: bool = False, flt: SearchFilter = Depends(filters)
+    ):
+        page = service.like(segment_id, k, segments, offset, flt)
         return page if page is not None else error(404, MISSING["segment_id"].format(segment_id))
 
-    @app.post("/api/image", summary="Search by image (multipart field `file`)", responses=errors(409, 413))
-    async def api_image(file: UploadFile = File(...), k: int = Page, offset: int = Offset, segments: bool = False):
+    @app.post(
+        "/api/image", summary="Search by image (multipart field `file`), optionally with text and --not", responses=errors(409, 413)
+    )
+    async def api_image(
+        file: UploadFile = File(...),
+        k: int = Page,
+        offset: int = Offset,
+        segments: bool = False,
+        flt: SearchFilter = Depends(filters),
+        q: str = Query("", description="Words searched together with the image (one query)"),
+        not_: list[str] = Not,
+    ):
         data = await file.read(MAX_IMAGE_BYTES + 1)
         if len(data) > MAX_IMAGE_BYTES:
             return error(413, f"the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
-        return await run_in_threadpool(service.image, data, k, segments, offset)  # decoding + torch: off the event loop
+        # decoding + torch: off the event loop
+        return await run_in_threadpool(service.image, data, k, segments, offset, flt, q.strip(), not_)
 
     @get("/api/video/{video_id}", summary="A video's facts and segments", responses=errors(404))
     def api_video(video_id: int = VideoId):
@@ -234,8 +272,9 @@ def create_app(service: SearchService, token: str | None = None, hosts: frozense
     def old_status():
         return service.status()
 
-    @get("/health", responses=errors())
+    @get("/health", summary="Is the store usable? 503 with the reason when its database is damaged", responses=errors(503))
     def health():
-        return {"ok": True}
+        problem = service.health()
+        return {"ok": True} if problem is None else error(503, problem)
 
     return Guard(app, hosts=hosts, token=token, caps={"/api/image": MAX_IMAGE_BYTES + MULTIPART_ENVELOPE})

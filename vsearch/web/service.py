@@ -7,10 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Sequence
 
 from ..atomic import atomic_write_bytes
 from ..errors import VsearchError
+from ..filters import SearchFilter
 from ..search import MAX_K, load_store_encoder, search, search_image, search_like
+from ..store.damage import damage_message, integrity_problem
+from ..store.rows import DB_NAME
 from ..store.store import Store
 from ..thumbnails import cache_dir, decode_thumbnail
 from .media import IndexedFile
@@ -25,6 +29,8 @@ class SearchService:
         self.model, self.device = model, device
         self._lock = threading.Lock()  # torch inference and the store handle: one query at a time
         self._full = None
+        self._damage: str | None = None
+        threading.Thread(target=self._quick_check, name="vsearch-quick-check", daemon=True).start()
         if self.store.encoder() is not None:
             load_store_encoder(self.store, model, device)  # load now, not on the first query
 
@@ -61,27 +67,67 @@ class SearchService:
         )  # fmt: skip
         return d
 
-    def search(self, q: str, k: int, segments: bool, offset: int = 0) -> dict:
+    def search(
+        self, q: str, k: int, segments: bool, offset: int = 0, filters: SearchFilter | None = None, negatives: Sequence[str] = ()
+    ) -> dict:
         with self._lock:
             encoder = self.encoder() if self.model else None
-            resp = search(self.store, q, self.depth(k, offset), encoder=encoder, segments=segments)
+            resp = search(
+                self.store, q, self.depth(k, offset), encoder=encoder, segments=segments, filters=filters, negatives=negatives
+            )
         return self._page(resp, k, offset)
 
-    def like(self, segment_id: int, k: int, segments: bool, offset: int = 0) -> dict | None:
+    def like(
+        self, segment_id: int, k: int, segments: bool, offset: int = 0, filters: SearchFilter | None = None
+    ) -> dict | None:
         """None when the segment is not in the store (a 404, as for a missing video)."""
         with self._lock:
             if self.store.segment_vector(segment_id) is None:
                 return None
-            resp = search_like(self.store, segment_id, self.depth(k, offset), segments=segments)
+            resp = search_like(self.store, segment_id, self.depth(k, offset), segments=segments, filters=filters)
         return self._page(resp, k, offset)
 
-    def image(self, data: bytes, k: int, segments: bool, offset: int = 0) -> dict:
+    def image(
+        self,
+        data: bytes,
+        k: int,
+        segments: bool,
+        offset: int = 0,
+        filters: SearchFilter | None = None,
+        q: str = "",
+        negatives: Sequence[str] = (),
+    ) -> dict:
+        """Search by an uploaded image; with ``q`` and ``negatives`` the three form one query."""
         from ..image_query import load_image  # PIL: only when someone searches by image
 
         pixels = load_image(data)  # bounded and refused before the lock: a bad image waits on nobody
         with self._lock:
-            resp = search_image(self.store, pixels, self.depth(k, offset), encoder=self.encoder(), segments=segments)
+            depth = self.depth(k, offset)
+            if q or negatives:
+                resp = search(
+                    self.store, q, depth, encoder=self.encoder(), segments=segments, filters=filters, negatives=negatives, image=pixels
+                )
+            else:
+                resp = search_image(self.store, pixels, depth, encoder=self.encoder(), segments=segments, filters=filters)
         return self._page(resp, k, offset)
+
+    def health(self) -> str | None:
+        """None while the store answers; else the one-line reason (damage found by SQLite's
+        quick_check, run once in the background at start, or by this cheap probe)."""
+        if self._damage is not None:
+            return self._damage
+        try:
+            with self._lock:
+                self.store.generation()
+                self.store.count_videos()
+        except Exception as exc:  # noqa: BLE001 - reported as the health answer, not raised
+            return damage_message(exc) or f"the store cannot be read: {exc}"
+        return None
+
+    def _quick_check(self) -> None:
+        problem = integrity_problem(self.store.root / DB_NAME, quick=True)
+        if problem:
+            self._damage = f"the store database is damaged: {problem}. Run `vsearch check --repair`"
 
     def status(self) -> dict:
         with self._lock:

@@ -1,8 +1,25 @@
-// The search page: the URL is the state (?q=, ?like=, k, segments), results render without a reload.
+// The search page: the URL is the state (?q=, ?like=, k, segments, filters), results render without a reload.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const PAGE = 24;
-let state = { q: "", like: null, segments: false, offset: 0, image: null };
+// Filter fields: URL / API parameter -> form input. Each is carried in the URL and sent to the API.
+const FILTERS = { not: "f-not", in: "f-in", min_duration: "f-min", max_duration: "f-max", after: "f-after", before: "f-before" };
+let state = { q: "", like: null, segments: false, offset: 0, image: null, filters: {} };
+
+function readFilters() {
+  const f = {};
+  for (const [key, id] of Object.entries(FILTERS)) { const v = $(id).value.trim(); if (v) f[key] = v; }
+  return f;
+}
+
+function showFilters(f) {
+  for (const [key, id] of Object.entries(FILTERS)) $(id).value = f[key] || "";
+  $("refine").open = Object.keys(f).length > 0;
+}
+
+function addFilters(params, f) {
+  for (const [key, v] of Object.entries(f)) if (!(state.like && key === "not")) params.set(key, v);
+}
 
 function fmt(t) {
   const s = Math.floor(t), m = Math.floor(s / 60);
@@ -33,14 +50,17 @@ function url() {
   const p = new URLSearchParams();
   if (state.like) p.set("like", state.like); else if (state.q) p.set("q", state.q);
   if (state.segments) p.set("segments", "1");
+  addFilters(p, state.filters);
   return p.toString() ? `/?${p}` : "/";
 }
 
 async function run(append) {
   sessionStorage.setItem("vsearch.results", location.pathname + location.search);  // the video page's "back"
   const params = new URLSearchParams({ k: PAGE, offset: state.offset, segments: state.segments ? "1" : "0" });
+  addFilters(params, state.filters);
   let resp;
   if (state.image) {
+    if (state.q) params.set("q", state.q);  // words and picture together: one query
     const body = new FormData();
     body.append("file", state.image);
     resp = await fetch(`/api/image?${params}`, { method: "POST", body });
@@ -55,7 +75,8 @@ async function run(append) {
   }
   const data = await resp.json();
   if (!resp.ok) { $("summary").textContent = data.error; $("results").replaceChildren(); $("more").hidden = true; return; }
-  const what = state.image ? "the image" : state.like ? "more like this" : `“${data.query}”`;
+  if (data.warnings && data.warnings.length && !data.hits.length) { $("summary").textContent = data.warnings.join(" "); $("results").replaceChildren(); $("more").hidden = true; return; }
+  const what = state.image ? (state.q ? `the image with “${state.q}”` : "the image") : state.like ? "more like this" : `“${data.query}”`;
   const shown = (append ? $("results").children.length : 0) + data.hits.length;
   $("summary").textContent = `${what}: ${shown} ${state.segments ? "segments" : "videos (best segment each)"} of ${data.searched} segments searched · ${Math.round(data.took_ms)} ms`;
   const cards = data.hits.map(card);
@@ -73,18 +94,26 @@ function go(change, push = true) {
 
 function fromUrl() {
   const p = new URLSearchParams(location.search);
-  state = { q: p.get("q") || "", like: p.get("like"), segments: p.get("segments") === "1", offset: 0, image: null };
-  $("q").value = state.q; $("segments").checked = state.segments;
+  const filters = {};
+  for (const key of Object.keys(FILTERS)) if (p.get(key)) filters[key] = p.get(key);
+  state = { q: p.get("q") || "", like: p.get("like"), segments: p.get("segments") === "1", offset: 0, image: null, filters };
+  $("q").value = state.q; $("segments").checked = state.segments; showFilters(filters);
   run(false);
 }
 
-$("search").addEventListener("submit", (e) => { e.preventDefault(); go({ q: $("q").value.trim(), like: null, offset: 0 }); });
+$("search").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const change = { q: $("q").value.trim(), like: null, offset: 0, filters: readFilters() };
+  if (state.image) { Object.assign(state, change); history.pushState(null, "", "/"); run(false); }  // refine the picture's search
+  else go(change);
+});
 $("segments").addEventListener("change", () => go({ segments: $("segments").checked, offset: 0 }));
 $("more").addEventListener("click", () => { state.offset += PAGE; run(true); });
 $("image").addEventListener("change", () => { if ($("image").files[0]) searchImage($("image").files[0]); });
 function searchImage(file) {
-  Object.assign(state, { image: file, q: "", like: null, offset: 0 });
-  $("q").value = ""; history.pushState(null, "", "/"); run(false);
+  // The words already typed stay: picture and words form one query ("this picture, at night").
+  Object.assign(state, { image: file, q: $("q").value.trim(), like: null, offset: 0, filters: readFilters() });
+  history.pushState(null, "", "/"); run(false);
 }
 document.addEventListener("dragover", (e) => { e.preventDefault(); $("drop").hidden = false; });
 document.addEventListener("dragleave", (e) => { if (!e.relatedTarget) $("drop").hidden = true; });
