@@ -381,6 +381,7 @@ def footage_rows(work: Path, out, skip: set[str], footage: Path | None = None, b
                 noop_s, noop = timed_index(folder, store)
                 row["noop_rerun_s"] = round(noop_s, 2)
                 row["noop_model_loaded"] = noop["model_loaded"]
+            if mode == "fast" and count > 1:
                 # A changed folder: one more file (a copy under a new name), the store's model.
                 shutil.copy(paths[0], folder / "added.mp4")
                 changed_s, changed = timed_index(folder, store)
