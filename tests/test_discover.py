@@ -68,7 +68,11 @@ def test_missing_root_and_single_file_root(tmp_path):
 
 def test_content_hash_small_and_large(tmp_path):
     small = touch(tmp_path / "s.mp4", b"abc")
-    assert content_hash(str(small)) == content_hash(str(small))
+    # The hash is of the content: another name, folder and mtime with the same bytes hash alike.
+    (tmp_path / "elsewhere").mkdir()
+    twin = touch(tmp_path / "elsewhere" / "renamed.mkv", b"abc")
+    os.utime(twin, ns=(1, 1))
+    assert content_hash(str(small)) == content_hash(str(twin))
     assert content_hash(str(small)) != content_hash(str(touch(tmp_path / "t.mp4", b"abd")))
     big = bytearray(os.urandom(FULL_HASH_LIMIT + 5000))
     p = tmp_path / "big.mp4"

@@ -172,8 +172,18 @@ def test_index_wait_waits_for_the_writer_then_runs(tmp_path, synth_dir):
     busy = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=120)
     assert busy.returncode != 0 and "test holder" in busy.stderr  # refused, naming the holder
     proc = subprocess.Popen(cmd + ["--wait", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    assert proc.poll() is None  # still waiting
+    # Evidence, not a pause: the waiter has the lock file open (it polls it) while we hold it.
+    lock_file = str((store / "write.lock").resolve())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        fds = Path(f"/proc/{proc.pid}/fd")
+        try:
+            if any(os.path.realpath(fd) == lock_file for fd in fds.iterdir()):
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]  # waiting on the lock, not refused or done
     lock.release()
     st.close()
     out, err = proc.communicate(timeout=120)

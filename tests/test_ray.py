@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.procs import run
 
 pytest.importorskip("ray", reason="Ray is not installed (the README's install includes it)")
 
@@ -29,9 +30,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_S
 
 
 def cli(*args, timeout=600, env=ENV):
-    res = subprocess.run(
-        [sys.executable, "-m", "vsearch", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
-    )
+    res = run([sys.executable, "-m", "vsearch", *map(str, args)], timeout=timeout, env=env)  # kills Ray's children too
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(next(line for line in reversed(res.stdout.splitlines()) if line.startswith("{")))
 
@@ -105,7 +104,7 @@ def test_a_dead_worker_is_retried_then_its_file_recorded_as_failed(tmp_path):
             """
         )
     )
-    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=ENV)
+    res = run([sys.executable, str(script)], timeout=600, env=ENV)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(next(line for line in reversed(res.stdout.splitlines()) if line.startswith("{")))
     assert [p for p, _r in out["failed"]] == [victim] and "worker" in out["failed"][0][1]

@@ -1,6 +1,5 @@
 """Decode workers: same frames in and out of process; a crash or a hang fails one file only."""
 
-import time
 
 import numpy as np
 
@@ -57,9 +56,7 @@ def test_a_hanging_decoder_is_abandoned_after_the_timeout(tmp_path):
     jobs = jobs_for(paths)
     jobs[0] = DecodeJob(0, str(paths[0]), 4, 32, "squash", 2.0, 0.5, fault="hang")
     pool = DecodePool(2, timeout=1.5)
-    t0 = time.monotonic()
-    out = collect(pool, jobs)
-    assert time.monotonic() - t0 < 15
+    out = collect(pool, jobs)  # returns at all only because the hung decoder was abandoned (pytest-timeout bounds it)
     assert out[0][0][0] == "error" and "no progress for 1.5 s" in out[0][0][2]
     assert out[1][-1][0] == "done"
     assert pool.timeouts == 1
