@@ -226,3 +226,20 @@ def test_embed_takes_the_sampling_too(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode == 1 and "unknown sampling 'fastest'" in bad.stderr and not (tmp_path / "x.npy").exists()
+
+
+@needs_ffmpeg
+def test_a_thumbnail_shows_the_middle_not_a_far_keyframe(tmp_path):
+    """One keyframe in a 6 s clip: the thumbnail is the middle sampled frame, not frame 0."""
+    from tests.videos import frame_index, write_indexed
+
+    path = str(write_indexed(tmp_path / "one-gop.mp4", n=40, width=64, height=48))  # x264 default: keyframe 0 only
+    msgs = _messages(DecodeJob(0, path, 8, 32, "squash", 10.0, 2.0, sampling="fast", thumb_width=640))
+    (seg,) = [m for m in msgs if m[0] == "segment"]
+    import io
+
+    from PIL import Image
+
+    jpeg, w, h = seg[5]
+    picture = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))[None]
+    assert (w, h) == (64, 48) and frame_index(picture[0]) == seg[3][len(seg[3]) // 2] != 0

@@ -133,10 +133,11 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
 
 class _Thumbnails:
     """Segment thumbnails at display resolution from a second, cheap read: the keyframe nearest
-    the segment's middle sampled frame (inside the segment), decoded at thumbnail size. The
-    encoder's frames are too small to look at (57x32 px for a 32 px model); decoding them larger
-    would slow every sampled frame, while one keyframe per segment costs little. JPEG encoding
-    happens here too, in the worker, off the encoder's path."""
+    the segment's middle sampled frame (inside the segment, at most a quarter of it away; else
+    that middle frame), decoded at thumbnail size. The encoder's frames are too small to look
+    at (57x32 px for a 32 px model); decoding them larger would slow every sampled frame, while
+    one keyframe per segment costs little. JPEG encoding happens here too, in the worker, off
+    the encoder's path."""
 
     def __init__(self, job: DecodeJob, table: KeyframeTable | None, display_size: tuple[int, int]):
         self.job, self.table, self.display_size = job, table, display_size
@@ -150,7 +151,11 @@ class _Thumbnails:
         if self.table is not None and len(self.table.keys):
             keys = self.table.keys[(self.table.keys >= plan.start_frame) & (self.table.keys < plan.end_frame)]
             if len(keys):
-                frame = int(keys[abs(keys - middle).argmin()])
+                near = int(keys[abs(keys - middle).argmin()])
+                # A keyframe a quarter of the segment away or closer shows the same moment cheaply;
+                # a farther one (long GOPs) would show another: decode the middle frame itself.
+                if abs(near - middle) * 4 <= plan.end_frame - plan.start_frame:
+                    frame = near
         try:
             if self._reader is None:
                 side = thumbnail_decode_side(*self.display_size, self.job.thumb_width)
