@@ -8,8 +8,9 @@ from sqlalchemy import select
 
 from vsearch.errors import ConfigError
 from vsearch.store import SegmentWrite, Store, VideoWrite, index_sync
+from vsearch.store.recall import held_out_sample
 from vsearch.store.schema import Embedding
-from vsearch.store.vectors import FLAT_MAX, TRAIN_PER_LIST, choose_index, held_out_sample, list_index_files
+from vsearch.store.vectors import FLAT_MAX, TRAIN_PER_LIST, choose_index, list_index_files
 
 DIM = 16
 

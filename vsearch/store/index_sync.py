@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import EmptyStore, EncoderMismatch, StoreError
 from .base import StoreBase, storage_errors
+from .recall import exact_rerank, recall_meter, tune_nprobe
 from .rows import VECTOR_DTYPE, EncoderRecord, unpack_vectors
 from .rows import chunks as _chunks
 from .schema import Embedding, Segment, Tombstone, VectorIndexConfig, utcnow
@@ -24,12 +25,9 @@ from .vectors import (
     SearchResult,
     VectorIndex,
     choose_index,
-    exact_rerank,
     index_file_name,
     list_index_files,
-    recall_meter,
     rerank_depth,
-    tune_nprobe,
 )
 
 #: Re-measure an IVF's recall once this share of its vectors arrived after training.
