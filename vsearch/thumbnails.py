@@ -79,12 +79,19 @@ def middle(frames: np.ndarray) -> np.ndarray:
     return frames[len(frames) // 2]
 
 
+def thumbnail_reader(path: str) -> VideoReader:
+    """A reader of ``path`` that decodes upright frames at thumbnail size; it plans its reads
+    with the file's keyframes (PyAV then skips the GOPs between two requested frames)."""
+    header = read_header(path)
+    reader = VideoReader(path, thumbnail_decode_side(*header.display_size), "crop")
+    reader.use_keyframes(reader.keyframes())
+    return reader
+
+
 def decode_thumbnail(path: str, frame_index: int, aspect: float | None = None) -> tuple[bytes, int, int]:
     """Decode one frame of ``path`` (upright, display aspect) at thumbnail size and encode it:
-    for stores indexed without thumbnails, and for ``--rebuild``."""
-    header = read_header(path)
-    side = thumbnail_decode_side(*header.display_size)
-    with VideoReader(path, side, "crop") as reader:
+    for the server's lazily made thumbnails."""
+    with thumbnail_reader(path) as reader:
         frame = reader.get([frame_index])[0]
     return encode_jpeg(frame)
 
@@ -92,20 +99,35 @@ def decode_thumbnail(path: str, frame_index: int, aspect: float | None = None) -
 def make_thumbnails(store, *, rebuild: bool = False, on_progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
     """Make the thumbnails ``store`` lacks; with ``rebuild`` also replace those narrower than
     ``MIN_WIDTH`` (stores indexed before issue 24). Returns (made, failed).
+
+    One reader per video, its frames asked for in order: a forward-only decoder (PyAV: HEVC,
+    rotated files) would otherwise start from the first frame for every segment.
     ``on_progress(done, total)`` is called after each segment."""
     todo = store.segments_without_thumbnail(narrower_than=MIN_WIDTH if rebuild else None)
-    made = failed = 0
+    by_video: dict[str, list[tuple[int, int]]] = {}
+    for sid, path, frame, _aspect in todo:
+        by_video.setdefault(path, []).append((frame, sid))
+    made = failed = done = 0
     batch: list[tuple[int, bytes, int, int]] = []
-    for done, (sid, path, frame, _aspect) in enumerate(todo, 1):
+    for path, wanted in by_video.items():
         try:
-            batch.append((sid, *decode_thumbnail(path, frame)))
+            reader = thumbnail_reader(path)
         except VsearchError:
-            failed += 1
-        if on_progress:
-            on_progress(done, len(todo))
-        if len(batch) >= 64:
-            made += store.put_thumbnails(batch)
-            batch = []
+            failed += len(wanted)
+            done += len(wanted)
+            continue
+        with reader:
+            for frame, sid in sorted(wanted):
+                try:
+                    batch.append((sid, *encode_jpeg(reader.get([frame])[0])))
+                except VsearchError:
+                    failed += 1
+                done += 1
+                if on_progress:
+                    on_progress(done, len(todo))
+                if len(batch) >= 64:
+                    made += store.put_thumbnails(batch)
+                    batch = []
     made += store.put_thumbnails(batch)
     return made, failed
 
