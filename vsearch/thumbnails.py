@@ -23,6 +23,7 @@ import numpy as np
 from .errors import VsearchError
 from .video.decode import VideoReader
 from .video.probe import read_header
+from .video.pyav_reader import has_open_gops
 
 #: Width of a stored thumbnail in pixels (cards are laid out 220-320 CSS px wide: 2x for HiDPI).
 THUMB_WIDTH = 640
@@ -84,7 +85,8 @@ def thumbnail_reader(path: str) -> VideoReader:
     with the file's keyframes (PyAV then skips the GOPs between two requested frames)."""
     header = read_header(path)
     reader = VideoReader(path, thumbnail_decode_side(*header.display_size), "crop")
-    reader.use_keyframes(reader.keyframes())
+    if not has_open_gops(reader.decoder_path, header.stream_index):  # (open GOPs reorder the table)
+        reader.use_keyframes(reader.keyframes())
     return reader
 
 

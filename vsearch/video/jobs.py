@@ -83,10 +83,11 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 raise DecodeError(job.path, "no video frames")
             table = reader.keyframes() if job.sampling == "fast" or job.thumb_width else None
             snap, why = job.sampling == "fast", None
+            if table is not None and has_open_gops(reader.decoder_path, reader.header.stream_index):
+                table = None  # it counts keyframes in decode order, which open GOPs reorder
+                why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
             if snap:
-                why = fast_unusable(table, reader.info.fps)
-                if why is None and has_open_gops(reader.decoder_path, reader.header.stream_index):
-                    why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
+                why = why or fast_unusable(table, reader.info.fps)
                 snap = why is None
                 if snap:
                     reader.use_keyframes(table)
@@ -96,7 +97,7 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 {**reader.info.as_dict(), "sampling": "fast" if snap else "exact"},  # what was done, as recorded
                 [(p.index, p.start_frame, p.end_frame, p.start_s, p.end_s) for p in plans],
             )
-            if why:
+            if why and job.sampling == "fast":
                 yield ("note", job.id, why)
             thumbs = _Thumbnails(job, table, reader.header.display_size) if job.thumb_width else None
             try:
