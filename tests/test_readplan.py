@@ -243,3 +243,22 @@ def test_a_thumbnail_shows_the_middle_not_a_far_keyframe(tmp_path):
     jpeg, w, h = seg[5]
     picture = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))[None]
     assert (w, h) == (64, 48) and frame_index(picture[0]) == seg[3][len(seg[3]) // 2] != 0
+
+
+@needs_ffmpeg
+def test_a_rotated_open_gop_file_read_by_pyav_gets_the_frames_asked_for(tmp_path):
+    """Rotated files go to PyAV, whose planned reads trust the keyframe table: an open-GOP file
+    must not be planned with it (the table counts in decode order)."""
+    from vsearch.video.pyav_reader import PyAVSequential
+
+    src = camera_file(tmp_path / "open.mp4", seconds=20, gop=20, extra=("-x264-params", "open-gop=1:bframes=3"))
+    rot = tmp_path / "rot.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", src, "-c", "copy", "-metadata:s:v:0", "rotate=180", str(rot)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    msgs = _messages(DecodeJob(0, str(rot), 8, 32, "squash", 10.0, 2.0, sampling="fast", thumb_width=640))
+    assert msgs[0][2]["backend"] == "pyav" and msgs[0][2]["sampling"] == "exact"
+    plain = PyAVSequential(str(rot), (32, 32), 0)
+    for seg in (m for m in msgs if m[0] == "segment"):
+        np.testing.assert_array_equal(seg[4], np.ascontiguousarray(plain.get(seg[3])[:, ::-1, ::-1]))
