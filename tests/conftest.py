@@ -57,3 +57,75 @@ def micro_model_dir(tmp_path_factory):
     torch.manual_seed(0)
     enc = MeanPoolEncoder.from_config(tiny_clip_config(image_size=32), resize="squash", frames=4)
     return enc.save_pretrained(tmp_path_factory.mktemp("micro") / "model")
+
+
+SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_data")
+
+
+@pytest.fixture(scope="session")
+def synth_store(tmp_path_factory, synth_dir, tiny_encoder):
+    """The 12 synthetic clips indexed with the tiny encoder, once per session. Read-only for
+    tests (servers, searches, CLI refusals); a test that changes a store copies it first."""
+    from vsearch.ingest import index
+    from vsearch.store import Store
+
+    root = tmp_path_factory.mktemp("synth-store") / "s"
+    with Store.open(root) as st:
+        index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_store(tmp_path_factory):
+    """``sample_data/videos`` indexed with the mean-pool demo model (good at colour and shape),
+    once per session; read-only for tests, like ``synth_store``."""
+    from pathlib import Path
+
+    from vsearch.ingest import index
+    from vsearch.models import load_encoder
+    from vsearch.store import Store
+
+    root = tmp_path_factory.mktemp("sample-store") / "s"
+    with Store.open(root) as st:
+        index(st, [Path(SAMPLE) / "videos"], load_encoder(Path(SAMPLE) / "model"), workers=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium driven by Playwright (skips with one line where it is absent)."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
+
+
+def run_cli(*args, code: int = 0):
+    """The CLI in-process (Typer's runner), asserting its exit code; for tests that do not need
+    a real process (tests/procs.py runs one)."""
+    from typer.testing import CliRunner
+
+    from vsearch_cli.main import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture
+def built(tmp_path, synth_dir):
+    """A store of its own (the 12 clips copied, indexed by the CLI) that a test may change."""
+    import shutil
+
+    store = tmp_path / "store"
+    videos = tmp_path / "vids"
+    shutil.copytree(synth_dir / "videos", videos)
+    run_cli("index", videos, "--store", store, "--model", "tiny-clip", "--workers", "0", "--json")
+    return store, videos

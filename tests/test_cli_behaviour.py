@@ -13,22 +13,10 @@ from typer.testing import CliRunner
 
 from vsearch_cli.main import app
 
+from .conftest import run_cli
+
 runner = CliRunner()
-
-
-def run(*args, code=0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result
-
-
-@pytest.fixture
-def built(tmp_path, synth_dir):
-    store = tmp_path / "store"
-    videos = tmp_path / "vids"
-    shutil.copytree(synth_dir / "videos", videos)
-    run("index", videos, "--store", store, "--model", "tiny-clip", "--workers", "0", "--json")
-    return store, videos
+run = run_cli
 
 
 def _all_commands():

@@ -12,7 +12,6 @@ import sys
 import pytest
 
 from tests.procs import run
-from vsearch.ingest import index
 from vsearch.store import Store
 
 SETPRIV = shutil.which("setpriv")
@@ -32,11 +31,8 @@ def refusal(res) -> str:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, synth_dir, tiny_encoder):
-    root = tmp_path_factory.mktemp("refusals") / "s"
-    with Store.open(root) as st:
-        index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
-    return root
+def store(synth_store):
+    return synth_store
 
 
 @pytest.mark.parametrize("port", ["70000", "-1"])

@@ -24,26 +24,9 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from vsearch.ingest import index
-    from vsearch.models import load_encoder
-    from vsearch.store import Store
-
-    store = tmp_path_factory.mktemp("page") / "store"
-    with Store.open(store) as st:
-        index(st, [SAMPLE / "videos"], load_encoder(SAMPLE / "model"), workers=0)
-    with LiveServer(store) as srv:
+def server(sample_store):
+    with LiveServer(sample_store) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -187,15 +187,6 @@ def test_dates_durations_and_paths_parse_or_refuse_in_one_line():
             SearchFilter.parse(**kwargs)
 
 
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory):
-    """sample_data indexed with the mean-pool demo model (good at colour and shape)."""
-    store = tmp_path_factory.mktemp("sample") / "s"
-    res = CliRunner().invoke(app, ["index", str(SAMPLE / "videos"), "--model", str(SAMPLE / "model"), "--store", str(store), "--json"])
-    assert res.exit_code == 0, res.output
-    return store
-
-
 def _names(store, *args) -> list[str]:
     res = CliRunner().invoke(app, ["search", *args, "--store", str(store), "--json", "-k", "40"])
     assert res.exit_code == 0, res.output

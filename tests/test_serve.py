@@ -19,11 +19,8 @@ from vsearch.web.server import is_loopback
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, synth_dir, tiny_encoder):
-    root = tmp_path_factory.mktemp("serve") / "s"
-    with Store.open(root) as st:
-        index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
-    return root
+def store(synth_store):
+    return synth_store
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import pytest
 
 from tests.live_server import LiveServer, get_json
 from tests.procs import run
-from vsearch.ingest import index
 from vsearch.store import Store
 from vsearch.store.damage import file_problem, integrity_problem
 
@@ -36,20 +35,11 @@ def one_line_error(res) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def healthy(tmp_path_factory, synth_dir, tiny_encoder):
-    """A store of 12 clips (vectors, thumbnails, a FAISS file), copied fresh for each test."""
-    root = tmp_path_factory.mktemp("healthy") / "s"
-    with Store.open(root) as st:
-        index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
-        st.save_index()
-    return root
-
-
 @pytest.fixture
-def store(healthy, tmp_path):
+def store(synth_store, tmp_path):
+    """The session's store of 12 clips (vectors, thumbnails, a FAISS file), copied fresh."""
     root = tmp_path / "s"
-    shutil.copytree(healthy, root)
+    shutil.copytree(synth_store, root)
     for p in root.glob("vsearch.db-*"):
         p.unlink()  # a clean copy: everything is in the main file (the WAL was checkpointed on close)
     return root

@@ -13,9 +13,7 @@ import pytest
 
 from tests.live_server import LiveServer, get_json, request
 from vsearch.image_query import MAX_ASPECT, MAX_IMAGE_BYTES, fit_image
-from vsearch.ingest import index
 from vsearch.search import MAX_K
-from vsearch.store import Store
 from vsearch.video.transforms import PixelSpec, to_pixels
 from vsearch.web.app import MAX_PAGE, MULTIPART_ENVELOPE
 
@@ -23,11 +21,8 @@ BOUNDARY = "xxBOUNDARYxx"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, synth_dir, tiny_encoder):
-    root = tmp_path_factory.mktemp("api") / "s"
-    with Store.open(root) as st:
-        index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
-    with LiveServer(root) as srv:
+def server(synth_store):
+    with LiveServer(synth_store) as srv:
         yield srv
 
 

@@ -3,7 +3,6 @@ uses, carried in the URL, refused in one JSON line when unreadable. `vsearch ser
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
@@ -12,19 +11,11 @@ import pytest
 from tests.live_server import LiveServer, get_json
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from vsearch.ingest import index
-    from vsearch.models import load_encoder
-    from vsearch.store import Store
-
-    store = tmp_path_factory.mktemp("filters") / "store"
-    with Store.open(store) as st:
-        index(st, [SAMPLE / "videos"], load_encoder(SAMPLE / "model"), workers=0)
-    with LiveServer(store) as srv:
+def server(sample_store):
+    with LiveServer(sample_store) as srv:
         yield srv
 
 
@@ -79,17 +70,13 @@ def test_api_refuses_bad_filters_in_one_json_line(server, params, message):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_page_carries_filters_in_the_url(server):
-    from playwright.sync_api import sync_playwright
-
+def test_page_carries_filters_in_the_url(server, browser):
     one = str(SAMPLE / "videos" / "red_circle_left_01.mp4")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = b.new_page()
-        errors: list[str] = []
-        # Every request the page makes must succeed (the browser's own /favicon.ico probe aside).
-        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None)
+    page = browser.new_page()
+    errors: list[str] = []
+    # Every request the page makes must succeed (the browser's own /favicon.ico probe aside).
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None)
+    try:
         # A URL with filters: the form shows them and the results obey them.
         page.goto(f"{server.url}/?q=a+circle&in={quote(one)}")
         page.wait_for_selector("article.card")
@@ -106,5 +93,6 @@ def test_page_carries_filters_in_the_url(server):
         page.wait_for_selector("article.card")
         first = page.query_selector("article.card").get_attribute("data-path")
         assert "red_circle" not in first
-        b.close()
+    finally:
+        page.close()
     assert not errors, errors

@@ -9,19 +9,14 @@ import json
 import pytest
 
 from tests.live_server import LiveServer, get_json, raw, request
-from vsearch.ingest import index
-from vsearch.store import Store
 from vsearch.web.guard import CSP
 
 TOKEN = "café"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, synth_dir, tiny_encoder):
-    root = tmp_path_factory.mktemp("guard") / "s"
-    with Store.open(root) as st:
-        index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
-    return root
+def store(synth_store):
+    return synth_store
 
 
 @pytest.fixture(scope="module")

@@ -16,18 +16,13 @@ from schemathesis.checks import (
 )
 
 from tests.live_server import LiveServer
-from vsearch.ingest import index
-from vsearch.store import Store
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, synth_dir, tiny_encoder):
-    root = tmp_path_factory.mktemp("schema") / "s"
-    with Store.open(root) as st:
-        index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
-    with LiveServer(root) as srv:
+def server(synth_store):
+    with LiveServer(synth_store) as srv:
         yield srv
 
 
