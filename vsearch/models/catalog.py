@@ -75,30 +75,31 @@ def family_class(family: str) -> type[VideoTextEncoder]:
 
 _CROP, _SQUASH = "224, short side + centre crop", "224, squash"
 
+
+def _b32_b16(
+    name: str, family: str, summary: str, hub_id: str, params: tuple[str, str], **facts: str
+) -> tuple[ModelEntry, ModelEntry]:
+    """One method on the two OpenAI CLIP sizes: ``{p}`` in ``summary`` and ``hub_id`` becomes the
+    patch size, ``{hub}`` the hub id; ``params`` are the B/32 and B/16 counts; the rest is shared."""
+    return tuple(
+        ModelEntry(
+            f"{name}-b{p}", family, summary.format(p=p, hub=hub_id.format(p=p)), hub_id.format(p=p), {"params": n, **facts}
+        )
+        for p, n in zip((32, 16), params, strict=True)
+    )
+
+
 REGISTRY: dict[str, ModelEntry] = {
     e.name: e
     for e in (
-        ModelEntry(
-            "clip-b32", "mean-pool", "OpenAI CLIP ViT-B/32 (openai/clip-vit-base-patch32), zero-shot, frame mean",
-            "openai/clip-vit-base-patch32",
-            {"params": "151.3M", "frames": "12 (any)", "resolution": _CROP, "norm": "CLIP"},
+        *_b32_b16(
+            "clip", "mean-pool", "OpenAI CLIP ViT-B/{p} ({hub}), zero-shot, frame mean", "openai/clip-vit-base-patch{p}",
+            ("151.3M", "149.6M"), frames="12 (any)", resolution=_CROP, norm="CLIP",
         ),
-        ModelEntry(
-            "clip-b16", "mean-pool", "OpenAI CLIP ViT-B/16 (openai/clip-vit-base-patch16), zero-shot, frame mean",
-            "openai/clip-vit-base-patch16",
-            {"params": "149.6M", "frames": "12 (any)", "resolution": _CROP, "norm": "CLIP"},
-        ),
-        ModelEntry(
-            "clip-vip-b32", "clip-vip",
-            "CLIP-ViP on OpenAI CLIP ViT-B/32: proxies and temporal embedding new (train, or convert the official checkpoint)",
-            "openai/clip-vit-base-patch32",
-            {"params": "151.3M", "frames": "12 (any)", "resolution": _SQUASH, "norm": "CLIP"},
-        ),
-        ModelEntry(
-            "clip-vip-b16", "clip-vip",
-            "CLIP-ViP on OpenAI CLIP ViT-B/16: proxies and temporal embedding new (train, or convert the official checkpoint)",
-            "openai/clip-vit-base-patch16",
-            {"params": "149.6M", "frames": "12 (any)", "resolution": _SQUASH, "norm": "CLIP"},
+        *_b32_b16(
+            "clip-vip", "clip-vip",
+            "CLIP-ViP on OpenAI CLIP ViT-B/{p}: proxies and temporal embedding new (train, or convert the official checkpoint)",
+            "openai/clip-vit-base-patch{p}", ("151.3M", "149.6M"), frames="12 (any)", resolution=_SQUASH, norm="CLIP",
         ),
         ModelEntry(
             "tiny-clip-vip", "clip-vip",
@@ -106,15 +107,9 @@ REGISTRY: dict[str, ModelEntry] = {
             None,
             {"params": "1.8M", "frames": "12 (any)", "resolution": "64, squash", "norm": "CLIP"},
         ),
-        ModelEntry(
-            "xclip-b32", "xclip", "Microsoft X-CLIP ViT-B/32, Kinetics-400 (microsoft/xclip-base-patch32)",
-            "microsoft/xclip-base-patch32",
-            {"params": "196.6M", "frames": "exactly 8", "resolution": _CROP, "norm": "ImageNet"},
-        ),
-        ModelEntry(
-            "xclip-b16", "xclip", "Microsoft X-CLIP ViT-B/16, Kinetics-400 (microsoft/xclip-base-patch16)",
-            "microsoft/xclip-base-patch16",
-            {"params": "194.9M", "frames": "exactly 8", "resolution": _CROP, "norm": "ImageNet"},
+        *_b32_b16(
+            "xclip", "xclip", "Microsoft X-CLIP ViT-B/{p}, Kinetics-400 ({hub})", "microsoft/xclip-base-patch{p}",
+            ("196.6M", "194.9M"), frames="exactly 8", resolution=_CROP, norm="ImageNet",
         ),
         ModelEntry(
             "stan-b32", "stan",
