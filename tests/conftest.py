@@ -129,3 +129,13 @@ def built(tmp_path, synth_dir):
     shutil.copytree(synth_dir / "videos", videos)
     run_cli("index", videos, "--store", store, "--model", "tiny-clip", "--workers", "0", "--json")
     return store, videos
+
+
+@pytest.fixture(scope="session")
+def synth_server(synth_store):
+    """`vsearch serve` on ``synth_store`` in a subprocess of its own, once per session (tests
+    that need other server flags start their own ``LiveServer``)."""
+    from tests.live_server import LiveServer
+
+    with LiveServer(synth_store) as srv:
+        yield srv

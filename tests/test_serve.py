@@ -24,9 +24,8 @@ def store(synth_store):
 
 
 @pytest.fixture(scope="module")
-def server(store):
-    with LiveServer(store) as srv:
-        yield srv
+def server(synth_server):
+    return synth_server
 
 
 def test_search_status_and_the_earlier_api(server):

@@ -259,25 +259,31 @@ def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path):
     """
     import sys
 
-    from .procs import communicate, spawn
+    from .procs import communicate, kill_group, spawn
 
     code = (
         "import os, sys, time\nfrom vsearch.store import Store\n"
         "root, ready, go = sys.argv[1:4]\n"
         "open(os.path.join(ready, str(os.getpid())), 'w').close()\n"
-        "while not os.path.exists(go): pass\n"
+        "deadline = time.monotonic() + 120\n"
+        "while not os.path.exists(go):\n"
+        "    if time.monotonic() > deadline: sys.exit('no go signal within 120 s')\n"
         "t0 = time.monotonic(); s = Store.open(root); g = s.generation(); t1 = time.monotonic(); s.close()\n"
         "print(g, t0, t1)\n"
     )
     ready, go = tmp_path / "ready", tmp_path / "go"
     ready.mkdir()
     procs = [spawn([sys.executable, "-c", code, tmp_path / "s", ready, go]) for _ in range(6)]
-    deadline = time.monotonic() + 120
-    while len(list(ready.iterdir())) < len(procs) and time.monotonic() < deadline:
-        assert all(p.poll() is None for p in procs), [p.communicate()[1][-500:] for p in procs if p.poll() is not None]
-        time.sleep(0.02)
-    go.touch()
-    results = [communicate(p, timeout=120) for p in procs]
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(ready.iterdir())) < len(procs) and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), [p.communicate()[1][-500:] for p in procs if p.poll() is not None]
+            time.sleep(0.02)
+        go.touch()
+        results = [communicate(p, timeout=120) for p in procs]
+    finally:
+        for p in procs:  # whatever happened above, no opener outlives the test
+            kill_group(p)
     assert all(p.returncode == 0 for p in procs), [r[1][-500:] for r in results]
     rows = [r[0].split() for r in results]
     assert [row[0] for row in rows] == ["0"] * 6

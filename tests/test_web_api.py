@@ -11,7 +11,7 @@ import socket
 import numpy as np
 import pytest
 
-from tests.live_server import LiveServer, get_json, request
+from tests.live_server import get_json, request
 from vsearch.image_query import MAX_ASPECT, MAX_IMAGE_BYTES, fit_image
 from vsearch.search import MAX_K
 from vsearch.video.transforms import PixelSpec, to_pixels
@@ -21,9 +21,8 @@ BOUNDARY = "xxBOUNDARYxx"
 
 
 @pytest.fixture(scope="module")
-def server(synth_store):
-    with LiveServer(synth_store) as srv:
-        yield srv
+def server(synth_server):
+    return synth_server
 
 
 def png(width: int, height: int) -> bytes:

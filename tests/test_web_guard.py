@@ -20,9 +20,8 @@ def store(synth_store):
 
 
 @pytest.fixture(scope="module")
-def server(store):
-    with LiveServer(store) as srv:
-        yield srv
+def server(synth_server):
+    return synth_server
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,12 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.live_server import LiveServer
-
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
-def server(synth_store):
-    with LiveServer(synth_store) as srv:
-        yield srv
+def server(synth_server):
+    return synth_server
 
 
 @pytest.fixture(scope="module")
