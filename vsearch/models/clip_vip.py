@@ -38,14 +38,13 @@ from .checkpoints import (
     base_clip_config,
     from_pretrained_hf,
     load_state_dict,
-    read_clip_config,
     restore_position_ids,
     save_model_dir,
     strict_load,
 )
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from .encoder import EncoderSpec, read_spec_file
-from .mean_pool import ClipBackedEncoder
+from .encoder import EncoderSpec, source_of
+from .mean_pool import ClipBackedEncoder, settings_from
 from .tokenizer import load_tokenizer
 
 OFFICIAL_PREFIX = "clipmodel."
@@ -92,10 +91,8 @@ class ClipVipModelConfig(CLIPConfig):
         fields = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "vision_additional_config")}
         return cls(vision_additional_config=vip.weights_options() | {"type": "ViP"}, **fields)
 
-    def vip(self) -> ClipVipConfig:
-        return ClipVipConfig(
-            **{k: v for k, v in self.vision_additional_config.items() if k in ClipVipConfig.__dataclass_fields__}
-        )
+    def settings(self) -> ClipVipConfig:
+        return settings_from(ClipVipConfig, self.vision_additional_config)
 
 
 def proxy_mask(num_proxies: int, frames: int, patches: int, device=None) -> torch.Tensor:
@@ -203,7 +200,7 @@ class ClipVipEncoder(ClipBackedEncoder):
         spec = cls.default_spec(clip.config, vip, frames)
         tok = load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len)
         enc = cls(clip, tok, spec, vip, init_seed=init_seed)
-        enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
+        enc.source = source_of(ref)
         enc.new_parameters = list(NEW_KEYS)
         return enc
 
@@ -211,20 +208,13 @@ class ClipVipEncoder(ClipBackedEncoder):
     def from_pretrained(cls, ref: str | os.PathLike[str]) -> ClipVipEncoder:
         """A CLIP-ViP folder written by vsearch (strictly checked), or a plain CLIP folder / hub id."""
         ref = os.fspath(ref)
-        saved = read_spec_file(ref) if os.path.isdir(ref) else None
-        if not saved:
+        saved = cls.read_saved_folder(ref, ClipVipModelConfig, ClipVipConfig)
+        if saved is None:
             return cls.from_clip(ref)
-        spec = EncoderSpec.from_dict(saved["spec"])
-        config = read_clip_config(ref, ClipVipModelConfig)
-        if isinstance(config, ClipVipModelConfig):
-            vip = config.vip()
-        else:  # saved before ClipVipModelConfig: the spec has the additions
-            vip = ClipVipConfig(**{k: v for k, v in spec.options.items() if k in ClipVipConfig.__dataclass_fields__})
-        with torch.device("meta"):
-            clip = CLIPModel(config)
+        spec, clip, vip = saved
         enc = cls(clip.to_empty(device="cpu"), load_tokenizer(ref, spec.max_text_len), spec, vip)
         enc.load_clip_state(load_state_dict(Path(ref) / WEIGHTS_NAME), source=ref)
-        enc.source = str(Path(ref).resolve())
+        enc.source = source_of(ref)
         return enc.eval()
 
     @classmethod

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,16 +50,9 @@ class EncoderSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {
-            "family": self.family,
-            "dim": self.dim,
-            "frames": self.frames,
-            "frame_rule": self.frame_rule,
-            "pixels": self.pixels.as_dict(),
-            "max_text_len": self.max_text_len,
-            "prompt": self.prompt,
-            "options": dict(self.options),
-        }
+        """Every field, in declaration order (a new field is recorded without a second list to update)."""
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        return plain | {"pixels": self.pixels.as_dict(), "options": dict(self.options)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EncoderSpec:
@@ -262,3 +255,9 @@ def read_spec_file(directory: str | os.PathLike[str]) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def source_of(ref: str) -> str:
+    """What an encoder records as where it came from: a folder as its absolute path (the same
+    folder named two ways is one source), a hub id as given."""
+    return str(Path(ref).resolve()) if os.path.isdir(ref) else ref

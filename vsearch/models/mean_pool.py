@@ -13,7 +13,10 @@ baseline the temporal encoders (CLIP-ViP, STAN, X-CLIP) are measured against.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,18 +27,27 @@ from .checkpoints import (
     from_pretrained_hf,
     load_state_dict,
     openai_clip_to_hf,
+    read_clip_config,
     read_preprocessor_config,
     save_model_dir,
     strict_load,
 )
 from .constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
+from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file, source_of
 from .tokenizer import load_tokenizer
+
+T = TypeVar("T")
 
 
 def pooled(out) -> torch.Tensor:
     """transformers 5 returns output objects from ``get_*_features``; 4.x returned tensors."""
     return out if torch.is_tensor(out) else out.pooler_output
+
+
+def settings_from(kind: type[T], options: Mapping[str, Any]) -> T:
+    """The settings dataclass ``kind`` from the entries of ``options`` that are its fields; the
+    others keep their defaults (older folders lack newer fields, and option dicts hold other keys)."""
+    return kind(**{f.name: options[f.name] for f in fields(kind) if f.name in options})
 
 
 class ClipBackedEncoder(VideoTextEncoder):
@@ -54,6 +66,24 @@ class ClipBackedEncoder(VideoTextEncoder):
     @property
     def logit_scale(self) -> torch.nn.Parameter:
         return self.clip.logit_scale
+
+    @staticmethod
+    def read_saved_folder(ref: str, model_config: type[CLIPConfig], settings: type[T]) -> tuple[EncoderSpec, CLIPModel, T] | None:
+        """A folder vsearch wrote for a family with settings of its own (CLIP-ViP, STAN): its spec,
+        an empty CLIP of its config (on the meta device: the caller loads the weights) and the
+        settings. None when ``ref`` is no such folder (a plain CLIP folder or a hub id).
+
+        The settings are in config.json (``model_config.settings()``), or in the spec's options
+        in folders saved before the family had a config type of its own."""
+        saved = read_spec_file(ref) if os.path.isdir(ref) else None
+        if not saved:
+            return None
+        spec = EncoderSpec.from_dict(saved["spec"])
+        config = read_clip_config(ref, model_config)
+        found = config.settings() if isinstance(config, model_config) else settings_from(settings, spec.options)
+        with torch.device("meta"):
+            clip = CLIPModel(config)
+        return spec, clip, found
 
 
 class MeanPoolEncoder(ClipBackedEncoder):
@@ -101,7 +131,7 @@ class MeanPoolEncoder(ClipBackedEncoder):
         if not os.path.isdir(ref):
             tok = _hub_tokenizer(ref, spec.max_text_len) or tok
         enc = cls(clip, tok, spec)
-        enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
+        enc.source = source_of(ref)
         return enc
 
     @classmethod

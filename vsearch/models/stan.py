@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -40,14 +40,13 @@ from .checkpoints import (
     base_clip_config,
     from_pretrained_hf,
     load_state_dict,
-    read_clip_config,
     restore_position_ids,
     save_model_dir,
     strict_load,
 )
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from .encoder import EncoderSpec, read_spec_file
-from .mean_pool import ClipBackedEncoder
+from .encoder import EncoderSpec, source_of
+from .mean_pool import ClipBackedEncoder, settings_from
 from .stan_official import from_official, load_into
 from .tokenizer import load_tokenizer
 
@@ -81,8 +80,8 @@ class StanModelConfig(CLIPConfig):
         fields_ = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "stan_config")}
         return cls(stan_config=asdict(cfg), **fields_)
 
-    def stan(self) -> StanConfig:
-        return StanConfig(**{f.name: self.stan_config[f.name] for f in fields(StanConfig) if f.name in self.stan_config})
+    def settings(self) -> StanConfig:
+        return settings_from(StanConfig, self.stan_config)
 
 
 class DropPath(nn.Module):
@@ -212,24 +211,18 @@ class StanEncoder(ClipBackedEncoder):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             enc = cls(clip, load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len), spec, cfg)
-        enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
+        enc.source = source_of(ref)
         return enc.eval()
 
     @classmethod
     def from_pretrained(cls, ref: str | os.PathLike[str]) -> StanEncoder:
         """A STAN folder written by vsearch (strictly checked), or a plain CLIP folder / hub id."""
         ref = os.fspath(ref)
-        saved = read_spec_file(ref) if os.path.isdir(ref) else None
-        if not saved:
+        saved = cls.read_saved_folder(ref, StanModelConfig, StanConfig)  # drop_path is not in the spec's options
+        if saved is None:
             return cls.from_clip(ref)
-        spec = EncoderSpec.from_dict(saved["spec"])
-        config = read_clip_config(ref, StanModelConfig)
-        if isinstance(config, StanModelConfig):
-            cfg = config.stan()
-        else:  # saved before StanModelConfig: the spec has the settings (drop_path at its default)
-            cfg = StanConfig(**{f.name: spec.options[f.name] for f in fields(StanConfig) if f.name in spec.options})
+        spec, clip, cfg = saved
         with torch.device("meta"):
-            clip = CLIPModel(config)
             enc = cls(clip, None, spec, cfg)
         enc = enc.to_empty(device="cpu")
         enc.tokenizer = load_tokenizer(ref, spec.max_text_len)
@@ -237,7 +230,7 @@ class StanEncoder(ClipBackedEncoder):
         strict_load(enc.clip, {k: v for k, v in sd.items() if not k.startswith(BRANCH_PREFIX)}, ref)
         strict_load(enc.stan, {k[len(BRANCH_PREFIX) :]: v for k, v in sd.items() if k.startswith(BRANCH_PREFIX)}, ref)
         restore_position_ids(enc.clip)
-        enc.source = str(Path(ref).resolve())
+        enc.source = source_of(ref)
         return enc.eval()
 
     @classmethod

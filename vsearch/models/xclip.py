@@ -26,7 +26,7 @@ from ..errors import EncoderLoadError
 from ..video.transforms import PixelSpec
 from .checkpoints import from_pretrained_hf, read_preprocessor_config, save_model_dir
 from .constants import IMAGENET_MEAN, IMAGENET_STD
-from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file
+from .encoder import EncoderSpec, VideoTextEncoder, read_spec_file, source_of
 from .mean_pool import pooled
 from .tokenizer import load_tokenizer
 
@@ -92,7 +92,7 @@ class XClipEncoder(VideoTextEncoder):
             )
         spec = cls.default_spec(config)
         enc = cls(model.eval(), load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len), spec)
-        enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
+        enc.source = source_of(ref)
         enc.new_parameters = list(XCLIP_NEW)
         return enc
 
@@ -106,7 +106,7 @@ class XClipEncoder(VideoTextEncoder):
         model = from_pretrained_hf(XCLIPModel, ref).eval()
         spec = EncoderSpec.from_dict(saved["spec"]) if saved else cls.default_spec(model.config, read_preprocessor_config(ref))
         enc = cls(model, load_tokenizer(ref if os.path.isdir(ref) else None, spec.max_text_len), spec)
-        enc.source = str(Path(ref).resolve()) if os.path.isdir(ref) else ref
+        enc.source = source_of(ref)
         return enc
 
     def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
