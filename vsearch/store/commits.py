@@ -10,9 +10,8 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..video.discover import display_path as printable
 from .base import StoreBase, storage_errors
-from .rows import VECTOR_DTYPE, VideoWrite, unpack_vectors
+from .rows import VECTOR_DTYPE, VideoWrite, storable_text, unpack_vectors
 from .rows import chunks as _chunks
 from .rows import prefix_range as _prefix_range
 from .schema import Embedding, Failure, Segment, Thumbnail, Tombstone, Video, utcnow
@@ -78,7 +77,7 @@ class Commits(StoreBase):
                 "decoder": v.info.get("backend"),
                 "sampling": v.info.get("sampling", "exact"),
                 "indexed_at": now,
-                "warnings": printable(v.warnings) if v.warnings else None,
+                "warnings": storable_text(v.warnings) if v.warnings else None,
                 **recording_time(v),
             }
             for v in videos

@@ -92,6 +92,12 @@ class SegmentRow:
     recorded_at: float | None = None
 
 
+def storable_text(text: str) -> str:
+    """``text`` as valid UTF-8 for SQLite: a decoder message or a warning can quote a file name
+    whose bytes are not UTF-8 (held as surrogate escapes); those bytes become ``\\xNN``."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
 def prefix_range(root: str) -> tuple[str, str]:
     """Bounds such that ``lo <= path < hi`` selects paths inside folder ``root`` (byte order)."""
     prefix = root.rstrip(os.sep) + os.sep

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import delete, select, update
 
-from ..video.discover import display_path as printable
 from .base import StoreBase, storage_errors
 from .rows import chunks as _chunks
 from .rows import prefix_range as _prefix_range
+from .rows import storable_text
 from .schema import Failure, Run, utcnow
 
 
@@ -21,7 +21,7 @@ class RunLog(StoreBase):
         with self.Session.begin() as s:
             s.execute(delete(Failure).where(Failure.path == path))
             # Decoder messages can quote a non-UTF-8 file name; SQLite text must be valid UTF-8.
-            s.add(Failure(path=path, reason=printable(reason)[:2000], size=size, mtime_ns=mtime_ns, run_id=run_id))
+            s.add(Failure(path=path, reason=storable_text(reason)[:2000], size=size, mtime_ns=mtime_ns, run_id=run_id))
 
     def clear_failures(self, paths: Iterable[str]) -> None:
         with self.Session.begin() as s:
