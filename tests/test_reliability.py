@@ -1,5 +1,6 @@
 """Reliability: hostile files, interruptions, kills, concurrent use, full and read-only disks, old schemas."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -284,19 +285,23 @@ def _can_mount():
     return sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("mount")
 
 
-def _mount_tmpfs(where: Path, size: str):
+@contextlib.contextmanager
+def _tmpfs(where: Path, size: str):
+    """A tmpfs of ``size`` mounted at ``where`` for the block, unmounted after it whatever happens;
+    the test is skipped where mounting is not permitted."""
     where.mkdir(parents=True, exist_ok=True)
-    return (
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True).returncode == 0
-    )
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("mount not permitted here")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)])
 
 
 @pytest.mark.skipif(not _can_mount(), reason="needs root to mount a small tmpfs")
 def test_disk_full_is_a_clear_error_and_the_store_survives(tmp_path, synth_dir, tiny_encoder):
-    mnt = tmp_path / "small"
-    if not _mount_tmpfs(mnt, "1m"):
-        pytest.skip("mount not permitted here")
-    try:
+    with _tmpfs(tmp_path / "small", "1m") as mnt:
         with Store.open(mnt / "store") as st:
             index(st, [next((synth_dir / "videos").iterdir())], tiny_encoder, workers=0)
         filler = mnt / "filler"
@@ -318,16 +323,11 @@ def test_disk_full_is_a_clear_error_and_the_store_survives(tmp_path, synth_dir, 
             assert st.check().ok
             report = index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
             assert report.ok and st.count_videos() == 12
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)])
 
 
 @pytest.mark.skipif(not _can_mount(), reason="needs root to remount read-only")
 def test_read_only_store_can_be_searched_but_not_written(tmp_path, synth_dir, tiny_encoder):
-    mnt = tmp_path / "ro"
-    if not _mount_tmpfs(mnt, "20m"):
-        pytest.skip("mount not permitted here")
-    try:
+    with _tmpfs(tmp_path / "ro", "20m") as mnt:
         with Store.open(mnt / "store") as st:
             index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
         assert subprocess.run(["mount", "-o", "remount,ro", str(mnt)]).returncode == 0
@@ -338,8 +338,6 @@ def test_read_only_store_can_be_searched_but_not_written(tmp_path, synth_dir, ti
                 index(st, [synth_dir / "videos"], tiny_encoder, workers=0)
         res = CliRunner().invoke(app, ["status", "--store", str(mnt / "store"), "--json"])
         assert res.exit_code == 0 and json.loads(res.stdout)["videos"] == 12
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)])
 
 
 def test_a_failed_run_is_recorded_as_failed(tmp_path, synth_dir, tiny_encoder, monkeypatch):
