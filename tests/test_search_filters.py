@@ -251,3 +251,30 @@ def test_bad_filters_are_one_line_and_change_nothing(sample_store, tmp_path):
     names = _names(sample_store, "a circle", "--in", str(SAMPLE / "videos" / "red_circle_left_01.mp4"))
     assert names == ["red_circle_left_01"]
     assert sorted(p.name for p in sample_store.iterdir()) == before
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_search_takes_any_vectors_and_ends_with_one_json_object(tmp_path):
+    """`bench/search.py --vectors V.npy --query-vectors Q.npy --json`: the documented contract."""
+    import sys
+
+    from tests.procs import run
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000 + 20, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    np.save(tmp_path / "v.npy", x[:3000])
+    np.save(tmp_path / "q.npy", x[3000:])
+    bench = Path(__file__).resolve().parents[1] / "bench" / "search.py"
+    res = run([sys.executable, bench, "--vectors", tmp_path / "v.npy", "--query-vectors", tmp_path / "q.npy", "--json"], timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    for name in ("flat", "auto"):
+        row = out[name]
+        assert {"kind", "build_s", "p50_ms", "p99_ms", "raw_p50_ms", "recall_at_10", "bytes"} <= row.keys()
+    assert out["flat"]["recall_at_10"] == 1.0 and out["auto"]["kind"] == "flat"  # 3,000 vectors: exact
+    bad = np.zeros((10, 64), np.float64)
+    np.save(tmp_path / "bad.npy", bad)
+    res = run([sys.executable, bench, "--vectors", tmp_path / "bad.npy", "--query-vectors", tmp_path / "q.npy"], timeout=120)
+    assert res.returncode != 0 and "float32" in res.stderr
