@@ -15,31 +15,29 @@ from vsearch.errors import CheckpointError, EncoderLoadError
 from vsearch.models import load_encoder
 
 
-@pytest.fixture(scope="module")
-def hf_xclip(tmp_path_factory):
-    """A plain Hugging Face X-CLIP folder (config.json + weights, no vsearch.json)."""
-    from transformers import XCLIPModel
+def _plain_hf_folder(tmp_path_factory, kind: str):
+    """A seeded tiny ``kind`` ("clip" or "xclip") saved as a plain Hugging Face folder
+    (config.json + weights, no vsearch.json), and the model itself to compare against."""
+    from transformers import CLIPModel, XCLIPModel
 
-    from vsearch.models.tiny import tiny_xclip_config
+    from vsearch.models.tiny import tiny_clip_config, tiny_xclip_config
 
+    model_cls, config = {"clip": (CLIPModel, tiny_clip_config), "xclip": (XCLIPModel, tiny_xclip_config)}[kind]
     torch.manual_seed(0)
-    model = XCLIPModel(tiny_xclip_config(image_size=32)).eval()
-    out = tmp_path_factory.mktemp("xclip") / "model"
+    model = model_cls(config(image_size=32)).eval()
+    out = tmp_path_factory.mktemp(kind) / "model"
     model.save_pretrained(out)
     return out, model
+
+
+@pytest.fixture(scope="module")
+def hf_xclip(tmp_path_factory):
+    return _plain_hf_folder(tmp_path_factory, "xclip")
 
 
 @pytest.fixture(scope="module")
 def hf_clip(tmp_path_factory):
-    from transformers import CLIPModel
-
-    from vsearch.models.tiny import tiny_clip_config
-
-    torch.manual_seed(0)
-    model = CLIPModel(tiny_clip_config(image_size=32)).eval()
-    out = tmp_path_factory.mktemp("clip") / "model"
-    model.save_pretrained(out)
-    return out, model
+    return _plain_hf_folder(tmp_path_factory, "clip")
 
 
 def test_an_xclip_folder_without_vsearch_json_loads_as_xclip(hf_xclip):
