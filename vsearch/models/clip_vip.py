@@ -44,7 +44,7 @@ from .checkpoints import (
 )
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, source_of
-from .mean_pool import ClipBackedEncoder, settings_from
+from .mean_pool import ClipBackedEncoder, ClipSettingsConfig
 from .tokenizer import load_tokenizer
 
 OFFICIAL_PREFIX = "clipmodel."
@@ -70,29 +70,13 @@ class ClipVipConfig:
         return {k: v for k, v in asdict(self).items() if k != "attention"}
 
 
-class ClipVipModelConfig(CLIPConfig):
-    """A ``CLIPConfig`` with CLIP-ViP's video additions, under a ``model_type`` of its own.
-
-    The additions sit in ``vision_additional_config``, the official CLIP-ViP config's key. With a
-    type of its own, a folder's config.json says what it holds (``clip_vip``), and model
-    resolution dispatches on it as transformers does, rather than on vsearch.json alone.
-    Folders written before this class say ``clip``; they still load (vsearch.json has the rest).
-    """
+class ClipVipModelConfig(ClipSettingsConfig):
+    """A ``CLIPConfig`` with CLIP-ViP's video additions (``model_type`` ``clip_vip``), in
+    ``vision_additional_config``, the official CLIP-ViP config's key."""
 
     model_type = "clip_vip"
-
-    def __init__(self, vision_additional_config: dict | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.vision_additional_config = dict(vision_additional_config or {})
-
-    @classmethod
-    def from_clip_config(cls, config: CLIPConfig, vip: ClipVipConfig) -> ClipVipModelConfig:
-        """``config``'s towers and projection with ``vip`` recorded beside them."""
-        fields = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "vision_additional_config")}
-        return cls(vision_additional_config=vip.weights_options() | {"type": "ViP"}, **fields)
-
-    def settings(self) -> ClipVipConfig:
-        return settings_from(ClipVipConfig, self.vision_additional_config)
+    settings_key = "vision_additional_config"
+    settings_type = ClipVipConfig
 
 
 def proxy_mask(num_proxies: int, frames: int, patches: int, device=None) -> torch.Tensor:
@@ -208,7 +192,7 @@ class ClipVipEncoder(ClipBackedEncoder):
     def from_pretrained(cls, ref: str | os.PathLike[str]) -> ClipVipEncoder:
         """A CLIP-ViP folder written by vsearch (strictly checked), or a plain CLIP folder / hub id."""
         ref = os.fspath(ref)
-        saved = cls.read_saved_folder(ref, ClipVipModelConfig, ClipVipConfig)
+        saved = cls.read_saved_folder(ref, ClipVipModelConfig)
         if saved is None:
             return cls.from_clip(ref)
         spec, clip, vip = saved
@@ -311,7 +295,7 @@ class ClipVipEncoder(ClipBackedEncoder):
         return self.clip.visual_projection(cls)
 
     def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
-        config = ClipVipModelConfig.from_clip_config(self.clip.config, self.vip)
+        config = ClipVipModelConfig.from_clip_config(self.clip.config, self.vip.weights_options() | {"type": "ViP"})
         return save_model_dir(directory, self, config, self.clip.state_dict(), dtype)
 
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,31 @@ def settings_from(kind: type[T], options: Mapping[str, Any]) -> T:
     return kind(**{f.name: options[f.name] for f in fields(kind) if f.name in options})
 
 
+class ClipSettingsConfig(CLIPConfig):
+    """A ``CLIPConfig`` with a family's settings beside the towers (under ``settings_key``), for a
+    subclass with a ``model_type`` of its own (CLIP-ViP, STAN): a folder's config.json then says
+    what it holds, and model resolution dispatches on it as transformers does. Folders a family
+    saved before it had such a class say ``clip``; they still load (vsearch.json has the rest)."""
+
+    #: The config.json key of the settings, and the dataclass they are read back as.
+    settings_key: ClassVar[str]
+    settings_type: ClassVar[type]
+
+    def __init__(self, **kwargs):
+        settings = kwargs.pop(self.settings_key, None)
+        super().__init__(**kwargs)
+        setattr(self, self.settings_key, dict(settings or {}))
+
+    @classmethod
+    def from_clip_config(cls, config: CLIPConfig, settings: Mapping[str, Any]) -> ClipSettingsConfig:
+        """``config``'s towers and projection with ``settings`` beside them."""
+        towers = {k: v for k, v in config.to_dict().items() if k not in ("model_type", cls.settings_key)}
+        return cls(**towers, **{cls.settings_key: dict(settings)})
+
+    def settings(self):
+        return settings_from(self.settings_type, getattr(self, self.settings_key))
+
+
 class ClipBackedEncoder(VideoTextEncoder):
     """An encoder built on a transformers ``CLIPModel`` (``self.clip``) whose text side is CLIP's,
     unchanged: mean pooling, CLIP-ViP and STAN differ only in how frames become a video vector,
@@ -68,7 +93,7 @@ class ClipBackedEncoder(VideoTextEncoder):
         return self.clip.logit_scale
 
     @staticmethod
-    def read_saved_folder(ref: str, model_config: type[CLIPConfig], settings: type[T]) -> tuple[EncoderSpec, CLIPModel, T] | None:
+    def read_saved_folder(ref: str, model_config: type[ClipSettingsConfig]) -> tuple[EncoderSpec, CLIPModel, Any] | None:
         """A folder vsearch wrote for a family with settings of its own (CLIP-ViP, STAN): its spec,
         an empty CLIP of its config (on the meta device: the caller loads the weights) and the
         settings. None when ``ref`` is no such folder (a plain CLIP folder or a hub id).
@@ -80,7 +105,10 @@ class ClipBackedEncoder(VideoTextEncoder):
             return None
         spec = EncoderSpec.from_dict(saved["spec"])
         config = read_clip_config(ref, model_config)
-        found = config.settings() if isinstance(config, model_config) else settings_from(settings, spec.options)
+        if isinstance(config, model_config):
+            found = config.settings()
+        else:
+            found = settings_from(model_config.settings_type, spec.options)
         with torch.device("meta"):
             clip = CLIPModel(config)
         return spec, clip, found

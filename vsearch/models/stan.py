@@ -46,7 +46,7 @@ from .checkpoints import (
 )
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, source_of
-from .mean_pool import ClipBackedEncoder, settings_from
+from .mean_pool import ClipBackedEncoder, ClipSettingsConfig
 from .stan_official import from_official, load_into
 from .tokenizer import load_tokenizer
 
@@ -63,25 +63,12 @@ class StanConfig:
     branch_scale: float = 1.0
 
 
-class StanModelConfig(CLIPConfig):
-    """A ``CLIPConfig`` with the STAN branch's settings (``stan_config``), under a ``model_type``
-    of its own, so that a folder's config.json says what it holds and resolution dispatches on
-    it. Folders written before this class say ``clip``; they still load (vsearch.json has the rest)."""
+class StanModelConfig(ClipSettingsConfig):
+    """A ``CLIPConfig`` with the STAN branch's settings (``model_type`` ``stan``), in ``stan_config``."""
 
     model_type = "stan"
-
-    def __init__(self, stan_config: dict | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.stan_config = dict(stan_config or {})
-
-    @classmethod
-    def from_clip_config(cls, config: CLIPConfig, cfg: StanConfig) -> StanModelConfig:
-        """``config``'s towers and projection with the branch settings ``cfg`` beside them."""
-        fields_ = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "stan_config")}
-        return cls(stan_config=asdict(cfg), **fields_)
-
-    def settings(self) -> StanConfig:
-        return settings_from(StanConfig, self.stan_config)
+    settings_key = "stan_config"
+    settings_type = StanConfig
 
 
 class DropPath(nn.Module):
@@ -218,7 +205,7 @@ class StanEncoder(ClipBackedEncoder):
     def from_pretrained(cls, ref: str | os.PathLike[str]) -> StanEncoder:
         """A STAN folder written by vsearch (strictly checked), or a plain CLIP folder / hub id."""
         ref = os.fspath(ref)
-        saved = cls.read_saved_folder(ref, StanModelConfig, StanConfig)  # drop_path is not in the spec's options
+        saved = cls.read_saved_folder(ref, StanModelConfig)  # a legacy spec lacks drop_path: the default
         if saved is None:
             return cls.from_clip(ref)
         spec, clip, cfg = saved
@@ -275,4 +262,4 @@ class StanEncoder(ClipBackedEncoder):
     def save_pretrained(self, directory: str | os.PathLike[str], dtype: torch.dtype | None = None) -> Path:
         state = dict(self.clip.state_dict())
         state.update({BRANCH_PREFIX + k: v for k, v in self.stan.state_dict().items()})
-        return save_model_dir(directory, self, StanModelConfig.from_clip_config(self.clip.config, self.cfg), state, dtype)
+        return save_model_dir(directory, self, StanModelConfig.from_clip_config(self.clip.config, asdict(self.cfg)), state, dtype)
