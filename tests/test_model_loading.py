@@ -40,29 +40,26 @@ def hf_clip(tmp_path_factory):
     return _plain_hf_folder(tmp_path_factory, "clip")
 
 
-def test_an_xclip_folder_without_vsearch_json_loads_as_xclip(hf_xclip):
-    folder, ref = hf_xclip
-    enc = load_encoder(folder, cache=False)
-    assert enc.family == "xclip"
-    tok = enc.tokenize(["a red circle moving left"])
+def _reference_text_vector(ref, enc, text: str) -> torch.Tensor:
+    """The unit text vector of ``text`` by the transformers model ``ref`` itself (tokenised as ``enc`` does)."""
+    tok = enc.tokenize([text])
     with torch.no_grad():
         out = ref.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
-        want = F.normalize(out.pooler_output if hasattr(out, "pooler_output") else out, dim=-1)
-    got = enc.encode_texts(["a red circle moving left"])
-    assert torch.allclose(got, want, atol=1e-5)
+    return F.normalize(out.pooler_output if hasattr(out, "pooler_output") else out, dim=-1)
+
+
+@pytest.mark.parametrize(("fixture", "family"), [("hf_xclip", "xclip"), ("hf_clip", "mean-pool")])
+def test_a_plain_hf_folder_loads_as_its_family_and_matches_transformers(fixture, family, request):
+    folder, ref = request.getfixturevalue(fixture)
+    enc = load_encoder(folder, cache=False)
+    assert enc.family == family
+    text = "a red circle moving left"
+    assert torch.allclose(enc.encode_texts([text]), _reference_text_vector(ref, enc, text), atol=1e-5)
+
+
+def test_an_xclip_folder_is_not_taken_for_another_family(hf_xclip):
     with pytest.raises(EncoderLoadError, match="xclip model"):
-        load_encoder(folder, family="clip-vip", cache=False)
-
-
-def test_a_plain_clip_folder_loads_as_mean_pool_and_matches_clipmodel(hf_clip):
-    folder, ref = hf_clip
-    enc = load_encoder(folder, cache=False)
-    assert enc.family == "mean-pool"
-    tok = enc.tokenize(["a blue square"])
-    with torch.no_grad():
-        out = ref.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
-        out = out.pooler_output if hasattr(out, "pooler_output") else out
-    assert torch.allclose(enc.encode_texts(["a blue square"]), F.normalize(out, dim=-1), atol=1e-5)
+        load_encoder(hf_xclip[0], family="clip-vip", cache=False)
 
 
 def test_a_folder_missing_a_tensor_is_refused_by_name(hf_clip, tmp_path):
