@@ -193,17 +193,17 @@ def main() -> None:
     os.environ["VSEARCH_HOME"] = str(work / "home")
     report = {}
     skip = set(filter(None, args.skip.split(",")))
+    parts = {  # name (for --skip): (label, measurement)
+        "kill": (f"kill trials ({args.trials})", lambda: kill_trials(work, args.trials, args.seed)),
+        "readers": ("concurrent readers", lambda: concurrent_readers(work, args.readers)),
+        "memory": ("memory", lambda: peak_rss(work)),
+    }
     try:
-        if "kill" not in skip:
-            print(f"kill trials ({args.trials}):", flush=True)
-            report["kill"] = kill_trials(work, args.trials, args.seed)
-            print(json.dumps(report["kill"]), flush=True)
-        if "readers" not in skip:
-            report["readers"] = concurrent_readers(work, args.readers)
-            print("concurrent readers:", json.dumps(report["readers"]), flush=True)
-        if "memory" not in skip:
-            report["memory"] = peak_rss(work)
-            print("memory:", json.dumps(report["memory"]), flush=True)
+        for name, (label, measure) in parts.items():
+            if name not in skip:
+                print(f"{label} ...", flush=True)
+                report[name] = measure()
+                print(f"{label}:", json.dumps(report[name]), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
