@@ -45,6 +45,14 @@ BaseOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")]
+RayOpt = Annotated[
+    bool, typer.Option("--ray", help="Decode and encode on Ray (a local Ray, or the cluster in --ray-address / RAY_ADDRESS).")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster to join with --ray (e.g. ray://head:10001)."),
+]
 
 
 def handle_errors(fn):

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import app
-from .common import BaseOpt, DeviceOpt, JsonOpt, ModelOpt, console, err_console, handle_errors, print_json
+from .common import BaseOpt, DeviceOpt, JsonOpt, ModelOpt, RayAddressOpt, RayOpt, console, err_console, handle_errors, print_json
 
 
 @app.command()
@@ -76,10 +76,8 @@ def embed(
             show_default=False,
         ),
     ] = None,
-    use_ray: Annotated[bool, typer.Option("--ray", help="Decode and encode on Ray (with a shards folder as --out).")] = False,
-    ray_address: Annotated[
-        str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster to join with --ray.")
-    ] = None,
+    use_ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
     model: ModelOpt = None,
     base: BaseOpt = None,
     videos: Annotated[
@@ -98,6 +96,7 @@ def embed(
 ) -> None:
     """Write L2-normalised embeddings of videos or texts to a .npy file, for notebooks and other tools.
 
+    With --ray, --out is a folder of Parquet shards.
     Example: [bold]vsearch embed clips/*.mp4 --model clip-b32 --out clips.npy[/]
     """
     from vsearch.config import DEFAULT_MODEL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,10 @@ from .common import (
     DeviceOpt,
     JsonOpt,
     ModelOpt,
+    RayAddressOpt,
+    RayOpt,
     StoreOpt,
+    WaitOpt,
     console,
     err_console,
     graceful_stop,
@@ -44,20 +48,15 @@ def index(
     decode_timeout: Annotated[
         float, typer.Option(help="Abandon a file when its decoder makes no progress for this many seconds.")
     ] = 120.0,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")] = False,
+    wait: WaitOpt = False,
     reembed_store: Annotated[
         bool, typer.Option("--reembed", help="First re-embed what the store holds with --model (see `vsearch reembed`).")
     ] = False,
     no_thumbnails: Annotated[
         bool, typer.Option("--no-thumbnails", help="Store no thumbnail per segment (the search page then makes them lazily).")
     ] = False,
-    use_ray: Annotated[
-        bool, typer.Option("--ray", help="Decode and encode on Ray (a local Ray, or the cluster in --ray-address / RAY_ADDRESS).")
-    ] = False,
-    ray_address: Annotated[
-        str | None,
-        typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster to join with --ray (e.g. ray://head:10001)."),
-    ] = None,
+    use_ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
     sampling: Annotated[
         str,
         typer.Option(
@@ -217,7 +216,7 @@ def thumbnails(
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Also replace thumbnails narrower than 320 px (stores indexed before they were).")
     ] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")] = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Make the thumbnails a store lacks (stores indexed before thumbnails, or with --no-thumbnails).
@@ -282,7 +281,7 @@ def list_cmd(
 def remove(
     paths: Annotated[list[Path], typer.Argument(help="Video files, or folders whose videos to remove.", show_default=False)],
     store: StoreOpt = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer instead of refusing.")] = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove videos from the store and its index (the files on disk are not touched).
@@ -292,13 +291,9 @@ def remove(
     from vsearch.store import Store
     from vsearch.video import display_path
 
-    with Store.open(store, create=False) as st:
-        lock = st.lock("remove", wait=wait)
-        try:
-            removed = st.remove_paths([str(p) for p in paths])
-            st.save_index()
-        finally:
-            lock.release()
+    with Store.open(store, create=False) as st, st.lock("remove", wait=wait):
+        removed = st.remove_paths([str(p) for p in paths])
+        st.save_index()
     if as_json:
         print_json({"removed": [display_path(p) for p in removed]})
     else:
@@ -324,7 +319,7 @@ def reindex(
     nprobe: Annotated[
         int | None, typer.Option(help="IVF lists searched per query (default: tuned for recall@10 >= 0.95).")
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")] = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the FAISS index from the vectors in the database, optionally as another kind.
@@ -379,13 +374,8 @@ def check(
                 f"(kept at {escape(salvaged.kept_at)}); videos that lost rows are indexed again by the next `vsearch index`",
                 soft_wrap=True,
             )
-    with Store.open(folder, create=False) as st:
-        lock = st.lock("check", wait=True) if repair else None
-        try:
-            report = st.check(repair=repair)
-        finally:
-            if lock:
-                lock.release()
+    with Store.open(folder, create=False) as st, (st.lock("check", wait=True) if repair else contextlib.nullcontext()):
+        report = st.check(repair=repair)
     data = {
         "ok": report.ok,
         "repaired": report.repaired,
@@ -436,7 +426,7 @@ def reembed(
     workers: Annotated[int | None, typer.Option(help="Decoder processes.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Segments per encoder batch.")] = None,
     decode_timeout: float = 120.0,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for another writer instead of refusing.")] = False,
+    wait: WaitOpt = False,
     restart: Annotated[
         bool, typer.Option("--restart", help="Discard an interrupted re-embedding into another model first.")
     ] = False,
