@@ -46,6 +46,11 @@ BaseOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for another writer to finish instead of refusing.")]
+#: Recognition (train and eval): how class names become texts, and where the names come from.
+PromptOpt = Annotated[
+    str | None, typer.Option(help='Class-name template, e.g. "a video of a person {}." (default: the model\'s).')
+]
+ClassesOpt = Annotated[Path | None, typer.Option("--classes", help="Class names, one per line (when labels are indices).")]
 RayOpt = Annotated[
     bool, typer.Option("--ray", help="Decode and encode on Ray (a local Ray, or the cluster in --ray-address / RAY_ADDRESS).")
 ]

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from .app import app
-from .common import BaseOpt, DeviceOpt, JsonOpt, console, handle_errors, print_json
+from .common import BaseOpt, ClassesOpt, DeviceOpt, JsonOpt, PromptOpt, console, handle_errors, print_json
 
 eval_app = typer.Typer(
     help="Evaluate a model: retrieval recall@k, recognition accuracy, temporal order.\n\n"
@@ -18,11 +18,13 @@ eval_app = typer.Typer(
 )
 app.add_typer(eval_app, name="eval")
 
+Model = Annotated[str, typer.Option("--model", "-m", help="Model: name, folder, hub id, or .pt with --base.")]
+
 
 @eval_app.command("retrieval")
 @handle_errors
 def eval_retrieval(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model: name, folder, hub id, or .pt with --base.")],
+    model: Model,
     data: Annotated[
         Path | None, typer.Option("--data", help="Captions CSV/JSONL (`path,caption`); every caption is a query.")
     ] = None,
@@ -91,16 +93,14 @@ def eval_retrieval(
 @eval_app.command("recognition")
 @handle_errors
 def eval_recognition(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model: name, folder, hub id, or .pt with --base.")],
+    model: Model,
     data: Annotated[
         Path, typer.Option("--data", help="Class folders, a `path,label` CSV, or UCF101/HMDB51/Kinetics split files.")
     ],
     split: Annotated[str | None, typer.Option(help="Split: UCF101 testlist01, HMDB51 test1, Kinetics val.")] = None,
-    classes: Annotated[Path | None, typer.Option(help="Class names, one per line (when labels are indices).")] = None,
+    classes: ClassesOpt = None,
     video_root: Annotated[Path | None, typer.Option(help="Folder the split files' paths refer to.")] = None,
-    prompt: Annotated[
-        str | None, typer.Option(help='Class-name template, e.g. "a video of a person {}." (default: the model\'s).')
-    ] = None,
+    prompt: PromptOpt = None,
     clips: Annotated[int, typer.Option(help="Temporal views per video (averaged).")] = 1,
     crops: Annotated[int, typer.Option(help="Spatial views per clip: 1 or 3.")] = 1,
     base: BaseOpt = None,
@@ -139,7 +139,7 @@ def eval_recognition(
 @eval_app.command("direction")
 @handle_errors
 def eval_direction(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model: name, folder, hub id, or .pt with --base.")],
+    model: Model,
     data: Annotated[
         Path,
         typer.Option(

@@ -9,7 +9,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .app import app
-from .common import BaseOpt, DeviceOpt, JsonOpt, console, err_console, graceful_stop, handle_errors, print_json
+from .common import (
+    BaseOpt,
+    ClassesOpt,
+    DeviceOpt,
+    JsonOpt,
+    PromptOpt,
+    console,
+    err_console,
+    graceful_stop,
+    handle_errors,
+    print_json,
+)
 
 train_app = typer.Typer(
     help="Fine-tune an encoder (contrastive, CLIP-ViP style).\n\n"
@@ -201,15 +212,11 @@ def train_recognition(
     out: Out,
     model: Model = "clip-b32",
     base: BaseOpt = None,
-    classes: Annotated[
-        Path | None, typer.Option("--classes", help="Class names, one per line (when labels are indices).")
-    ] = None,
+    classes: ClassesOpt = None,
     split: Annotated[str | None, typer.Option(help="Training split: UCF101 trainlist01, HMDB51 train1, Kinetics train.")] = None,
     val: Annotated[Path | None, typer.Option("--val", help="Held-out data in any of the --data forms.")] = None,
     val_split: Annotated[str | None, typer.Option(help="Held-out split: testlist01, test1, val, ...")] = None,
-    prompt: Annotated[
-        str | None, typer.Option(help='Class-name template, e.g. "a video of a person {}." (default: the model\'s).')
-    ] = None,
+    prompt: PromptOpt = None,
     freeze_text: Annotated[
         bool, typer.Option("--freeze-text", help="Keep the text tower fixed (class embeddings computed once).")
     ] = False,
