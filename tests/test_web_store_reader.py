@@ -3,22 +3,17 @@ including those still in the WAL."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
 from vsearch.ingest import index
 from vsearch.store import Store
 from vsearch.store import db as dbmod
 
+from .videos import copy_in_batches
+
 
 def test_a_read_only_reader_sees_what_sits_in_the_wal(tmp_path, synth_dir, tiny_encoder):
-    videos = sorted((synth_dir / "videos").iterdir())
-    first, later = tmp_path / "first", tmp_path / "later"
-    first.mkdir(), later.mkdir()
-    for v in videos[:4]:
-        shutil.copy(v, first / v.name)
-    for v in videos[4:6]:
-        shutil.copy(v, later / v.name)
+    first, later = copy_in_batches(synth_dir / "videos", tmp_path / "videos", 4, 2)
     with Store.open(tmp_path / "s") as st:
         index(st, [first], tiny_encoder, workers=0)
     db_path = tmp_path / "s" / "vsearch.db"

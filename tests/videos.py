@@ -1,8 +1,9 @@
-"""Writers of small real video files for tests (PyAV), some with frames that encode their index."""
+"""Writers of small real video files for tests (PyAV), some with frames that encode their index; copies in batches."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,20 @@ def write_indexed(path, n: int = 40, width: int = 64, height: int = 48, fps: int
 def write_noise(path, n: int = 20, width: int = 64, height: int = 48, fps: int = 10, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     return write_video(path, rng.integers(0, 256, (n, height, width, 3), dtype=np.uint8), fps=fps)
+
+
+def copy_in_batches(videos_dir: Path, dest: Path, *counts: int) -> list[Path]:
+    """Copies of ``videos_dir``'s videos (sorted) in new folders ``dest/batch0``, ``dest/batch1``, ...:
+    ``counts[i]`` in folder i, in order, so that a test indexes one batch and then adds the next."""
+    videos = sorted(videos_dir.iterdir())
+    if sum(counts) > len(videos):
+        raise ValueError(f"{videos_dir} holds {len(videos)} videos, not {sum(counts)}")
+    folders, start = [], 0
+    for i, n in enumerate(counts):
+        folder = dest / f"batch{i}"
+        folder.mkdir(parents=True)
+        for v in videos[start : start + n]:
+            shutil.copy(v, folder / v.name)
+        folders.append(folder)
+        start += n
+    return folders
