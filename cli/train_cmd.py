@@ -98,16 +98,22 @@ Model = Annotated[
 ]
 
 
-def run_training(cfg, as_json: bool) -> None:
-    """Run ``vsearch.train.loop.train`` with a progress bar; Ctrl-C stops after the step and checkpoints.
+def run_training(
+    task: str, data: Path, model: str, out: Path, val: Path | None, *, options: dict, as_json: bool, **settings
+) -> None:
+    """Run ``vsearch.train.loop.train`` on the command's ``TrainConfig`` with a progress bar;
+    Ctrl-C stops after the step and checkpoints. ``options`` are the generated ``config_options``,
+    ``settings`` the command's own (base, device, task-specific ones).
 
     Under torchrun only rank 0 draws the bar and prints the summary.
     """
     import os
 
     from vsearch.perf import tune_malloc
+    from vsearch.train.config import TrainConfig
     from vsearch.train.loop import train
 
+    cfg = TrainConfig(str(data), model, str(out), task=task, val_data=str(val) if val else None, **settings, **options)
     tune_malloc()  # a process-wide setting: the command's to make, not the library's
     main_rank = int(os.environ.get("RANK", "0")) == 0
     bar = Progress(
@@ -189,12 +195,7 @@ def train_retrieval(
 
     An image CLIP is a video model trained on 1-frame clips: [bold]--data synth:static --frames 1[/].
     """
-    from vsearch.train.config import TrainConfig
-
-    cfg = TrainConfig(
-        str(data), model, str(out), task="retrieval", val_data=str(val) if val else None, base=base, device=device, **options
-    )
-    run_training(cfg, as_json)
+    run_training("retrieval", data, model, out, val, base=base, device=device, options=options, as_json=as_json)
 
 
 @train_app.command("recognition")
@@ -228,14 +229,10 @@ def train_recognition(
 
     Example: [bold]vsearch train recognition --data ucf101/splits --split trainlist01 --video-root ucf101/videos --model clip-b16 --out ucf-model[/]
     """
-    from vsearch.train.config import TrainConfig
-
-    cfg = TrainConfig(
-        str(data), model, str(out), task="recognition", val_data=str(val) if val else None, base=base, device=device,
+    run_training(
+        "recognition", data, model, out, val, base=base, device=device, options=options, as_json=as_json,
         prompt=prompt, freeze_text=freeze_text, classes=str(classes) if classes else None, split=split, val_split=val_split,
-        **options,
     )  # fmt: skip
-    run_training(cfg, as_json)
 
 
 @app.command("pretrain")
@@ -268,9 +265,4 @@ def pretrain(
     Example: [bold]vsearch pretrain --data clips.csv --model clip-vip-b32 --out vip-post[/]
     From an image CLIP: [bold]vsearch pretrain --data synth:motion --model image-clip --family clip-vip --time-reversal twins --out vip[/]
     """
-    from vsearch.train.config import TrainConfig
-
-    cfg = TrainConfig(
-        str(data), model, str(out), task="pretrain", val_data=str(val) if val else None, base=base, device=device, **options
-    )
-    run_training(cfg, as_json)
+    run_training("pretrain", data, model, out, val, base=base, device=device, options=options, as_json=as_json)
