@@ -33,15 +33,7 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel
 
 from ..errors import CheckpointError
-from .checkpoints import (
-    WEIGHTS_NAME,
-    base_clip_config,
-    from_pretrained_hf,
-    load_state_dict,
-    restore_position_ids,
-    save_model_dir,
-    strict_load,
-)
+from .checkpoints import WEIGHTS_NAME, base_clip_config, from_pretrained_hf, load_state_dict, save_model_dir
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, source_of
 from .mean_pool import ClipBackedEncoder, ClipSettingsConfig
@@ -249,12 +241,6 @@ class ClipVipEncoder(ClipBackedEncoder):
         if hasattr(enc, "new_parameters"):
             del enc.new_parameters
         return enc
-
-    def load_clip_state(self, sd: dict[str, torch.Tensor], source: str) -> None:
-        """Load a full CLIP-ViP state dict, refusing any missing, unknown or mis-shaped key."""
-        strict_load(self.clip, sd, source, hint=" (a B/16 checkpoint into a B/32 base? pass the matching base)")
-        restore_position_ids(self.clip)
-        self._fingerprint = None
 
     # -- forward -----------------------------------------------------------------------------
     def temporal(self, frames: int) -> torch.Tensor:

@@ -29,6 +29,7 @@ from .checkpoints import (
     openai_clip_to_hf,
     read_clip_config,
     read_preprocessor_config,
+    restore_position_ids,
     save_model_dir,
     strict_load,
 )
@@ -91,6 +92,13 @@ class ClipBackedEncoder(VideoTextEncoder):
     @property
     def logit_scale(self) -> torch.nn.Parameter:
         return self.clip.logit_scale
+
+    def load_clip_state(self, sd: dict[str, torch.Tensor], source: str) -> None:
+        """Load a full state dict into ``self.clip``, refusing any missing, unknown or mis-shaped
+        key (the family's additions to CLIP included; a separate branch is the caller's)."""
+        strict_load(self.clip, sd, source, hint=" (a B/16 checkpoint into a B/32 base? pass the matching base)")
+        restore_position_ids(self.clip)
+        self._fingerprint = None
 
     @staticmethod
     def read_saved_folder(ref: str, model_config: type[ClipSettingsConfig]) -> tuple[EncoderSpec, CLIPModel, Any] | None:

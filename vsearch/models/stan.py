@@ -35,15 +35,7 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel
 from transformers.models.clip.modeling_clip import CLIPAttention
 
-from .checkpoints import (
-    WEIGHTS_NAME,
-    base_clip_config,
-    from_pretrained_hf,
-    load_state_dict,
-    restore_position_ids,
-    save_model_dir,
-    strict_load,
-)
+from .checkpoints import WEIGHTS_NAME, base_clip_config, from_pretrained_hf, load_state_dict, save_model_dir, strict_load
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, source_of
 from .mean_pool import ClipBackedEncoder, ClipSettingsConfig
@@ -214,9 +206,8 @@ class StanEncoder(ClipBackedEncoder):
         enc = enc.to_empty(device="cpu")
         enc.tokenizer = load_tokenizer(ref, spec.max_text_len)
         sd = load_state_dict(Path(ref) / WEIGHTS_NAME)
-        strict_load(enc.clip, {k: v for k, v in sd.items() if not k.startswith(BRANCH_PREFIX)}, ref)
+        enc.load_clip_state({k: v for k, v in sd.items() if not k.startswith(BRANCH_PREFIX)}, ref)
         strict_load(enc.stan, {k[len(BRANCH_PREFIX) :]: v for k, v in sd.items() if k.startswith(BRANCH_PREFIX)}, ref)
-        restore_position_ids(enc.clip)
         enc.source = source_of(ref)
         return enc.eval()
 

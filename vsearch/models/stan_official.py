@@ -22,7 +22,7 @@ import math
 import torch
 
 from ..errors import CheckpointError
-from .checkpoints import restore_position_ids, strict_load
+from .checkpoints import strict_load
 
 #: (official prefix, vsearch prefix); vsearch keys are ``clip.`` / ``stan.`` prefixed. Inside the
 #: temporal levels two module names differ too (``TEMPORAL_RENAMES``).
@@ -97,7 +97,5 @@ def load_into(encoder, sd: dict[str, torch.Tensor], path: str) -> None:
     """Strictly load an official checkpoint into ``encoder`` (built with the matching config)."""
     clip, branch, _depth = from_official(sd, path)
     clip["logit_scale"] = torch.tensor(math.log(100.0))  # tau = 0.01 in the official model
-    strict_load(encoder.clip, clip, path, hint=" (a B/16 checkpoint into a B/32 base? pass the matching base)")
+    encoder.load_clip_state(clip, path)
     strict_load(encoder.stan, branch, path)
-    restore_position_ids(encoder.clip)
-    encoder._fingerprint = None
