@@ -93,7 +93,9 @@ def sample_store(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def browser():
-    """Debian's chromium driven by Playwright (skips with one line where it is absent)."""
+    """Debian's chromium driven by Playwright (skips with one line where it is absent). One for
+    the session: the sync API runs an event loop in this thread, so a second ``sync_playwright``
+    in the same process fails; every browser test takes this fixture."""
     import shutil
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
