@@ -79,3 +79,14 @@ def test_more_like_a_segment_scores_it_at_most_one(store):
         hits = search_like(st, first, 5, segments=True).hits
     assert hits[0].segment_id == first and hits[0].score == 1.0
     assert all(-1.0 <= h.score <= 1.0 for h in hits)
+
+
+def test_a_store_path_that_cannot_be_a_store_is_refused_before_any_model_loads(tmp_path, synth_dir):
+    """Without --model a new store would take the default hub model: the path is checked first,
+    so the refusal is about the path, not a download (HF_HUB_OFFLINE would make it a hub error)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for where, why in ((afile, "it is a file, not a folder"), (afile / "sub", "is a file, not a folder")):
+        line = refusal(cli("index", synth_dir / "videos", "--store", where))
+        assert "cannot create a store" in line and why in line and "hub" not in line, line
+    assert afile.read_text() == "x"

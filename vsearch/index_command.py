@@ -111,6 +111,7 @@ def index_folders(
         existing = Store.open(store_dir, create=False)
     except StoreNotFound:
         existing = None
+        Store.check_creatable(store_dir)  # a file or an unwritable place: refused before any model load
     check_roots(roots, existing)  # a missing folder: one line, nothing created, nothing removed
 
     def load_model(ref: str, family: str | None = None):

@@ -128,6 +128,25 @@ class Store(Catalog, Commits, EncoderLifecycle, RunLog, IndexSync, Health, Store
             raise
         return store
 
+    @staticmethod
+    def check_creatable(root: str | os.PathLike[str] | None = None) -> Path:
+        """Refuse, before any slow work (a model download, a load), a store location that
+        cannot become a store: an existing file, or a path under no writable folder."""
+        path = Path(root).expanduser() if root is not None else default_store_dir()
+        try:
+            if path.exists() and not path.is_dir():
+                raise StoreError(f"cannot create a store at {path}: it is a file, not a folder")
+            anc = path
+            while not anc.exists() and anc != anc.parent:
+                anc = anc.parent
+        except OSError as exc:
+            raise StoreError(f"cannot reach the store at {path}: {exc.strerror or exc}") from None
+        if not anc.is_dir():
+            raise StoreError(f"cannot create a store at {path}: {anc} is a file, not a folder")
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot create a store at {path}: {anc} is not writable")
+        return path
+
     def _init_meta(self) -> None:
         with self.Session() as s:
             if s.get(Meta, "generation") is not None:
