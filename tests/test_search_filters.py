@@ -278,3 +278,33 @@ def test_bench_search_takes_any_vectors_and_ends_with_one_json_object(tmp_path):
     np.save(tmp_path / "bad.npy", bad)
     res = run([sys.executable, bench, "--vectors", tmp_path / "bad.npy", "--query-vectors", tmp_path / "q.npy"], timeout=120)
     assert res.returncode != 0 and "float32" in res.stderr
+
+
+@pytest.mark.timeout(300)
+def test_recording_time_comes_from_the_container_else_the_mtime(tmp_path, tiny_encoder):
+    """A camera's creation_time tag (written by Debian's ffmpeg) is the recording time; a file
+    without one falls back to its mtime. --after / --before filter on it."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("Debian's ffmpeg is not installed (.ci/run installs it)")
+    from vsearch.ingest import index
+
+    vids = tmp_path / "v"
+    vids.mkdir()
+    base = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=8", "-t", "2", "-pix_fmt", "yuv420p"]
+    subprocess.run([*base, "-metadata", "creation_time=2021-05-06T07:08:09Z", str(vids / "camera.mp4")], check=True, timeout=120)
+    subprocess.run([*base, "-map_metadata", "-1", str(vids / "copied.mp4")], check=True, timeout=120)
+    old = parse_date("2019-03-01")
+    os.utime(vids / "copied.mp4", (old, old))
+    with Store.open(tmp_path / "s") as st:
+        index(st, [vids], tiny_encoder, workers=0)
+    res = CliRunner().invoke(app, ["search", "a pattern", "--store", str(tmp_path / "s"), "--json"])
+    hits = {Path(h["path"]).name: h["recorded_at"] for h in json.loads(res.stdout)}
+    assert hits == {"camera.mp4": "2021-05-06T07:08:09Z", "copied.mp4": "2019-03-01T00:00:00Z"}
+    after = CliRunner().invoke(app, ["search", "a pattern", "--store", str(tmp_path / "s"), "--json", "--after", "2020"])
+    before = CliRunner().invoke(app, ["search", "a pattern", "--store", str(tmp_path / "s"), "--json", "--before", "2020"])
+    assert [Path(h["path"]).name for h in json.loads(after.stdout)] == ["camera.mp4"]
+    assert [Path(h["path"]).name for h in json.loads(before.stdout)] == ["copied.mp4"]

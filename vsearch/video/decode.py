@@ -164,7 +164,7 @@ class VideoReader:
             fps = n / duration if duration > 0 else 0.0
         w, h = self.header.display_size
         self._vr = vr
-        self.info = VideoInfo(n, fps, duration, w, h, self._codec, "decord", times)
+        self.info = VideoInfo(n, fps, duration, w, h, self._codec, "decord", times, self.header.created)
 
     # -- PyAV --------------------------------------------------------------------------------
     def _open_pyav(self, fps: float, frames: int, duration: float) -> None:
@@ -178,7 +178,9 @@ class VideoReader:
             frames = max(1, min(frames, int(self.header.complete_until * fps) + 1))
         w, h = self.header.display_size
         self._av = PyAVSequential(self._open_path, self._decode_size, self.header.stream_index, self.threads)
-        self.info = VideoInfo(frames, fps, frames / fps, w, h, self._codec, "pyav", frame_times_from_fps(frames, fps))
+        self.info = VideoInfo(
+            frames, fps, frames / fps, w, h, self._codec, "pyav", frame_times_from_fps(frames, fps), self.header.created
+        )
 
     def keyframes(self) -> KeyframeTable | None:
         """The file's keyframes as frame indices of ``info`` (None when the file has no index).

@@ -33,6 +33,8 @@ class VideoInfo:
     codec: str
     backend: str  # "decord" or "pyav"
     frame_times: np.ndarray  # (num_frames, 2) start/end seconds per frame
+    #: When the footage was recorded (POSIX seconds) from the container's creation_time tag.
+    creation_time: float | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -43,6 +45,7 @@ class VideoInfo:
             "height": self.height,
             "codec": self.codec,
             "backend": self.backend,
+            "creation_time": self.creation_time,
         }
 
 
@@ -83,6 +86,8 @@ class Header:
     #: How stored frames become what a player shows (``orient``): "", "clock", "cclock",
     #: "clock_flip", "cclock_flip", optionally followed by "+hflip" / "+vflip".
     orientation: str = ""
+    #: The container's (or the stream's) creation_time tag as POSIX seconds; None when absent.
+    created: float | None = None
 
     @property
     def transposed(self) -> bool:
@@ -185,6 +190,9 @@ def read_header(path: str) -> Header:
             missing, until = _truncation(stream, path)
             if missing:
                 header = replace(header, missing_fraction=missing, complete_until=until)
+            created = creation_time(container, stream)
+            if created is not None:
+                header = replace(header, created=created)
             if header.width and header.height:
                 orientation = orientation_from_matrix(_display_matrix(container, stream))
                 if orientation:
@@ -194,6 +202,28 @@ def read_header(path: str) -> Header:
         raise
     except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
         raise DecodeError(path, av_reason(exc)) from None
+
+
+def creation_time(container, stream) -> float | None:
+    """POSIX seconds of the ``creation_time`` tag (container first, then the stream), as cameras
+    and phones write it (ISO 8601, UTC); None when absent, unreadable or the epoch (muxers that
+    write 1970-01-01 mean "unset")."""
+    from datetime import UTC, datetime
+
+    for meta in (getattr(container, "metadata", None), getattr(stream, "metadata", None)):
+        text = (meta or {}).get("creation_time")
+        if not text:
+            continue
+        try:
+            when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp()
+        if seconds > 0:
+            return seconds
+    return None
 
 
 def av_reason(exc: BaseException) -> str:
