@@ -122,6 +122,9 @@ def _print_index_summary(report) -> None:
         table.add_row("moved (kept vectors)", str(c["moved"]))
     table.add_row("removed", str(c["removed"]))
     table.add_row("[red]failed[/]" if c["failed"] else "failed", str(c["failed"]))
+    if c["not_video"]:
+        kinds = ", ".join(f"{ext or '(no extension)'} {n}" for ext, n in sorted(report.not_video.items(), key=lambda kv: -kv[1]))
+        table.add_row("not video (skipped)", f"{c['not_video']} ({kinds})")
     console.print(table)
     rate = c["segments"] / report.seconds if report.seconds > 0 else 0.0
     if not report.model_loaded:

@@ -41,7 +41,7 @@ def built(tmp_path, synth_dir):
 
 def test_index_status_search_remove_check(built):
     store, videos, report = built
-    assert report["counts"] == {"indexed": 12, "unchanged": 0, "moved": 0, "removed": 0, "failed": 0, "segments": 12}
+    assert report["counts"] == {"indexed": 12, "unchanged": 0, "moved": 0, "removed": 0, "failed": 0, "segments": 12, "not_video": 0}
     assert report["failed"] == [] and not report["interrupted"]
     status = out_json(run("status", "--store", store, "--json"))
     assert status["videos"] == 12 and status["encoder"]["name"] == "mean-pool:tiny-clip"

@@ -90,3 +90,19 @@ def test_a_store_path_that_cannot_be_a_store_is_refused_before_any_model_loads(t
         line = refusal(cli("index", synth_dir / "videos", "--store", where))
         assert "cannot create a store" in line and why in line and "hub" not in line, line
     assert afile.read_text() == "x"
+
+
+def test_index_counts_the_files_it_skips_as_not_video(tmp_path, synth_dir):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    clip = sorted((synth_dir / "videos").iterdir())[0]
+    shutil.copy(clip, folder / clip.name)
+    for name in ("song.m4a", "voice.m4a", "readme.txt"):
+        (folder / name).write_bytes(b"not a video")
+    res = cli("index", folder, "--store", tmp_path / "s", "--model", "tiny-clip", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["counts"]["indexed"] == 1 and out["counts"]["not_video"] == 3
+    assert out["not_video"] == {".m4a": 2, ".txt": 1}
+    res = cli("index", folder, "--store", tmp_path / "s")
+    assert "not video (skipped)" in res.stdout and ".m4a 2" in res.stdout, res.stdout

@@ -83,3 +83,14 @@ def test_content_hash_small_and_large(tmp_path):
     assert content_hash(str(p)) != h1
     p.write_bytes(bytes(big) + b"more")  # appending changes the size
     assert content_hash(str(p)) != h1
+
+
+def test_files_that_are_not_videos_are_counted_not_silently_skipped(tmp_path):
+    touch(tmp_path / "a.mp4")
+    touch(tmp_path / "song.m4a")
+    touch(tmp_path / "more" / "b.m4a")
+    touch(tmp_path / "more" / "notes")
+    touch(tmp_path / ".hidden.m4a")  # dot-files are the system's, not the user's footage
+    listing = list_videos([tmp_path])
+    assert [os.path.basename(f.path) for f in listing.files] == ["a.mp4"]
+    assert listing.not_video == {".m4a": 2, "": 1}

@@ -52,7 +52,7 @@ def test_unchanged_folder_loads_no_model(tmp_path):
     again = index_folders(store, [vids], load=loader, workers=0)
     assert loader.calls == [str(SAMPLE_MODEL)], "nothing changed, yet a model was loaded"
     assert not again.model_loaded
-    assert again.counts() == {"indexed": 0, "unchanged": 2, "moved": 0, "removed": 0, "failed": 0, "segments": 0}
+    assert again.counts() == {"indexed": 0, "unchanged": 2, "moved": 0, "removed": 0, "failed": 0, "segments": 0, "not_video": 0}
     with Store.open(store, create=False) as st:
         assert st.status()["last_run"]["counts"]["unchanged"] == 2  # the quick run is recorded like any other
 

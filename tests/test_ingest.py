@@ -40,7 +40,7 @@ def folder(tmp_path, synth_dir):
 def test_index_search_status_remove_reindex_round_trip(tmp_path, folder, tiny_encoder):
     st = Store.open(tmp_path / "store")
     r1 = index(st, [folder], tiny_encoder, workers=2)
-    assert r1.counts() == {"indexed": 12, "unchanged": 0, "moved": 0, "removed": 0, "failed": 0, "segments": 12}
+    assert r1.counts() == {"indexed": 12, "unchanged": 0, "moved": 0, "removed": 0, "failed": 0, "segments": 12, "not_video": 0}
     assert r1.ok
     consistent(st)
 

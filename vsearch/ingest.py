@@ -101,6 +101,7 @@ def index(
             refuse_empty_roots(store, roots, listing)
             plan = diff(store, listing)
             report.unchanged, report.moved = plan.unchanged, plan.moved
+            report.not_video = dict(listing.not_video)
             report.warnings += [(p, f"folder skipped: {r}") for p, r in plan.skipped]
             store.prune_failures(listing.roots, {f.path for f in listing.files})
             for f, path, reason in plan.failed:

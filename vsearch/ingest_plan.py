@@ -53,6 +53,8 @@ class IndexReport:
     sampling: str | None = None
     #: True when the diff found nothing to encode and no model was loaded.
     model_loaded: bool = True
+    #: Files under the roots that are not videos, by extension (``Listing.not_video``).
+    not_video: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +68,7 @@ class IndexReport:
             "removed": len(self.removed),
             "failed": len(self.failed),
             "segments": self.segments,
+            "not_video": sum(self.not_video.values()),
         }
 
     def as_dict(self) -> dict:
@@ -82,6 +85,7 @@ class IndexReport:
             "index_change": self.index_change,
             "sampling": self.sampling,
             "model_loaded": self.model_loaded,
+            "not_video": dict(sorted(self.not_video.items())),
         }
 
 
@@ -295,7 +299,9 @@ def index_if_unchanged(store: Store, roots: Sequence[str], segment_seconds: floa
     if still_failing is None:
         return None
     run_id = store.start_run("index", roots, rec.id)
-    report = IndexReport(run_id, unchanged=len(listing.files) - len(still_failing), model_loaded=False)
+    report = IndexReport(
+        run_id, unchanged=len(listing.files) - len(still_failing), model_loaded=False, not_video=dict(listing.not_video)
+    )
     report.failed = [(p, f"{reason} (unchanged since; not retried)") for p, reason in still_failing]
     store.prune_failures(listing.roots, {f.path for f in listing.files})
     report.seconds = time.perf_counter() - t_start

@@ -32,6 +32,9 @@ class Listing:
     #: (path, reason) for things that could not be listed: unreadable folders, symlink loops, ...
     problems: list[tuple[str, str]] = field(default_factory=list)
     roots: list[str] = field(default_factory=list)
+    #: Regular files skipped because their extension is not a video's, counted by extension
+    #: (".m4a": 3, "": 1): a folder of audio or pictures is reported, never silently passed over.
+    not_video: dict[str, int] = field(default_factory=dict)
 
 
 def is_video_name(name: str) -> bool:
@@ -93,6 +96,9 @@ def list_videos(roots: Iterable[str | os.PathLike[str]]) -> Listing:
                 walk(path)
             elif stat.S_ISREG(st.st_mode) and is_video_name(entry.name):
                 add_file(path, st)
+            elif stat.S_ISREG(st.st_mode) and not entry.name.startswith("."):
+                ext = os.path.splitext(entry.name)[1].lower()
+                listing.not_video[ext] = listing.not_video.get(ext, 0) + 1
 
     for root in roots:
         root = os.path.abspath(os.fspath(root))
