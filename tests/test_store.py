@@ -254,7 +254,8 @@ def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path):
     write lock, and no opener fails with "database is locked".
 
     The openers meet at a file barrier after their imports (a start time fixed in advance let a
-    slow import miss it, and then nothing overlapped), and each records when it was inside
+    slow import miss it, and then nothing overlapped), waiting with short sleeps (five openers
+    spinning on 2 cores starved the sixth's start for minutes), and each records when it was inside
     `Store.open`; the test asserts that at least two of them really were at the same time.
     """
     import sys
@@ -268,6 +269,7 @@ def test_two_processes_opening_a_new_store_at_once_both_succeed(tmp_path):
         "deadline = time.monotonic() + 120\n"
         "while not os.path.exists(go):\n"
         "    if time.monotonic() > deadline: sys.exit('no go signal within 120 s')\n"
+        "    time.sleep(0.001)\n"
         "t0 = time.monotonic(); s = Store.open(root); g = s.generation(); t1 = time.monotonic(); s.close()\n"
         "print(g, t0, t1)\n"
     )
