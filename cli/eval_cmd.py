@@ -180,3 +180,45 @@ def eval_direction(
     table.add_row("colour+shape top-1", f"{report['colour_shape_top1']:.1f}", "")
     table.add_row("reversal sensitivity (1 - cos)", f"{report['reversal_sensitivity']:.3f}", "")
     console.print(table)
+
+
+@eval_app.command("moments")
+@handle_errors
+def eval_moments(
+    model: Model,
+    films: Annotated[int, typer.Option("--films", help="Films to render (4 scenes each, every scene once; at most 12).")] = 12,
+    seed: Annotated[int, typer.Option(help="Rendering seed (the default is this benchmark's own).")] = 20261207,
+    segment_seconds: Annotated[
+        float | None, typer.Option("--segment-seconds", help="Fixed window length (default: a new store's).")
+    ] = None,
+    keep: Annotated[Path | None, typer.Option("--keep", help="Render and index into this folder and keep it.")] = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Moments: films of scenes with random lengths and cuts; is each caption's time range found?
+
+    Reports mean temporal IoU of the best hit in the right film, R@1 at IoU 0.5 / 0.7 and video R@1.
+    Example: [bold]vsearch eval moments --model sample_data/clip-vip[/]
+    """
+    import tempfile
+
+    from vsearch.errors import ConfigError
+    from vsearch.eval.moments import evaluate_moments
+
+    if not 1 <= films <= 12:
+        raise ConfigError(f"--films must be between 1 and 12 (48 distinct scenes, 4 per film), got {films}")
+    with tempfile.TemporaryDirectory(prefix="vsearch-moments-") as tmp:
+        work = keep if keep is not None else Path(tmp)
+        with console.status(f"rendering {films} films, indexing them with {model} ..."):
+            report = evaluate_moments(model, work, count=films, seed=seed, segment_seconds=segment_seconds, device=device)
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"moments: {report['queries']} captions in {report['films']} films ({model}, {report['segment_seconds']:g} s segments)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("mean IoU (best hit in the right film)", f"{report['mean_iou']:.3f}")
+    table.add_row("R@1, IoU >= 0.5 (%)", f"{report['r1_iou50']:.1f}")
+    table.add_row("R@1, IoU >= 0.7 (%)", f"{report['r1_iou70']:.1f}")
+    table.add_row("video R@1 (%)", f"{report['video_r1']:.1f}")
+    console.print(table)
