@@ -92,6 +92,15 @@ def sample_store(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sample_server(sample_store):
+    """`vsearch serve` on ``sample_store`` (the page tests), once per session."""
+    from tests.live_server import LiveServer
+
+    with LiveServer(sample_store) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
 def browser():
     """Debian's chromium driven by Playwright (skips with one line where it is absent). One for
     the session: the sync API runs an event loop in this thread, so a second ``sync_playwright``

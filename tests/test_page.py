@@ -12,8 +12,6 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.live_server import LiveServer
-
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -24,9 +22,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(sample_store):
-    with LiveServer(sample_store) as srv:
-        yield srv
+def server(sample_server):
+    return sample_server
 
 
 @pytest.fixture

@@ -8,15 +8,14 @@ from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 import pytest
 
-from tests.live_server import LiveServer, get_json
+from tests.live_server import get_json
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 
 
 @pytest.fixture(scope="module")
-def server(sample_store):
-    with LiveServer(sample_store) as srv:
-        yield srv
+def server(sample_server):
+    return sample_server
 
 
 def search(server, **params) -> tuple[int, dict]:
