@@ -123,15 +123,10 @@ def _decode_workers() -> list[int]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc to see the decode workers")
-def test_decoding_starts_while_the_model_loads(tmp_path):
-    """On a changed folder the store's model loads in the background: the decode workers are
-    already running when the loader is called (before: they started after it returned)."""
+def _loader_that_waits_for_decoders(seen: list[list[int]]):
+    """A model loader that first waits (up to 30 s) for decode workers to exist and records
+    them: non-empty means decoding started before the model was asked for."""
     import time
-
-    vids, store = _folder(tmp_path), tmp_path / "store"
-    index_folders(store, [vids], model=str(SAMPLE_MODEL), workers=0)
-    write_indexed(vids / "c.mp4", n=20)
-    seen: list[list[int]] = []
 
     def loader(ref, **kwargs):
         from vsearch.models import load_encoder
@@ -141,6 +136,19 @@ def test_decoding_starts_while_the_model_loads(tmp_path):
             time.sleep(0.05)
         seen.append(_decode_workers())
         return load_encoder(ref, **kwargs)
+
+    return loader
+
+
+def test_decoding_starts_while_the_model_loads(tmp_path):
+    """On a changed folder the store's model loads in the background: the decode workers are
+    already running when the loader is called (before: they started after it returned)."""
+
+    vids, store = _folder(tmp_path), tmp_path / "store"
+    index_folders(store, [vids], model=str(SAMPLE_MODEL), workers=0)
+    write_indexed(vids / "c.mp4", n=20)
+    seen: list[list[int]] = []
+    loader = _loader_that_waits_for_decoders(seen)
 
     report = index_folders(store, [vids], load=loader, workers=1)
     assert report.counts()["indexed"] == 1
@@ -165,19 +173,10 @@ def test_a_broken_file_that_did_not_change_is_not_retried(tmp_path):
 
 def test_a_new_store_decodes_while_a_model_folder_loads(tmp_path):
     """A model folder declares its spec (vsearch.json): a new store decodes while it loads."""
-    import time
 
     vids, store = _folder(tmp_path), tmp_path / "store"
     seen: list[list[int]] = []
-
-    def loader(ref, **kwargs):
-        from vsearch.models import load_encoder
-
-        deadline = time.monotonic() + 30
-        while not _decode_workers() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        seen.append(_decode_workers())
-        return load_encoder(ref, **kwargs)
+    loader = _loader_that_waits_for_decoders(seen)
 
     report = index_folders(store, [vids], model=str(SAMPLE_MODEL), load=loader, workers=1)
     assert report.counts()["indexed"] == 2 and len(seen) == 1 and seen[0]

@@ -1,4 +1,4 @@
-"""`vsearch serve`: the JSON API over real HTTP, from a server in a subprocess of its own
+"""`vsearch serve`: the JSON API over real HTTP, from a synth_server in a subprocess of its own
 (``live_server``): search, Range requests, traversal, tokens, thumbnails, a busy port."""
 
 from __future__ import annotations
@@ -18,18 +18,8 @@ from vsearch.web.ranges import Unsatisfiable, parse_range
 from vsearch.web.server import is_loopback
 
 
-@pytest.fixture(scope="module")
-def store(synth_store):
-    return synth_store
-
-
-@pytest.fixture(scope="module")
-def server(synth_server):
-    return synth_server
-
-
-def test_search_status_and_the_earlier_api(server):
-    base = server.url
+def test_search_status_and_the_earlier_api(synth_server):
+    base = synth_server.url
     code, body = get_json(f"{base}/search?q=a+red+circle&k=3")
     assert code == 200 and len(body["hits"]) == 3 and body["searched"] == 12
     assert set(body["hits"][0]) >= {"path", "score", "start", "end", "range", "thumb", "page", "media"}
@@ -58,8 +48,8 @@ def test_new_videos_show_up_without_a_restart(tmp_path, synth_dir, tiny_encoder)
         assert get_json(f"{srv.url}/search?q=x&k=50")[1]["searched"] == 4
 
 
-def test_errors_are_json_with_the_right_codes(server):
-    base = server.url
+def test_errors_are_json_with_the_right_codes(synth_server):
+    base = synth_server.url
     assert get_json(f"{base}/search?q=%20")[0] == 400
     code, body = get_json(f"{base}/search?q=x&k=0")
     assert code == 400 and body["error"] == "k must be between 1 and 10000, got 0"
@@ -74,24 +64,24 @@ def test_errors_are_json_with_the_right_codes(server):
     assert get_json(f"{base}/api/like/999") == (404, {"error": "segment 999 is not in the store"})
 
 
-def test_more_like_this_returns_the_segment_itself_first(server):
-    hits = get_json(f"{server.url}/api/search?q=a+green+square&k=3")[1]["hits"]
-    like = get_json(f"{server.url}/api/like/{hits[1]['segment_id']}?k=3")[1]["hits"]
+def test_more_like_this_returns_the_segment_itself_first(synth_server):
+    hits = get_json(f"{synth_server.url}/api/search?q=a+green+square&k=3")[1]["hits"]
+    like = get_json(f"{synth_server.url}/api/like/{hits[1]['segment_id']}?k=3")[1]["hits"]
     assert like[0]["segment_id"] == hits[1]["segment_id"] and like[0]["score"] == pytest.approx(1.0, abs=1e-3)
 
 
-def test_thumbnails_come_from_index_time_and_are_small_jpegs(server, store):
-    hit = get_json(f"{server.url}/api/search?q=a+red+circle&k=1")[1]["hits"][0]
-    code, headers, body = request(server.url + hit["thumb"])
+def test_thumbnails_come_from_index_time_and_are_small_jpegs(synth_server, synth_store):
+    hit = get_json(f"{synth_server.url}/api/search?q=a+red+circle&k=1")[1]["hits"][0]
+    code, headers, body = request(synth_server.url + hit["thumb"])
     assert code == 200 and headers["content-type"] == "image/jpeg" and body[:3] == b"\xff\xd8\xff"
     assert 200 < len(body) < 20_000
-    with Store.open(store) as st:
+    with Store.open(synth_store) as st:
         assert st.thumbnail(hit["segment_id"]) == body  # stored by `index`, not made now
 
 
-def test_video_files_by_id_with_range_requests(server):
-    hit = get_json(f"{server.url}/api/search?q=a+red+circle&k=1")[1]["hits"][0]
-    url = server.url + hit["media"]
+def test_video_files_by_id_with_range_requests(synth_server):
+    hit = get_json(f"{synth_server.url}/api/search?q=a+red+circle&k=1")[1]["hits"][0]
+    url = synth_server.url + hit["media"]
     with open(hit["path"], "rb") as f:
         data = f.read()
     size = len(data)
@@ -114,27 +104,27 @@ def test_video_files_by_id_with_range_requests(server):
      "/static/..%5c..%5cvsearch.db", "/static/....//....//etc/passwd", "/media/..%2f1", "/thumb/..%2f..%2f1",
      "/static/%252e%252e%252fvsearch.db", "/v/../../etc/passwd"],
 )  # fmt: skip
-def test_no_path_traversal(server, path):
-    code, _h, body = request(server.url + path)
+def test_no_path_traversal(synth_server, path):
+    code, _h, body = request(synth_server.url + path)
     assert code in (400, 404), (path, code)
     assert b"root:" not in body and b"SQLite format" not in body
 
 
-def test_an_unreadable_image_is_a_400(server):
+def test_an_unreadable_image_is_a_400(synth_server):
     boundary = "xxBOUNDARYxx"
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
         f"Content-Type: image/png\r\n\r\nnot an image\r\n--{boundary}--\r\n"
     ).encode()
     code, _h, out = request(
-        f"{server.url}/api/image?k=3", method="POST", data=body,
+        f"{synth_server.url}/api/image?k=3", method="POST", data=body,
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )  # fmt: skip
     assert code == 400 and "not a readable image" in json.loads(out)["error"]
 
 
-def test_a_token_is_required_when_set(store):
-    with LiveServer(store, "--token", "s3cret") as srv:
+def test_a_token_is_required_when_set(synth_store):
+    with LiveServer(synth_store, "--token", "s3cret") as srv:
         assert request(f"{srv.url}/api/status")[0] == 401
         assert request(f"{srv.url}/api/status", headers={"Authorization": "Bearer wrong"})[0] == 401
         assert request(f"{srv.url}/api/status", headers={"Authorization": "Bearer s3cret"})[0] == 200
@@ -143,8 +133,8 @@ def test_a_token_is_required_when_set(store):
         assert request(f"{srv.url}/health", headers={"Cookie": "vsearch_token=s3cret"})[0] == 200
 
 
-def test_no_cors_headers_by_default(server):
-    _code, headers, _b = request(f"{server.url}/api/status", headers={"Origin": "http://evil.example"})
+def test_no_cors_headers_by_default(synth_server):
+    _code, headers, _b = request(f"{synth_server.url}/api/status", headers={"Origin": "http://evil.example"})
     assert not any(k.startswith("access-control-") for k in headers)
 
 
@@ -176,14 +166,14 @@ def test_loopback_detection_and_allowed_hosts():
     assert allowed_hosts("[::1]") == {"localhost", "127.0.0.1", "::1"}
 
 
-def test_a_busy_port_is_one_line_naming_the_holder(server, store):
+def test_a_busy_port_is_one_line_naming_the_holder(synth_server, synth_store):
     res = procs.run(
-        [sys.executable, "-m", "vsearch", "serve", "--store", store, "--port", server.port], timeout=120, env=server.env
+        [sys.executable, "-m", "vsearch", "serve", "--store", synth_store, "--port", synth_server.port], timeout=120, env=synth_server.env
     )
     assert res.returncode == 1, res.stderr
     lines = [x for x in (res.stdout + res.stderr).strip().splitlines() if x.strip()]
-    assert len(lines) == 1 and f"port {server.port}" in lines[0] and "already in use" in lines[0], lines
-    assert f"pid {server.proc.pid}" in lines[0]
+    assert len(lines) == 1 and f"port {synth_server.port}" in lines[0] and "already in use" in lines[0], lines
+    assert f"pid {synth_server.proc.pid}" in lines[0]
 
 
 def test_a_store_without_thumbnails_gets_them_lazily_cached_outside_the_store(tmp_path, synth_dir, tiny_encoder):
@@ -196,4 +186,4 @@ def test_a_store_without_thumbnails_gets_them_lazily_cached_outside_the_store(tm
     cached = list((tmp_path / "cache" / "vsearch" / "thumbnails").glob("*.jpg"))
     assert len(cached) == 1 and cached[0].read_bytes() == body
     with Store.open(tmp_path / "s") as st:
-        assert st.thumbnail(hit["segment_id"]) is None  # the server never writes to the store
+        assert st.thumbnail(hit["segment_id"]) is None  # the synth_server never writes to the store

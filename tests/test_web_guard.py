@@ -15,19 +15,9 @@ TOKEN = "café"
 
 
 @pytest.fixture(scope="module")
-def store(synth_store):
-    return synth_store
-
-
-@pytest.fixture(scope="module")
-def server(synth_server):
-    return synth_server
-
-
-@pytest.fixture(scope="module")
-def locked(store):
-    """A server with a non-ASCII token and one extra host name."""
-    with LiveServer(store, "--token", TOKEN, "--allow-host", "Box.Lan") as srv:
+def locked(synth_store):
+    """A synth_server with a non-ASCII token and one extra host name."""
+    with LiveServer(synth_store, "--token", TOKEN, "--allow-host", "Box.Lan") as srv:
         yield srv
 
 
@@ -39,17 +29,17 @@ def get(port: int, path: str, *headers: bytes, method: bytes = b"GET"):
 @pytest.mark.parametrize(
     "host", [b"attacker.example", b"attacker.example:80", b"localhost.attacker.example", b"127.0.0.1.nip.io"]
 )
-def test_a_foreign_host_name_is_refused_with_json(server, host):
-    code, headers, body = get(server.port, "/api/status", b"Host: " + host)
+def test_a_foreign_host_name_is_refused_with_json(synth_server, host):
+    code, headers, body = get(synth_server.port, "/api/status", b"Host: " + host)
     assert code == 400 and headers["content-type"] == "application/json"
     assert "does not answer to the host name" in json.loads(body)["error"]
     assert b"vsearch.db" not in body and b'"store"' not in body
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "LOCALHOST"])
-def test_loopback_names_are_answered_with_any_port(server, host):
-    for value in (host, f"{host}:{server.port}"):
-        code, _h, body = get(server.port, "/api/status", b"Host: " + value.encode())
+def test_loopback_names_are_answered_with_any_port(synth_server, host):
+    for value in (host, f"{host}:{synth_server.port}"):
+        code, _h, body = get(synth_server.port, "/api/status", b"Host: " + value.encode())
         assert code == 200 and json.loads(body)["videos"] == 12, value
 
 
@@ -59,8 +49,8 @@ def test_allow_host_adds_a_name(locked):
     assert get(locked.port, "/health", b"Host: other.lan", auth)[0] == 400
 
 
-def test_no_redirect_is_built_from_the_host_header(server):
-    code, headers, body = get(server.port, "/static/app.js/", b"Host: localhost")
+def test_no_redirect_is_built_from_the_host_header(synth_server):
+    code, headers, body = get(synth_server.port, "/static/app.js/", b"Host: localhost")
     assert code == 404 and "location" not in headers and json.loads(body)["error"]
 
 
@@ -68,8 +58,8 @@ def test_no_redirect_is_built_from_the_host_header(server):
     "path", ["/api/video/9223372036854775808", "/media/9223372036854775808", "/thumb/9223372036854775808",
              "/api/like/9223372036854775808", "/api/video/-1", "/media/99999999999999999999999"],
 )  # fmt: skip
-def test_ids_past_64_bits_are_a_json_404(server, path):
-    code, headers, body = request(server.url + path)
+def test_ids_past_64_bits_are_a_json_404(synth_server, path):
+    code, headers, body = request(synth_server.url + path)
     assert code == 404 and headers["content-type"] == "application/json", (code, body[:200])
     assert "is not in the store" in json.loads(body)["error"]
 
@@ -100,9 +90,9 @@ def test_a_wrong_token_in_the_url_is_a_401(locked):
     assert code == 401 and headers["www-authenticate"].startswith("Bearer") and "set-cookie" not in headers
 
 
-def test_security_headers_on_every_response(server, locked):
-    hit = get_json(f"{server.url}/api/search?q=a+red+circle&k=1")[1]["hits"][0]
-    urls = [f"{server.url}{p}" for p in ("/", "/api/status", "/nope", "/static/app.js", hit["thumb"], hit["media"])]
+def test_security_headers_on_every_response(synth_server, locked):
+    hit = get_json(f"{synth_server.url}/api/search?q=a+red+circle&k=1")[1]["hits"][0]
+    urls = [f"{synth_server.url}{p}" for p in ("/", "/api/status", "/nope", "/static/app.js", hit["thumb"], hit["media"])]
     urls.append(f"{locked.url}/api/status")  # a 401
     for url in urls:
         _code, headers, _b = request(url)
@@ -111,11 +101,11 @@ def test_security_headers_on_every_response(server, locked):
         assert headers["referrer-policy"] == "no-referrer", url
 
 
-def test_head_answers_every_get_route_without_a_body(server):
-    hit = get_json(f"{server.url}/api/search?q=a+red+circle&k=1")[1]["hits"][0]
+def test_head_answers_every_get_route_without_a_body(synth_server):
+    hit = get_json(f"{synth_server.url}/api/search?q=a+red+circle&k=1")[1]["hits"][0]
     for path in ("/", "/api/status", "/api/search?q=x", f"/api/video/{hit['video_id']}", hit["thumb"], hit["media"], "/health"):
-        code, headers, body = request(server.url + path, method="HEAD")
-        g_code, g_headers, g_body = request(server.url + path)
+        code, headers, body = request(synth_server.url + path, method="HEAD")
+        g_code, g_headers, g_body = request(synth_server.url + path)
         assert code == g_code == 200 and body == b"", path
         assert headers["content-type"] == g_headers["content-type"], path
         if path in (hit["thumb"], hit["media"]):
