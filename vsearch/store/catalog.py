@@ -58,14 +58,6 @@ class Catalog(StoreBase):
                     out[path] = KnownVideo(vid, size, mtime, chash)
         return out
 
-    def video_ids_by_hash(self, hashes: Iterable[str]) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        with self.Session() as s:
-            for chunk in _chunks(list(set(hashes)), 500):
-                for vid, h in s.execute(select(Video.id, Video.content_hash).where(Video.content_hash.in_(chunk))):
-                    out.setdefault(h, []).append(vid)
-        return out
-
     def list_videos(self, under: str | None = None) -> list[dict]:
         """Every stored video (or those under ``under``) with duration, segments, when it was
         indexed and whether its file is still there (one stat each)."""
