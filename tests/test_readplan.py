@@ -147,7 +147,7 @@ def test_sparse_keyframes_index_exactly_and_warn_once(tmp_path):
 
 @needs_ffmpeg
 def test_thumbnails_are_made_at_display_size_in_the_worker(tmp_path):
-    from vsearch.thumbnails import MAX_BYTES
+    from vsearch.video.pictures import MAX_BYTES
 
     path = camera_file(tmp_path / "cam.mp4", seconds=4, gop=20, size="960x540")
     msgs = _messages(DecodeJob(0, path, 4, 32, "squash", 10.0, 2.0, sampling="fast", thumb_width=640))

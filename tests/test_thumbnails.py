@@ -16,7 +16,7 @@ from PIL import Image
 
 from vsearch.index_command import index_folders
 from vsearch.store import Store
-from vsearch.thumbnails import MAX_BYTES, MIN_WIDTH, encode_jpeg, thumbnail_decode_side
+from vsearch.video.pictures import MAX_BYTES, MIN_WIDTH, encode_jpeg, thumbnail_decode_side
 
 SAMPLE_MODEL = Path(__file__).resolve().parents[1] / "sample_data" / "model"
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="Debian's ffmpeg writes the test footage")

@@ -30,8 +30,8 @@ from .ingest_plan import (
     refuse_empty_roots,
 )
 from .store.store import SegmentWrite, Store, VideoWrite
-from .thumbnails import THUMB_WIDTH, encode_jpeg
 from .video.discover import FoundFile, list_videos
+from .video.pictures import THUMB_WIDTH, encode_jpeg
 from .video.workers import DecodeJob, DecodePool, default_workers
 
 __all__ = ["IndexReport", "Progress", "check_roots", "index"]

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass
 
 from ..errors import DecodeError
-from ..thumbnails import encode_jpeg, thumbnail_decode_side
 from .decode import VideoReader, center_crop
+from .pictures import encode_jpeg, thumbnail_decode_side
 from .pyav_reader import has_open_gops
 from .readplan import KeyframeTable, fast_unusable, snap_to_keyframes
 from .sampling import SegmentPlan, plan_segments, uniform_indices

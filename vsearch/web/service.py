@@ -16,7 +16,8 @@ from ..search import MAX_K, load_store_encoder, search, search_image, search_lik
 from ..store.damage import damage_message, integrity_problem
 from ..store.rows import DB_NAME
 from ..store.store import Store
-from ..thumbnails import cache_dir, decode_thumbnail
+from ..thumbnails import cache_dir
+from ..video.pictures import decode_thumbnail
 from .media import IndexedFile
 from .ranges import mime_type
 
