@@ -199,7 +199,7 @@ def status(
     t.add_row("failures", str(info["failures"]) + ("" if failures or not info["failures"] else "  (see --failures)"))
     last = info["last_run"]
     if last:
-        counts = ", ".join(f"{k} {v}" for k, v in last["counts"].items())
+        counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in last["counts"].items())
         when = f"{last['status']} at {last['finished_at']}" if last.get("finished_at") else f"{last['status']} (started {last['started_at']})"
         t.add_row("last run", f"{when}: {counts}")
     console.print(t)
