@@ -283,30 +283,15 @@ class VectorIndex:
         need = math.ceil(2 * k / per_list)
         if need <= ivf.nprobe:
             return None
-        faiss = import_faiss()
-        params = faiss.SearchParametersIVF()
-        params.nprobe = int(min(ivf.nlist, need))
-        if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
-            qp = faiss.SearchParametersHNSW()
-            qp.efSearch = max(64, 2 * params.nprobe)
-            params.quantizer_params = qp
-            params._keep = qp
-        return params
+        probe = int(min(ivf.nlist, need))
+        return _ivf_params(ivf, probe, quantizer_width(probe))
 
     def _restricted(self, allowed: np.ndarray):
         faiss = import_faiss()
         sel = faiss.IDSelectorBatch(allowed)
         ivf = faiss.try_extract_index_ivf(self.index)
-        if ivf is None:
-            params = faiss.SearchParameters()
-        else:
-            params = faiss.SearchParametersIVF()
-            params.nprobe = int(ivf.nlist)
-            if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
-                qp = faiss.SearchParametersHNSW()
-                qp.efSearch = int(ivf.nlist)
-                params.quantizer_params = qp
-                params._keep = qp  # the SWIG object must outlive the search
+        # Every list probed; the graph over the centroids must return all of them.
+        params = faiss.SearchParameters() if ivf is None else _ivf_params(ivf, int(ivf.nlist), int(ivf.nlist))
         params.sel = sel
         params._keep_sel = sel
         return params
@@ -349,11 +334,31 @@ def faiss_ivf(index):
     return import_faiss().try_extract_index_ivf(index)
 
 
+def quantizer_width(nprobe: int) -> int:
+    """efSearch of an HNSW coarse quantizer asked for ``nprobe`` lists: at least as wide as the
+    lists it must return, with room to find the right ones."""
+    return max(64, 2 * int(nprobe))
+
+
 def _tune_quantizer(faiss, ivf) -> None:
-    """An HNSW coarse quantizer must look at least as wide as the lists it is asked for."""
+    """Set an HNSW coarse quantizer's width for the index's own nprobe."""
     hnsw = faiss.downcast_index(ivf.quantizer)
     if isinstance(hnsw, faiss.IndexHNSW):
-        hnsw.hnsw.efSearch = max(64, 2 * int(ivf.nprobe))
+        hnsw.hnsw.efSearch = quantizer_width(ivf.nprobe)
+
+
+def _ivf_params(ivf, nprobe: int, ef_search: int):
+    """Per-search parameters probing ``nprobe`` lists (an HNSW quantizer searched ``ef_search``
+    wide), leaving the index's own settings untouched for concurrent searches."""
+    faiss = import_faiss()
+    params = faiss.SearchParametersIVF()
+    params.nprobe = int(nprobe)
+    if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
+        qp = faiss.SearchParametersHNSW()
+        qp.efSearch = int(ef_search)
+        params.quantizer_params = qp
+        params._keep = qp  # the SWIG object must outlive the search
+    return params
 
 
 def index_file_name(encoder_id: int, gen: int) -> str:
