@@ -37,6 +37,11 @@ def default_store_dir() -> Path:
     return base / APP_NAME
 
 
+def store_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """The store folder a command means: ``root`` as given (``~`` expanded), else the default."""
+    return Path(root).expanduser() if root is not None else default_store_dir()
+
+
 def cache_dir() -> Path:
     """Per-user cache (fingerprints, evaluation embeddings); safe to delete at any time."""
     xdg = os.environ.get("XDG_CACHE_HOME")

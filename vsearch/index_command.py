@@ -18,7 +18,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from .config import DEFAULT_MODEL, default_store_dir
+from .config import DEFAULT_MODEL
+from .config import store_dir as config_store_dir
 from .errors import ConfigError, StoreNotFound
 from .ingest_plan import (
     DEFAULT_INDEX_SAMPLING,
@@ -125,7 +126,7 @@ def index_folders(
         spec = folder_spec(ref)
         if spec is not None and not reembed and not options.get("ray"):
             # A model folder says what decoding needs: create the store, decode while it loads.
-            root = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
+            root = config_store_dir(store_dir)
             made_root = None if root.exists() else root
             encoder = LazyEncoder(lambda: _loader(load)(ref, family=None, device=device, base=base), spec)
         else:

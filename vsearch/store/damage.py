@@ -297,11 +297,11 @@ def database_problem(root: Path | None) -> tuple[Path, str | None]:
 
     ``StoreNotFound`` when there is no database at all: nothing to check.
     """
-    from ..config import default_store_dir
+    from ..config import store_dir
     from ..errors import StoreNotFound
     from .rows import DB_NAME
 
-    folder = Path(root).expanduser() if root is not None else default_store_dir()
+    folder = store_dir(root)
     db_path = folder / DB_NAME
     if not db_path.exists():
         raise StoreNotFound(f"no vsearch store at {folder} (index something first, or pass --store)")

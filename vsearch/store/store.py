@@ -32,7 +32,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from ..config import DEFAULT_MIN_TAIL_SECONDS, DEFAULT_SEGMENT_SECONDS, default_store_dir
+from ..config import DEFAULT_MIN_TAIL_SECONDS, DEFAULT_SEGMENT_SECONDS, store_dir
 from ..errors import StoreDamaged, StoreError, StoreNotFound
 from . import db as dbmod
 from .base import INDEX_DIR, LOCK_NAME, StoreBase
@@ -72,7 +72,7 @@ class Store(Catalog, Commits, EncoderLifecycle, RunLog, IndexSync, Health, Store
         Pending Alembic migrations are applied here, so code always sees the current schema. A
         store on read-only media opens read-only: search works, writing says why it cannot.
         """
-        path = Path(root).expanduser() if root is not None else default_store_dir()
+        path = store_dir(root)
         db_path = path / DB_NAME
         try:
             exists = db_path.exists()
@@ -132,7 +132,7 @@ class Store(Catalog, Commits, EncoderLifecycle, RunLog, IndexSync, Health, Store
     def check_creatable(root: str | os.PathLike[str] | None = None) -> Path:
         """Refuse, before any slow work (a model download, a load), a store location that
         cannot become a store: an existing file, or a path under no writable folder."""
-        path = Path(root).expanduser() if root is not None else default_store_dir()
+        path = store_dir(root)
         try:
             if path.exists() and not path.is_dir():
                 raise StoreError(f"cannot create a store at {path}: it is a file, not a folder")
