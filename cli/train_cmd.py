@@ -169,7 +169,7 @@ def run_training(
 
 @train_app.command("retrieval")
 @handle_errors
-@config_options(*COMMON, *TEMPORAL, *LAST)
+@config_options(*COMMON, *TEMPORAL, "view_consistency", *LAST)
 def train_retrieval(
     data: Annotated[
         Path,

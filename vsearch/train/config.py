@@ -93,6 +93,13 @@ class TrainConfig:
         "Keep the embeddings and the first N transformer layers of each tower fixed (Test of Time freezes 5 of 6): "
         "pretrained appearance stays while the top layers and the family's new parts learn order; 0 trains everything.",
     )
+    #: Weight of the view-consistency term: 1 - cos between a clip's embedding and that of the
+    #: same clip drawn and degraded another way (``synth:motion,...,views=2``; retrieval only).
+    view_consistency: float = _opt(
+        0.0,
+        "Weight of 1 - cos(clip, the same clip another way: size, noise, compression, resampler) added to the loss; "
+        "needs a synthetic stream with views=2 (retrieval only). Makes embeddings stable under re-encoding and scaling.",
+    )
     # recognition
     prompt: str | None = None  # class-name template [default: the model's spec]
     freeze_text: bool = False

@@ -211,3 +211,11 @@ def pair_loss(
 def reversal_sensitivity(video: torch.Tensor, video_rev: torch.Tensor) -> float:
     """Mean 1 - cos(f(v), f(reverse v)) of unit vectors: 0 means the encoder is order-blind."""
     return float((1 - (video.detach() * video_rev.detach()).sum(1)).mean())
+
+
+def view_drift(video: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Mean 1 - cos between each clip's embedding and its other view's (0 when they agree).
+
+    Both sides carry gradient: neither view is the reference, as neither a clean render nor a
+    degraded one is what indexing will see."""
+    return (1.0 - F.cosine_similarity(video.float(), other.float(), dim=-1)).mean()

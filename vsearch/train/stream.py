@@ -23,7 +23,11 @@ fresh data. Evaluation sets stay files written with a fixed seed (``write_direct
   ``wander=0.25`` (motion only: that share of items is an object of any colour and shape drifting
   with no direction, a random walk, with its static caption: appearance in motion without a
   direction to learn. A random walk played backwards is another random walk, so the caption is
-  ``timeless`` as above. Stills show every object still; this shows every object moving).
+  ``timeless`` as above. Stills show every object still; this shows every object moving),
+  ``augment=0.5`` (that share of items is drawn as footage arrives: another size and aspect,
+  noise, JPEG, a random resampler down to ``size``; ``synth.degrade``). With ``views=2`` every
+  item also carries ``frames_b``: the same content (same object, path and background) drawn and
+  degraded independently, for the view-consistency loss (``--view-consistency``).
 
 For ``vsearch pretrain`` a motion sample carries ``subtitle`` (the motion caption: the text of
 the whole clip) and ``caption`` (the static caption: what an image captioner says about the
@@ -38,12 +42,13 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
+from ..synth.degrade import degrade, footage_size
 from ..synth.scenes import ALL_SCENES, Scene, render_scene, render_wander, reversal_split, static_caption
 
 PREFIX = "synth:"
 KINDS = ("motion", "static")
 #: Options that are a share of the items.
-SHARES = ("stills", "framecaps", "wander")
+SHARES = ("stills", "framecaps", "wander", "augment")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,11 @@ class StreamSpec:
     #: (``render_wander``) with its static caption, timeless: stills that move, so the video tower
     #: sees every object under motion while only the motion split's scenes have a direction.
     wander: float = 0.0
+    #: this share of items is drawn at a random footage size and degraded (noise, JPEG, crop, a
+    #: random resampler) down to ``size``: the pixels indexing will feed the model.
+    augment: float = 0.0
+    #: 2: each item also carries ``frames_b``, the same content drawn and degraded independently.
+    views: int = 1
 
     @classmethod
     def parse(cls, text: str) -> StreamSpec:
@@ -76,17 +86,23 @@ class StreamSpec:
         kw: dict = {}
         for opt in opts:
             key, sep, value = opt.partition("=")
-            if not sep or key not in ("split", "size", "length", "frames", *SHARES):
+            if not sep or key not in ("split", "size", "length", "frames", "views", *SHARES):
                 raise DatasetError(
-                    f"{text}: unknown option {opt!r} (split=, size=, length=, frames=, stills=, framecaps=, wander=)"
+                    f"{text}: unknown option {opt!r} "
+                    "(split=, size=, length=, frames=, views=, stills=, framecaps=, wander=, augment=)"
                 )
             try:
                 kw[key] = value if key == "split" else float(value) if key in SHARES else int(value)
             except ValueError:
                 raise DatasetError(f"{text}: {key} must be a number, not {value!r}") from None
         for key in SHARES:
-            if not 0.0 <= kw.get(key, 0.0) < 1.0 or (kw.get(key) and kind != "motion"):
+            if key == "augment":
+                if not 0.0 <= kw.get(key, 0.0) <= 1.0:
+                    raise DatasetError(f"{text}: augment= is a share in [0, 1] of the items")
+            elif not 0.0 <= kw.get(key, 0.0) < 1.0 or (kw.get(key) and kind != "motion"):
                 raise DatasetError(f"{text}: {key}= is a share in [0, 1) of a synth:motion stream")
+        if kw.get("views", 1) not in (1, 2):
+            raise DatasetError(f"{text}: views= is 1 or 2")
         if kw.get("stills", 0.0) + kw.get("wander", 0.0) >= 1.0:
             raise DatasetError(f"{text}: stills= and wander= together must leave a share for the moving scenes")
         if kw.get("split", "train") not in ("train", "all"):
@@ -124,22 +140,41 @@ class SyntheticStream(torch.utils.data.Dataset):
         if self.spec.stills and rng.random() < self.spec.stills:
             # A still of any object (stills carry no direction: the held-out split is about motion).
             scene = ALL_SCENES[int(rng.integers(len(ALL_SCENES)))]
-            frames = np.repeat(render_scene(scene, 1, self.spec.size, self.spec.size, rng), self.frames, axis=0)
-            text = static_caption(scene)
+            kind, text = "still", static_caption(scene)
         elif self.spec.wander and rng.random() < self.spec.wander / (1.0 - self.spec.stills):
             # Any object on a random walk: motion without a direction (timeless, like a still).
             scene = ALL_SCENES[int(rng.integers(len(ALL_SCENES)))]
-            frames = render_wander(scene, self.frames, self.spec.size, self.spec.size, rng)
-            text, timeless = static_caption(scene), True
+            kind, text, timeless = "wander", static_caption(scene), True
         else:
             scene = self.scenes[int(rng.integers(len(self.scenes)))]
-            frames = render_scene(scene, self.frames, self.spec.size, self.spec.size, rng)
+            kind = "scene"
             text = static_caption(scene) if self.spec.kind == "static" else scene.caption
-            if self.spec.framecaps and rng.random() < self.spec.framecaps:
-                text, timeless = static_caption(scene), True
+        content = rng.bit_generator.state  # the draws that place the object, for a second view
+        # Degradations draw from their own stream, so a stream without augment= renders exactly
+        # the clips it always has.
+        look = np.random.default_rng([self.seed, self.epoch, index, 12])
+        frames = self._draw(kind, scene, rng, look, self.spec.augment and look.random() < self.spec.augment)
+        if kind == "scene" and self.spec.framecaps and rng.random() < self.spec.framecaps:
+            text, timeless = static_caption(scene), True
         sample = {"frames": frames, "index": index, "timeless": timeless}
+        if self.spec.views == 2:
+            again = np.random.Generator(np.random.PCG64())
+            again.bit_generator.state = content
+            sample["frames_b"] = self._draw(kind, scene, again, look, True)
         if self.pretrain:
             sample.update(middle=frames[len(frames) // 2 : len(frames) // 2 + 1], subtitle=text, caption=static_caption(scene))
         else:
             sample["text"] = text
         return sample
+
+    def _draw(self, kind: str, scene: Scene, rng: np.random.Generator, look: np.random.Generator, degraded: bool) -> np.ndarray:
+        """The item's frames: drawn at the model's side, or at a footage size and degraded to it."""
+        size = self.spec.size
+        w, h = footage_size(size, look) if degraded else (size, size)
+        if kind == "still":
+            frames = np.repeat(render_scene(scene, 1, w, h, rng), self.frames, axis=0)
+        elif kind == "wander":
+            frames = render_wander(scene, self.frames, w, h, rng)
+        else:
+            frames = render_scene(scene, self.frames, w, h, rng)
+        return degrade(frames, size, look) if degraded else frames

@@ -24,6 +24,7 @@ from .loss import (
     pair_loss,
     recognition_loss,
     reversal_sensitivity,
+    view_drift,
 )
 from .stream import StreamSpec, SyntheticStream, is_stream
 
@@ -87,7 +88,19 @@ class RetrievalTask:
     def embed(self, batch: dict) -> tuple[torch.Tensor, ...]:
         with self.encoder.autocast():
             out = (self._videos(batch["frames"]), self._texts(batch["text"]))
-            return out + self._reversed(batch["frames"], batch["text"])
+            out += self._reversed(batch["frames"], batch["text"])
+            if self._consistency():
+                out += (self._videos(batch["frames_b"]),)  # last, so loss() can take it off
+            return out
+
+    def _consistency(self) -> float:
+        """The view-consistency weight, checked against the data once: it needs a second view."""
+        weight = float(getattr(self.cfg, "view_consistency", 0.0) or 0.0)
+        if weight and not (is_stream(self.cfg.data) and StreamSpec.parse(self.cfg.data).views == 2):
+            raise DatasetError(
+                f"--view-consistency needs a second view of each clip: add views=2 to a synthetic stream ({self.cfg.data})"
+            )
+        return weight
 
     def _reversed(self, frames: torch.Tensor, texts: list[str]) -> tuple[torch.Tensor, ...]:
         """With time reversal on: the reversed clips (frames in reverse order), and under
@@ -101,9 +114,18 @@ class RetrievalTask:
 
     def loss(self, embs: tuple[torch.Tensor, ...], batches: list[dict]) -> torch.Tensor:
         texts = [t for b in batches for t in b[self.text_key]]
+        weight = self._consistency()
+        if weight:
+            embs, other = embs[:-1], embs[-1]
         if self.reversal == "off":
-            return contrastive_loss(embs[0], embs[1], self.encoder.logit_scale, _group_ids(texts, self.device))
-        return self.reversal_loss(embs[0], embs[1], embs[2:], texts, *same_backwards(batches, self.device))
+            total = contrastive_loss(embs[0], embs[1], self.encoder.logit_scale, _group_ids(texts, self.device))
+        else:
+            total = self.reversal_loss(embs[0], embs[1], embs[2:], texts, *same_backwards(batches, self.device))
+        if weight:
+            drift = view_drift(embs[0], other)
+            self.metrics["view_drift"] = round(float(drift.detach()), 6)
+            total = total + weight * drift
+        return total
 
     text_key = "text"
 
