@@ -222,3 +222,47 @@ def eval_moments(
     table.add_row("R@1, IoU >= 0.7 (%)", f"{report['r1_iou70']:.1f}")
     table.add_row("video R@1 (%)", f"{report['video_r1']:.1f}")
     console.print(table)
+
+
+@eval_app.command("robustness")
+@handle_errors
+def eval_robustness(
+    model: Model,
+    videos: Annotated[
+        Path | None,
+        typer.Option("--videos", help="Single-scene clips: a folder with captions.csv, its videos/ folder, or the CSV."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Render fresh clips with this seed instead of --videos.")] = None,
+    count: Annotated[int, typer.Option("--count", help="Clips to render with --seed (48: every scene once).")] = 48,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Does a model hold up? "a COLOUR SHAPE" queries, a frame at 1 s as an image query, and the
+    cosine of each clip to itself re-encoded, resized by 10% and stored rotated like a phone's.
+
+    Example: [bold]vsearch eval robustness --model sample_data/clip-vip --videos sample_data/videos[/]
+    (or [bold]--seed 7 --count 48[/] for clips it has never seen)
+    """
+    from vsearch.errors import ConfigError
+    from vsearch.eval.robustness import VARIANTS, evaluate_robustness
+
+    if (videos is None) == (seed is None):
+        raise ConfigError("give --videos DIR or --seed N (clips rendered fresh), one of the two")
+    with console.status(f"measuring {model} ..."):
+        report = evaluate_robustness(model, videos=videos, seed=seed, count=count, device=device)
+    if as_json:
+        print_json(report)
+        return
+    where = report.get("videos") or f"seed {report['seed']}"
+    table = Table(title=f"robustness on {report['clips']} single-scene clips ({where}; {model})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row('"a COLOUR SHAPE": right colour and shape first', report["appearance"]["score"])
+    table.add_row(f"frame at {report['image']['at_s']:g} s as an image: right colour and shape first", report["image"]["score"])
+    for v in VARIANTS:
+        s = report["stability"][v]
+        label = f"cos to itself, {v}: min / mean (clips >= {report['stable_at']:g})"
+        table.add_row(label, f"{s['min']:.3f} / {s['mean']:.3f} ({s['score']})")
+    console.print(table)
+    if report["appearance"]["absent"]:
+        console.print(f"[yellow]no clip of {', '.join(report['appearance']['absent'])}: those queries were not asked[/]")
