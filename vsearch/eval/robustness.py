@@ -32,7 +32,7 @@ import io
 import itertools
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -195,32 +195,38 @@ def _even(x: float) -> int:
     return max(2, 2 * round(x / 2))
 
 
-def write_variants(path: str, out_dir: Path) -> dict[str, str]:
-    """The clip at ``path`` stored four other ways under ``out_dir``: variant name → file."""
+def write_variants(path: str, out_dir: Path, variants: Sequence[str] = VARIANTS) -> dict[str, str]:
+    """The clip at ``path`` stored other ways under ``out_dir``: variant name → file."""
     from PIL import Image
 
     from ..video.decode import VideoReader
 
     with VideoReader(path, backend="pyav") as r:
         frames, fps = r.get(list(range(r.info.num_frames))), r.info.fps
-    stem = Path(path).stem
-    n, h, w, _ = frames.shape
-    size = (_even(w * RESIZE), _even(h * RESIZE))
-    small = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.LANCZOS)) for f in frames])
-    sideways = np.rot90(frames, 1, axes=(1, 2))  # the pixels a phone stores; shown turned back clockwise
-    files = {v: str(out_dir / f"{stem}.{v}.mp4") for v in VARIANTS}
-    write_h264(files["crf28"], frames, fps, COARSE_CRF)
-    write_h264(files["crf18"], frames, fps, FINE_CRF)
-    write_h264(files["resize90"], small, fps, FINE_CRF)
-    write_h264(files["rotated"], sideways, fps, FINE_CRF, rotation=-90)
+    files = {v: str(out_dir / f"{Path(path).stem}.{v}.mp4") for v in variants}
+    for v, file in files.items():
+        if v == "crf28":
+            write_h264(file, frames, fps, COARSE_CRF)
+        elif v == "crf18":
+            write_h264(file, frames, fps, FINE_CRF)
+        elif v == "resize90":
+            size = (_even(frames.shape[2] * RESIZE), _even(frames.shape[1] * RESIZE))
+            small = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.LANCZOS)) for f in frames])
+            write_h264(file, small, fps, FINE_CRF)
+        elif v == "rotated":  # the pixels a phone stores, sideways; shown turned back clockwise
+            write_h264(file, np.rot90(frames, 1, axes=(1, 2)), fps, FINE_CRF, rotation=-90)
+        else:
+            raise DatasetError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
     return files
 
 
-def stability(encoder, clips: list[Clip], vectors: np.ndarray, work: Path, sampling: str | None = None) -> dict:
+def stability(
+    encoder, clips: list[Clip], vectors: np.ndarray, work: Path, sampling: str | None = None, variants: Sequence[str] = VARIANTS
+) -> dict:
     """Per variant: min and mean cosine to the original clip, and clips at or above ``STABLE``."""
-    made = [write_variants(c.path, work) for c in clips]
+    made = [write_variants(c.path, work, variants) for c in clips]
     out = {}
-    for v in VARIANTS:
+    for v in variants:
         cos = (embed_files(encoder, [m[v] for m in made], sampling) * vectors).sum(1)
         worst = int(np.argmin(cos))
         ok = int((cos >= STABLE).sum())
@@ -236,7 +242,12 @@ def stability(encoder, clips: list[Clip], vectors: np.ndarray, work: Path, sampl
 
 
 def robustness_report(
-    encoder, clips: list[Clip], *, work: str | os.PathLike[str] | None = None, sampling: str | None = None
+    encoder,
+    clips: list[Clip],
+    *,
+    work: str | os.PathLike[str] | None = None,
+    sampling: str | None = None,
+    variants: Sequence[str] = VARIANTS,
 ) -> dict:
     """All three measures for ``encoder`` (loaded) on ``clips``; variants are written under ``work``
     (a temporary folder, removed afterwards, when not given)."""
@@ -250,7 +261,7 @@ def robustness_report(
     with tempfile.TemporaryDirectory(prefix="vsearch-robust-") as tmp:
         base = Path(work) if work is not None else Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        report["stability"] = stability(encoder, clips, vectors, base, sampling)
+        report["stability"] = stability(encoder, clips, vectors, base, sampling, variants)
     report["stable_at"] = STABLE
     return report
 
@@ -263,27 +274,30 @@ def evaluate_robustness(
     count: int = 48,
     device: str | None = None,
     work: str | os.PathLike[str] | None = None,
-    load: Callable | None = None,
+    variants: Sequence[str] = VARIANTS,
 ) -> dict:
     """Measure ``model`` (a ref for ``load_encoder``, or a loaded encoder) on the single-scene clips
     of ``videos``, or on ``count`` clips rendered with ``seed`` (``synth.scenes.generate``: 128x96,
-    15 fps, 3 s, CRF 28, as sample_data; 48 shows every colour x shape x motion once)."""
+    15 fps, 3 s, CRF 28, as sample_data; 48 shows every colour x shape x motion once). The clips
+    are read or rendered before the model loads, so bad input is refused first."""
     from ..models import load_encoder
 
     if (videos is None) == (seed is None):
         raise DatasetError("measure on a folder of clips or on clips rendered with a seed (one of the two)")
-    encoder = (load or load_encoder)(model, device=device) if isinstance(model, (str, os.PathLike)) else model
+    if videos is None and count < 1:
+        raise DatasetError(f"the clip count must be at least 1, got {count}")
+    if set(variants) - set(VARIANTS):
+        raise DatasetError(f"unknown variants {sorted(set(variants) - set(VARIANTS))}; choose from {', '.join(VARIANTS)}")
     with tempfile.TemporaryDirectory(prefix="vsearch-robust-clips-") as tmp:
         if videos is None:
             from ..synth.scenes import generate
 
-            if count < 1:
-                raise DatasetError(f"--count must be at least 1, got {count}")
             generate(Path(tmp) / "clips", count, seed=seed)
             clips, skipped = read_clips(Path(tmp) / "clips")
             source = {"seed": seed, "count": count}
         else:
             clips, skipped = read_clips(videos)
             source = {"videos": os.fspath(videos)}
-        report = robustness_report(encoder, clips, work=work)
+        encoder = load_encoder(model, device=device) if isinstance(model, (str, os.PathLike)) else model
+        report = robustness_report(encoder, clips, work=work, variants=variants)
     return {**source, "skipped_rows": skipped, **report}
