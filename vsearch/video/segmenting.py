@@ -1,0 +1,118 @@
+"""Where segments begin and end: at the footage's cuts (``shots``) or every N seconds (``fixed``).
+
+A fixed window straddles a cut and mixes two scenes into one vector; a segment that follows the
+shots holds one scene. ``plan_segments`` is the rule, a pure function of a duration and cut
+times (``shots`` finds the cuts):
+
+- segments end at cuts;
+- a shot longer than the segment length is split into equal pieces no longer than it (not a
+  full window and a stub);
+- a shot shorter than ``min_seconds`` (a sliver: a flash the detector let through, a cut
+  closer than that to the start or end) joins the shot after it (the last one joins the one
+  before), so a slideshow with a cut every frame gives segments of at least ``min_seconds``,
+  never one per frame;
+- with no cut left, the fixed-window plan itself (windows of the segment length, a last piece
+  under ``min_seconds`` joined to the one before): a black screen, one long take or a short
+  clip is cut exactly as a ``fixed`` store cuts it, so switching a store to shots re-embeds
+  only the videos that have cuts.
+
+No segment is ever empty; a clip shorter than everything is one segment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from .sampling import SegmentPlan
+from .sampling import plan_segments as fixed_plans
+
+#: How a store cuts videos into segments (meta ``segmenter``). Stores from before shots are ``fixed``.
+SEGMENTERS = ("shots", "fixed")
+#: What `vsearch index` gives a new store.
+DEFAULT_SEGMENTER = "shots"
+
+
+def check_segmenter(mode: str) -> str:
+    """``mode`` when it names a segmenter, else ``ValueError`` with the choices."""
+    if mode not in SEGMENTERS:
+        raise ValueError(f"unknown segmenter {mode!r}: use one of {', '.join(SEGMENTERS)}")
+    return mode
+
+
+def shot_bounds(duration: float, cuts: Iterable[float], min_seconds: float) -> list[float]:
+    """``[0, cut, ..., duration]``: the cuts inside the video, each kept when the shot it ends is
+    at least ``min_seconds`` long (greedy from the start), and the last shot likewise (else its
+    cut is dropped and it joins the one before)."""
+    inner = sorted({float(c) for c in cuts if math.isfinite(float(c)) and 0.0 < float(c) < duration})
+    bounds = [0.0]
+    for c in inner:
+        if c - bounds[-1] >= min_seconds:
+            bounds.append(c)
+    if len(bounds) > 1 and duration - bounds[-1] < min_seconds:
+        bounds.pop()
+    return [*bounds, float(duration)]
+
+
+def fixed_windows(duration: float, segment_seconds: float, min_seconds: float) -> list[tuple[float, float]]:
+    """Windows of ``segment_seconds`` from 0; a last piece shorter than ``min_seconds`` joins the
+    one before (the ``fixed`` rule of ``vsearch.video.sampling.plan_segments``, in seconds)."""
+    n = max(1, math.ceil(duration / segment_seconds - 1e-9))
+    edges = [float(min(k * segment_seconds, duration)) for k in range(n)] + [float(duration)]
+    if n > 1 and duration - edges[-2] < min_seconds:
+        del edges[-2]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def plan_segments(
+    duration: float, cuts: Iterable[float], segment_seconds: float, min_seconds: float = 1.0
+) -> list[tuple[float, float]]:
+    """``(start, end)`` seconds of each segment of a ``duration`` s video with cuts at ``cuts``
+    (seconds; those outside the video are ignored). See the module's rules. ``[]`` for a video
+    of no duration."""
+    if not segment_seconds > 0:
+        raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+    if not (math.isfinite(duration) and duration > 0):
+        return []
+    min_seconds = max(0.0, float(min_seconds))
+    bounds = shot_bounds(duration, cuts, min_seconds)
+    if len(bounds) == 2:
+        return fixed_windows(duration, segment_seconds, min_seconds)
+    out: list[tuple[float, float]] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        n = max(1, math.ceil((b - a) / segment_seconds - 1e-9))
+        step = (b - a) / n
+        out += [(a + k * step, a + (k + 1) * step if k < n - 1 else b) for k in range(n)]
+    return out
+
+
+def segment_plans(
+    frame_times: np.ndarray, cuts: Iterable[float], segment_seconds: float, min_seconds: float = 1.0
+) -> list[SegmentPlan]:
+    """``plan_segments`` on a decoded video: each segment as the frames whose start lies in its
+    range (``frame_times``: (N, 2) start/end seconds). A range no frame starts in is dropped
+    (its time goes to the segment before), so every plan has frames. With no cut left the
+    result is exactly the ``fixed`` plan of ``vsearch.video.sampling``."""
+    times = np.asarray(frame_times, dtype=np.float64).reshape(-1, 2)
+    n = len(times)
+    if n == 0:
+        return []
+    t0 = float(times[0, 0])
+    starts = times[:, 0] - t0
+    duration = float(times[-1, 1] - t0)
+    cuts = list(cuts)
+    if len(shot_bounds(duration, cuts, min_seconds)) == 2:
+        return fixed_plans(times, segment_seconds, min_seconds)
+    edges = [
+        int(np.searchsorted(starts, a - 1e-6, side="left"))
+        for a, _b in plan_segments(duration, cuts, segment_seconds, min_seconds)
+    ]
+    edges = sorted(set(min(e, n) for e in edges) | {0}) + [n]
+    plans = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b > a:
+            start_s, end_s = float(starts[a]), float(times[b - 1, 1] - t0)
+            plans.append(SegmentPlan(len(plans), a, b, start_s, max(end_s, start_s)))
+    return plans

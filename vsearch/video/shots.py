@@ -1,0 +1,225 @@
+"""Shot boundaries (hard cuts) from colour histograms of small frames: where segments should end.
+
+A cut replaces most of the picture at once; inside a shot consecutive frames keep their colours
+even while things move. Each frame becomes per-channel histograms of a downscaled picture (R, G,
+B, ``BINS`` bins each) and consecutive frames are compared by half the L1 distance, averaged over
+the channels (0: the same colours, 1: none in common). A cut is a frame step whose distance is
+
+- at least ``threshold`` (a real change of picture),
+- at least ``ratio`` times the median distance around it (a pan, fast motion or a noisy picture
+  raises every distance near it; a cut stands out of its neighbourhood),
+- not undone within ``flash_s`` (a flash or a strobe: the picture before comes back),
+- at least ``min_shot_s`` from a stronger cut and from either end (a slideshow with a new picture
+  every frame does not become one shot per frame).
+
+Reading costs more than all of that, so the plan follows the file's keyframes. With keyframes at
+most ``max_gop_s`` apart (camera footage: 2 s GOPs) only the keyframes are decoded first; a GOP
+whose two boundary keyframes differ by ``candidate`` x ``threshold`` is decoded whole, at low
+resolution, to find the frame. Files with sparse keyframes (a PyAV-written file has one) are
+decoded once, sequentially, at low resolution. Everything but ``detect_shots`` is pure numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .readplan import KeyframeTable
+
+#: Histogram bins per colour channel (a power of two: a pixel's bin is a shift).
+BINS = 32
+
+
+@dataclass(frozen=True)
+class ShotSettings:
+    """What counts as a cut, and how frames are read to find one."""
+
+    threshold: float = 0.3
+    ratio: float = 3.0
+    #: The neighbourhood (each side) whose median distance a cut must stand out of.
+    window_s: float = 1.0
+    flash_s: float = 0.25
+    min_shot_s: float = 0.6
+    #: Keyframes this far apart (x threshold) make their GOP worth decoding whole.
+    candidate: float = 0.5
+    #: Keyframe-first reading when keyframes are at most this far apart (median), else sequential.
+    max_gop_s: float = 4.0
+    #: Frames are decoded at ``side`` x ``side`` pixels (the aspect does not matter to a histogram).
+    side: int = 64
+    #: Frames decoded per read in the sequential plan (memory stays flat on long files).
+    chunk: int = 120
+
+
+DEFAULT_SETTINGS = ShotSettings()
+
+
+@dataclass
+class ShotScan:
+    """What a scan found: cuts as frame indices (the first frame of each new shot) and times
+    (that frame's start, seconds from the first frame), how the file was read, and the cost."""
+
+    cuts: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    method: str = "sequential"  # "keyframes" or "sequential"
+    decoded: int = 0  # frames the scan asked the decoder for
+
+
+def histograms(frames: np.ndarray, bins: int = BINS) -> np.ndarray:
+    """``(n, 3 * bins)`` pixel counts (uint16 while a frame has fewer than 65,536 pixels) of
+    uint8 RGB ``(n, h, w, 3)`` frames: the R, G and B histograms side by side."""
+    frames = np.asarray(frames)
+    n = len(frames)
+    if n == 0:
+        return np.zeros((0, 3 * bins), np.uint16)
+    shift = 8 - int(np.log2(bins))
+    pixels = frames.reshape(n, -1, 3)
+    idx = (pixels >> shift).astype(np.int32) + np.arange(3, dtype=np.int32) * bins
+    idx += (np.arange(n, dtype=np.int32) * 3 * bins)[:, None, None]
+    counts = np.bincount(idx.ravel(), minlength=n * 3 * bins).reshape(n, 3 * bins)
+    return counts.astype(np.uint16 if pixels.shape[1] < 65536 else np.uint32)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Half the L1 distance of normalised histograms, averaged over the three channels: 0 for the
+    same colours, 1 for none in common. Rows broadcast (``(n, B)`` with ``(n, B)`` or ``(B,)``)."""
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
+    pa = a.sum(axis=-1, keepdims=True) / 3.0
+    pb = b.sum(axis=-1, keepdims=True) / 3.0
+    return np.abs(a / np.maximum(pa, 1) - b / np.maximum(pb, 1)).sum(axis=-1) / 6.0
+
+
+def steps(hists: np.ndarray) -> np.ndarray:
+    """Distance of each frame to the next: ``(n - 1,)``."""
+    if len(hists) < 2:
+        return np.zeros(0, np.float32)
+    return distance(hists[:-1], hists[1:])
+
+
+def find_cuts(
+    hists: np.ndarray, fps: float, settings: ShotSettings = DEFAULT_SETTINGS, first: int = 0
+) -> list[tuple[int, float]]:
+    """Candidate cuts in consecutive frames ``first, first + 1, ...``: ``(frame index of the new
+    shot's first frame, strength)`` for every step that passes the threshold, the ratio test
+    against its neighbourhood's median and the flash test. ``select_cuts`` then applies the
+    minimum shot length."""
+    d = steps(hists)
+    fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
+    w = max(2, int(round(settings.window_s * fps)))
+    flash = max(1, int(round(settings.flash_s * fps)))
+    out: list[tuple[int, float]] = []
+    for i in np.flatnonzero(d >= settings.threshold):
+        i = int(i)
+        local = np.concatenate([d[max(0, i - w) : i], d[i + 1 : i + 1 + w]])
+        if local.size and d[i] < settings.ratio * float(np.median(local)):
+            continue  # everything around moves this much: motion or noise, not a cut
+        # A flash: a picture from before the step is seen again just after it (or the reverse).
+        before = hists[max(0, i - flash) : i + 1]
+        after = hists[i + 1 : i + 2 + flash]
+        if len(before) > 1 or len(after) > 1:
+            pairs = distance(before[:, None, :], after[None, :, :])
+            pairs[-1, 0] = np.inf  # the step itself
+            if float(pairs.min()) < settings.threshold / 2:
+                continue
+        out.append((first + i + 1, float(d[i])))
+    return out
+
+
+def select_cuts(
+    candidates: list[tuple[int, float]], num_frames: int, fps: float, settings: ShotSettings = DEFAULT_SETTINGS
+) -> list[int]:
+    """The strongest candidates first, each kept when it lies at least ``min_shot_s`` from every
+    cut kept so far and from both ends of the video; sorted frame indices."""
+    fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
+    gap = max(1, int(round(settings.min_shot_s * fps)))
+    kept: list[int] = []
+    for frame, _strength in sorted(candidates, key=lambda c: (-c[1], c[0])):
+        if frame < gap or num_frames - frame < gap:
+            continue
+        if all(abs(frame - k) >= gap for k in kept):
+            kept.append(frame)
+    return sorted(kept)
+
+
+def keyframe_points(
+    table: KeyframeTable | None, num_frames: int, fps: float, settings: ShotSettings = DEFAULT_SETTINGS
+) -> np.ndarray | None:
+    """The frames a keyframe-first scan decodes first (the keyframes, plus the first and last
+    frame), or None when keyframes are too sparse for it and the file is read sequentially."""
+    if table is None or len(table.keys) < 2 or num_frames < 3:
+        return None
+    if not fps or fps <= 0 or table.median_gop() / fps > settings.max_gop_s:
+        return None
+    return np.unique(np.concatenate([[0], table.keys, [num_frames - 1]]).astype(np.int64))
+
+
+def scan(read, num_frames: int, fps: float, frame_starts: np.ndarray, table: KeyframeTable | None = None,
+         settings: ShotSettings = DEFAULT_SETTINGS) -> ShotScan:  # fmt: skip
+    """Find the cuts of a video whose frames ``read(indices)`` returns (uint8 ``(n, h, w, 3)``,
+    small); ``frame_starts`` are the frames' start times. Keyframe-first when ``table`` allows
+    (``keyframe_points``), else sequential."""
+    result = ShotScan()
+    if num_frames < 2:
+        return result
+    points = keyframe_points(table, num_frames, fps, settings)
+    candidates: list[tuple[int, float]] = []
+    if points is None:
+        pieces = []
+        for a in range(0, num_frames, settings.chunk):
+            idx = list(range(a, min(num_frames, a + settings.chunk)))
+            pieces.append(histograms(read(idx)))
+            result.decoded += len(idx)
+        candidates = find_cuts(np.concatenate(pieces), fps, settings)
+    else:
+        result.method = "keyframes"
+        hk = np.concatenate(
+            [histograms(read(points[a : a + settings.chunk].tolist())) for a in range(0, len(points), settings.chunk)]
+        )
+        result.decoded += len(points)
+        for j in np.flatnonzero(steps(hk) >= settings.candidate * settings.threshold).tolist():
+            found, decoded = _scan_gop(read, int(points[j]), int(points[j + 1]), hk[j + 1], fps, settings)
+            candidates += found
+            result.decoded += decoded
+    result.cuts = select_cuts(candidates, num_frames, fps, settings)
+    starts = np.asarray(frame_starts, np.float64)
+    result.times = [round(float(starts[c] - starts[0]), 3) for c in result.cuts]
+    return result
+
+
+def _scan_gop(read, a: int, b: int, end: np.ndarray, fps: float, settings: ShotSettings) -> tuple[list[tuple[int, float]], int]:
+    """Candidate cuts between keyframes ``a`` and ``b`` (whose histogram is ``end``), decoded in
+    half-second pieces. Decoding stops early once the picture already looks like ``b`` and no
+    big step is still waiting for its flash test: the rest of the GOP leads to ``b`` without a
+    cut (a cut there would have to leave ``b``'s picture and come back within the GOP)."""
+    flash = max(1, int(round(settings.flash_s * fps)))
+    piece = max(flash + 2, int(round(0.5 * fps)))
+    parts: list[np.ndarray] = []
+    pos = a
+    while pos <= b:
+        idx = list(range(pos, min(b, pos + piece - 1) + 1))
+        parts.append(histograms(read(idx)))
+        pos = idx[-1] + 1
+        if pos > b:
+            break
+        hists = np.concatenate(parts)
+        recent = steps(hists[-flash - 2 :])
+        if float(distance(hists[-1], end)) < settings.threshold / 2 and not (recent >= settings.threshold).any():
+            break
+    hists = np.concatenate(parts)
+    return find_cuts(hists, fps, settings, first=a), len(hists)
+
+
+def detect_shots(path: str, table: KeyframeTable | None = None, *, threads: int = 1,
+                 settings: ShotSettings = DEFAULT_SETTINGS) -> ShotScan:  # fmt: skip
+    """Scan a file for cuts, decoding at ``settings.side`` pixels. ``table``: the file's keyframes
+    as the caller's reader numbers them (None: read sequentially); used only when this reader
+    counts the same frames. Raises ``DecodeError`` when the file cannot be read."""
+    from .decode import VideoReader
+
+    with VideoReader(path, settings.side, "squash", threads=threads) as reader:
+        info = reader.info
+        if table is not None and table.num_frames != info.num_frames:
+            table = None  # another decoder's numbering: do not guess, read sequentially
+        reader.use_keyframes(table)
+        return scan(reader.get, info.num_frames, info.fps, info.frame_times[:, 0], table, settings)
