@@ -86,6 +86,10 @@ class StoreBase:
         with self.Session() as s:
             return self._meta(s, key, default)
 
+    def set_setting(self, key: str, value: str) -> None:
+        with self.Session.begin() as s:
+            self._set_meta(s, key, value)
+
     def generation(self) -> int:
         with self.Session() as s:
             return int(self._meta(s, "generation", "0"))

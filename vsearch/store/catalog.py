@@ -187,6 +187,26 @@ class Catalog(StoreBase):
                 return int(sid)
         return int(rows[-1][0]) if rows else None  # the very end belongs to the last segment
 
+    def stored_plans(self) -> list[tuple[KnownVideo, str, tuple[tuple[int, int], ...]]]:
+        """Every stored video with its path and its segments as ``(start_frame, end_frame)`` in
+        order: what ``index --resegment`` compares a new plan with."""
+        with self.Session() as s:
+            frames: dict[int, list[tuple[int, int]]] = {}
+            q = select(Segment.video_id, Segment.start_frame, Segment.end_frame).order_by(Segment.video_id, Segment.idx)
+            for vid, a, b in s.execute(q):
+                frames.setdefault(vid, []).append((int(a), int(b)))
+            cols = (Video.id, Video.path, Video.size, Video.mtime_ns, Video.content_hash)
+            return [
+                (KnownVideo(vid, size, mtime, chash), path, tuple(frames.get(vid, ())))
+                for vid, path, size, mtime, chash in s.execute(select(*cols).order_by(Video.id))
+            ]
+
+    def cuts(self, video_id: int) -> list[float] | None:
+        """The cut times a video's segments were planned from; None when cut into fixed windows."""
+        with self.Session() as s:
+            value = s.scalar(select(Video.cuts).where(Video.id == int(video_id)))
+        return None if value is None else [float(c) for c in value]
+
     def videos_by_hash(self, hashes: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
         """(video id, path) of every stored video with each content hash, whatever its root."""
         out: dict[str, list[tuple[int, str]]] = {}

@@ -76,6 +76,7 @@ class Commits(StoreBase):
                 "codec": v.info.get("codec"),
                 "decoder": v.info.get("backend"),
                 "sampling": v.info.get("sampling", "exact"),
+                "cuts": v.info.get("cuts"),
                 "indexed_at": now,
                 "warnings": storable_text(v.warnings) if v.warnings else None,
                 **recording_time(v),
@@ -162,6 +163,15 @@ class Commits(StoreBase):
         with self.Session.begin() as s:
             s.execute(update(Video).where(Video.id == video_id).values(path=new_path, size=size, mtime_ns=mtime_ns))
             s.execute(delete(Failure).where(Failure.path == new_path))
+
+    def set_cuts(self, cuts_by_video: dict[int, list[float] | None]) -> None:
+        """Record re-planned videos' cut times whose segments stayed the same (``index --resegment``:
+        nothing to re-embed, but the store now knows where their shots are)."""
+        if not cuts_by_video:
+            return
+        with self.Session.begin() as s:
+            for vid, cuts in cuts_by_video.items():
+                s.execute(update(Video).where(Video.id == int(vid)).values(cuts=cuts))
 
     def touch_video(self, video_id: int, mtime_ns: int) -> None:
         with self.Session.begin() as s:

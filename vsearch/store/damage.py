@@ -191,6 +191,11 @@ def _drop_what_lost_its_parents(dst: sqlite3.Connection) -> dict[str, int]:
 
     dst.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('segment_seconds', ?)", (repr(DEFAULT_SEGMENT_SECONDS),))
     dst.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('min_tail_seconds', ?)", (repr(DEFAULT_MIN_TAIL_SECONDS),))
+    # The segmenter: "shots" when a surviving video's segments were planned from cuts.
+    dst.execute(
+        "INSERT OR IGNORE INTO meta (key, value) SELECT 'segmenter', "
+        "CASE WHEN EXISTS (SELECT 1 FROM videos WHERE cuts IS NOT NULL) THEN 'shots' ELSE 'fixed' END"
+    )
     dst.execute(
         "INSERT OR IGNORE INTO meta (key, value) SELECT 'encoder_id', CAST(min(encoder_id) AS TEXT) FROM embeddings "
         "HAVING count(*) > 0"

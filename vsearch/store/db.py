@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..errors import StoreError
 
 #: The newest Alembic revision this code knows; a test checks it against ``migrations/``.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 BUSY_TIMEOUT_MS = 30_000
 
 

@@ -132,6 +132,8 @@ class Health(StoreBase):
             seconds = float(s.scalar(select(func.coalesce(func.sum(Video.duration), 0.0))))
             gen = int(self._meta(s, "generation"))
             seg_s = float(self._meta(s, "segment_seconds"))
+            segmenter = self._meta(s, "segmenter", "fixed")
+            with_cuts = int(s.scalar(select(func.count()).select_from(Video).where(Video.cuts.is_not(None))))
             cfg = s.get(VectorIndexConfig, rec.id) if rec else None
             kind = cfg.kind if cfg else "flat"
             index_params = dict(cfg.params) if cfg else {}
@@ -167,6 +169,9 @@ class Health(StoreBase):
             "thumbnails": thumbs,
             "video_seconds": seconds,
             "segment_seconds": seg_s,
+            "segmenter": segmenter,
+            #: Videos whose segments follow detected shots (the rest were cut into fixed windows).
+            "videos_with_cuts": with_cuts,
             "generation": gen,
             "index": {
                 "kind": kind,

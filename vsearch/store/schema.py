@@ -41,7 +41,8 @@ class Base(DeclarativeBase):
 
 
 class Meta(Base):
-    """Store-wide settings and counters: ``generation``, ``encoder_id``, ``segment_seconds``, ..."""
+    """Store-wide settings and counters: ``generation``, ``encoder_id``, ``segment_seconds``,
+    ``segmenter`` ("shots" or "fixed"), ..."""
 
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -83,6 +84,9 @@ class Video(Base):
     recorded_from: Mapped[str | None] = mapped_column(String(16))
     #: How the frames were chosen (``vsearch.video.readplan``): "exact" or "fast".
     sampling: Mapped[str | None] = mapped_column(String(8))
+    #: The cut times (seconds) a ``shots`` store planned the segments from (``video.shots``);
+    #: None for a video cut into fixed windows.
+    cuts: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     segments: Mapped[list[Segment]] = relationship(
         back_populates="video", cascade="all, delete-orphan", passive_deletes=True, order_by="Segment.idx"
     )

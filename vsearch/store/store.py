@@ -160,6 +160,9 @@ class Store(Catalog, Commits, EncoderLifecycle, RunLog, IndexSync, Health, Store
                         {"key": "generation", "value": "0"},
                         {"key": "segment_seconds", "value": repr(DEFAULT_SEGMENT_SECONDS)},
                         {"key": "min_tail_seconds", "value": repr(DEFAULT_MIN_TAIL_SECONDS)},
+                        # A library caller's new store keeps fixed windows until told (index
+                        # segmenter=...); `vsearch index` makes new stores cut at shots.
+                        {"key": "segmenter", "value": "fixed"},
                     ],
                 )
 
@@ -194,20 +197,52 @@ class Store(Catalog, Commits, EncoderLifecycle, RunLog, IndexSync, Health, Store
         with self.Session() as s:
             return float(self._meta(s, "segment_seconds")), float(self._meta(s, "min_tail_seconds"))
 
-    def set_segmenting(self, segment_seconds: float, min_tail_seconds: float | None = None) -> None:
-        """Change segmenting; only allowed while the store holds no videos (it would mix two kinds)."""
+    def set_segmenting(self, segment_seconds: float, min_tail_seconds: float | None = None, *, resegment: bool = False) -> None:
+        """Change segmenting; only allowed while the store holds no videos (it would mix two kinds),
+        or with ``resegment`` (the caller re-plans every stored video: ``index --resegment``)."""
         current = self.segmenting()
         wanted = (segment_seconds, current[1] if min_tail_seconds is None else min_tail_seconds)
         if wanted == current:
             return
-        if self.count_videos():
+        if not segment_seconds > 0:
+            raise StoreError(f"the segment length must be positive, got {segment_seconds:g} s")
+        if self.count_videos() and not resegment:
             raise StoreError(
                 f"this store cuts videos into {current[0]:g} s segments; it already holds videos, so "
-                f"{wanted[0]:g} s would mix two segmentings. Use a new store (--store) for a different length."
+                f"{wanted[0]:g} s would mix two segmentings. Re-plan them with --resegment, or use a new store (--store)."
             )
         with self.Session.begin() as s:
             self._set_meta(s, "segment_seconds", repr(float(wanted[0])))
             self._set_meta(s, "min_tail_seconds", repr(float(wanted[1])))
+
+    def segmenter(self) -> str:
+        """How this store cuts videos: "shots" (at the footage's cuts, long shots split) or "fixed"
+        (windows of the segment length). Stores from before shots are "fixed"."""
+        with self.Session() as s:
+            row = s.get(Meta, "segmenter")
+            return row.value if row is not None else "fixed"
+
+    def set_segmenter(self, mode: str, *, resegment: bool = False) -> None:
+        """Change the segmenter; refused (one line, nothing changed) while the store holds videos
+        cut the other way, unless ``resegment`` (the caller re-plans every stored video)."""
+        from ..video.segmenting import SEGMENTERS
+
+        if mode not in SEGMENTERS:
+            raise StoreError(f"unknown segmenter {mode!r}: use one of {', '.join(SEGMENTERS)}")
+        current = self.segmenter()
+        if mode == current:
+            return
+        if self.count_videos() and not resegment:
+            raise StoreError(
+                f"this store cuts videos {_SEGMENTER_WORDS[current]}; it already holds videos, so --segments {mode} "
+                f"would mix two segmentings. Re-plan them with --resegment --segments {mode}, or use a new store (--store)."
+            )
+        with self.Session.begin() as s:
+            self._set_meta(s, "segmenter", mode)
+
+
+#: How ``set_segmenter``'s refusal names a mode.
+_SEGMENTER_WORDS = {"shots": "at shots (--segments shots)", "fixed": "into fixed windows (--segments fixed)"}
 
 
 #: How long a 0-byte database may stay empty while another process is creating the store.
