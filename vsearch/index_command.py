@@ -32,6 +32,7 @@ from .ingest_plan import (
 )
 from .models import load_encoder
 from .store.store import Store
+from .video.segmenting import DEFAULT_SEGMENTER, SEGMENTERS
 
 
 def folder_spec(ref: str) -> dict | None:
@@ -87,6 +88,8 @@ def index_folders(
     device: str = "auto",
     reembed: bool = False,
     sampling: str = DEFAULT_INDEX_SAMPLING,
+    segmenter: str | None = None,
+    resegment: bool = False,
     wait: bool = False,
     stop: threading.Event | None = None,
     feedback: Feedback | None = None,
@@ -103,9 +106,14 @@ def index_folders(
     go to ``vsearch.ingest.index`` (workers, batch_size, decode_timeout, segment_seconds,
     thumbnails, ray). ``load`` replaces ``vsearch.models.load_encoder`` (tests count loads).
     An interrupted re-embedding returns a report with ``interrupted`` set and nothing indexed.
+    ``segmenter``: "shots" or "fixed"; None keeps an existing store's and gives a new store
+    ``DEFAULT_SEGMENTER``. ``resegment``: plan the stored videos again with the store's (or the
+    given) segmenter and segment length, and re-embed those whose segments change.
     """
     if sampling not in SAMPLING_MODES:
         raise ConfigError(f"unknown sampling {sampling!r}: use one of {', '.join(SAMPLING_MODES)}")
+    if segmenter is not None and segmenter not in SEGMENTERS:
+        raise ConfigError(f"unknown segmenter {segmenter!r}: use one of {', '.join(SEGMENTERS)}")
     feedback = feedback or Quiet()
     roots = [os.fspath(r) for r in roots]
     try:
@@ -134,10 +142,13 @@ def index_folders(
         store = Store.open(store_dir)
     else:
         store = existing
+    if existing is None and segmenter is None:
+        segmenter = DEFAULT_SEGMENTER
     try:
         return _index_open_store(
             store, existing is None, roots, encoder, model=model, load_model=load_model, load=load, device=device,
-            base=base, reembed=reembed, sampling=sampling, wait=wait, stop=stop, feedback=feedback, **options,
+            base=base, reembed=reembed, sampling=sampling, segmenter=segmenter, resegment=resegment, wait=wait,
+            stop=stop, feedback=feedback, **options,
         )  # fmt: skip
     except BaseException:
         if made_root is not None and isinstance(encoder, LazyEncoder) and encoder.failed:
@@ -149,13 +160,19 @@ def index_folders(
 
 def _index_open_store(
     store: Store, new: bool, roots: list[str], encoder, *, model, load_model, load, device, base, reembed, sampling,
-    wait, stop, feedback, **options,
+    segmenter, resegment, wait, stop, feedback, **options,
 ) -> IndexReport:  # fmt: skip
     """The rest of ``index_folders`` once the store is open (and, if new, its model chosen)."""
     with store, store.lock("index", wait=wait):  # refuse (or wait) before loading a model
         rec = store.encoder()
-        if rec is not None and (model is None or _same_source(model, rec.source)):
-            quick = index_if_unchanged(store, roots, options.get("segment_seconds"))
+        if not resegment:
+            # A different segmenter or length is refused here, before a model loads.
+            if options.get("segment_seconds") is not None:
+                store.set_segmenting(options["segment_seconds"])
+            if segmenter is not None:
+                store.set_segmenter(segmenter)
+        if rec is not None and not resegment and (model is None or _same_source(model, rec.source)):
+            quick = index_if_unchanged(store, roots, options.get("segment_seconds"), segmenter)
             if quick is not None:
                 return quick
         if not new:
@@ -180,7 +197,10 @@ def _index_open_store(
                 return IndexReport(None, interrupted=True, failed=list(rr.failed))
         try:
             with feedback.progress("indexing") as bar:
-                return run_index(store, roots, encoder, progress=bar, wait=wait, stop=stop, sampling=sampling, **options)
+                return run_index(
+                    store, roots, encoder, progress=bar, wait=wait, stop=stop, sampling=sampling, segmenter=segmenter,
+                    resegment=resegment, **options,
+                )  # fmt: skip
         finally:
             if isinstance(encoder, LazyEncoder):
                 encoder.settle()  # (only removals or renames: the model was never needed)

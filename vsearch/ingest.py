@@ -21,13 +21,17 @@ from collections.abc import Sequence
 from .errors import StoreError
 from .ingest_plan import (
     DEFAULT_INDEX_SAMPLING,
+    RESEGMENT_KEY,
     IndexReport,
     LazyEncoder,
     Progress,
+    Replan,
     check_roots,
     diff,
     record_failure,
     refuse_empty_roots,
+    replans,
+    resegment_pending,
 )
 from .store.store import SegmentWrite, Store, VideoWrite
 from .video.discover import FoundFile, list_videos
@@ -59,6 +63,8 @@ def index(
     thumbnails: bool = True,
     ray: str | bool | None = None,
     sampling: str = DEFAULT_INDEX_SAMPLING,
+    segmenter: str | None = None,
+    resegment: bool = False,
 ) -> IndexReport:
     """Bring the store up to date with the videos under ``roots``.
 
@@ -71,6 +77,10 @@ def index(
     takes the nearest keyframe for a sampled frame when the file's GOPs allow, "exact" the
     uniform frames (``vsearch.video.readplan``); the store records it. ``encoder`` may be a
     ``LazyEncoder`` for the store's own model: decoding then starts while it loads.
+    ``segmenter``: "shots" or "fixed" (``vsearch.video.segmenting``); None keeps the store's.
+    A store holding videos refuses another segmenter or ``segment_seconds`` unless
+    ``resegment``: then every stored video is planned again, and those whose segments change
+    are re-embedded (an interrupted re-plan is finished by the next run).
     """
     from .perf import tune_malloc
 
@@ -89,12 +99,18 @@ def index(
         # A lazy encoder is bound once it has loaded (a new store has no encoder until then).
         rec = store.encoder() if isinstance(encoder, LazyEncoder) else store.bind_encoder(encoder)
         encoder_id = rec.id if rec is not None else None
+        if segmenter is not None:
+            store.set_segmenter(segmenter, resegment=resegment)
         if segment_seconds is not None:
-            store.set_segmenting(segment_seconds)
+            store.set_segmenting(segment_seconds, resegment=resegment)
+        if resegment:
+            store.set_setting(RESEGMENT_KEY, "pending")
+        resegment = resegment_pending(store)
         seg_s, tail_s = store.segmenting()
+        mode = store.segmenter()
         roots = [os.fspath(r) for r in roots]
         run_id = store.start_run("index", roots, encoder_id)
-        report = IndexReport(run_id, sampling=sampling)
+        report = IndexReport(run_id, sampling=sampling, segmenter=mode)
         times: dict = {"t_start": t_start}  # + the stage timer once encoding starts (its module imports torch)
         try:
             listing = list_videos(roots)
@@ -109,15 +125,22 @@ def index(
             if plan.missing:
                 store.commit(encoder_id, (), plan.missing.values())  # (a new store has none missing)
                 report.removed = sorted(plan.missing)
+            again: list[Replan] = []
+            if resegment:
+                again, cannot = replans(store, plan)
+                report.warnings += cannot
+            todo = [(f, h, None) for f, h in plan.todo] + [(r.file, r.content_hash, r) for r in again]
             if progress:
-                progress.start(len(plan.todo))
+                progress.start(len(todo))
             _encode_and_write(
-                store, encoder_id, encoder, plan.todo, report, times,
+                store, encoder_id, encoder, todo, report, times,
                 seg_s=seg_s, tail_s=tail_s, workers=workers, batch_size=batch_size,
                 decode_timeout=decode_timeout, progress=progress, stop=stop, faults=faults or {},
-                thumbnails=thumbnails, ray_ctx=ray_ctx, sampling=sampling,
+                thumbnails=thumbnails, ray_ctx=ray_ctx, sampling=sampling, segmenter=mode,
             )  # fmt: skip
             report.interrupted = bool(stop and stop.is_set())
+            if resegment and not report.interrupted:
+                store.set_setting(RESEGMENT_KEY, "done")
         except BaseException:
             # Committed videos stay; record the run as failed without masking the original error
             # (on a full disk, saving the index would fail the same way).
@@ -145,7 +168,7 @@ def _encode_and_write(
     store: Store,
     encoder_id: int | None,
     encoder,
-    todo: list[tuple[FoundFile, str]],
+    todo: list[tuple[FoundFile, str, Replan | None]],
     report: IndexReport,
     timer: dict,
     *,
@@ -160,14 +183,16 @@ def _encode_and_write(
     thumbnails: bool = True,
     ray_ctx: tuple | None = None,
     sampling: str = "exact",
+    segmenter: str = "fixed",
 ) -> None:
     if not todo:
         if isinstance(encoder, LazyEncoder) and encoder_id is None:
             store.bind_encoder(encoder.get())  # a new store keeps the model it was asked for
         return
     frames, image_size, resize = _shape(encoder)
-    files = {i: f for i, (f, _h) in enumerate(todo)}
-    hashes = {i: h for i, (_f, h) in enumerate(todo)}
+    files = {i: f for i, (f, _h, _r) in enumerate(todo)}
+    hashes = {i: h for i, (_f, h, _r) in enumerate(todo)}
+    again = {i: r for i, (_f, _h, r) in enumerate(todo) if r is not None}
     jobs = (
         DecodeJob(
             i,
@@ -178,10 +203,12 @@ def _encode_and_write(
             seg_s,
             tail_s,
             sampling=sampling,
+            segmenter=segmenter,
+            known_plans=r.plans if r is not None else None,
             thumb_width=THUMB_WIDTH if thumbnails else None,
             fault=faults.get(f.path),
         )  # fmt: skip
-        for i, (f, _h) in enumerate(todo)
+        for i, (f, _h, r) in enumerate(todo)
     )
     if ray_ctx is None:
         # No more decoders than files: a lone file's decoder then gets every core (decoder_threads).
@@ -220,15 +247,19 @@ def _encode_and_write(
     else:
         batcher = SegmentBatcher(encoder, bsize, times)
     ready: list[VideoWrite] = []
+    same_cuts: dict[int, list[float] | None] = {}  # re-planned videos whose segments stayed
     last_commit = last_save = time.monotonic()
 
     def write(force: bool = False) -> None:
         nonlocal last_commit, last_save
+        if force or len(same_cuts) >= 64:
+            store.set_cuts(same_cuts)
+            same_cuts.clear()
         if not ready or not (force or len(ready) >= COMMIT_EVERY or time.monotonic() - last_commit > COMMIT_SECONDS):
             return
         t0 = time.perf_counter()
         store.commit(encoder_id, ready)
-        report.indexed += [v.path for v in ready]
+        report.indexed += [v.path for v in ready if v.path not in replanned]
         report.segments += sum(len(v.segments) for v in ready)
         ready.clear()
         last_commit = time.monotonic()
@@ -244,6 +275,7 @@ def _encode_and_write(
             else:
                 stopping.set()
 
+    replanned: set[str] = set()  # their rows are replaced, not newly indexed
     try:
         stream = encode_stream(messages, batcher, times, on_message=check_stop, keep_thumbnails=thumbnails)
         for kind, job_id, payload in stream:
@@ -255,24 +287,42 @@ def _encode_and_write(
             elif kind == "error":
                 if progress:
                     progress.update(files=1, current=os.path.basename(f.path))
-                record_failure(store, report, f.path, payload, f)
+                _fail(store, report, f, payload, job_id in again)
             elif kind == "video":
                 if progress:
                     progress.update(files=1, current=os.path.basename(f.path))
+                if job_id in again:
+                    report.replanned += 1
+                    if (payload.info or {}).get("same_plan"):
+                        same_cuts[again[job_id].video_id] = payload.info.get("cuts")
+                        write()
+                        continue
                 changed = _changed_since_listing(f)
                 video = None if changed else _to_write(payload, f, hashes[job_id], report, spec.pixels.resize)
                 if changed:
-                    record_failure(store, report, f.path, changed, f)
+                    _fail(store, report, f, changed, job_id in again)
                 elif video is None:
                     why = payload.seg_errors[0][1] if payload.seg_errors else "no frames decoded"
-                    record_failure(store, report, f.path, f"no segment could be decoded ({why})", f)
+                    _fail(store, report, f, f"no segment could be decoded ({why})", job_id in again)
                 else:
+                    if job_id in again:
+                        report.resegmented += 1
+                        replanned.add(f.path)
                     ready.append(video)
             write()
     finally:
         write(force=True)
         if pool is not None:
             timer["first_segment_at"] = pool.first_segment_at
+
+
+def _fail(store: Store, report: IndexReport, f: FoundFile, reason: str, replanning: bool) -> None:
+    """A file that failed: recorded as a failure, or, for a stored video being re-planned, a
+    warning (its stored segments and vectors stay as they were)."""
+    if replanning:
+        report.warnings.append((f.path, f"could not be re-planned ({reason}); its segments stay as they were"))
+    else:
+        record_failure(store, report, f.path, reason, f)
 
 
 def _changed_since_listing(f: FoundFile) -> str | None:

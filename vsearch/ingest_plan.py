@@ -55,6 +55,12 @@ class IndexReport:
     model_loaded: bool = True
     #: Files under the roots that are not videos, by extension (``Listing.not_video``).
     not_video: dict[str, int] = field(default_factory=dict)
+    #: How the store cuts videos into segments ("shots" or "fixed").
+    segmenter: str | None = None
+    #: ``--resegment``: stored videos planned again, and how many of them got new segments (and
+    #: were re-embedded); the others kept their vectors.
+    replanned: int = 0
+    resegmented: int = 0
 
     @property
     def ok(self) -> bool:
@@ -69,6 +75,7 @@ class IndexReport:
             "failed": len(self.failed),
             "segments": self.segments,
             "not_video": sum(self.not_video.values()),
+            **({"replanned": self.replanned, "resegmented": self.resegmented} if self.replanned else {}),
         }
 
     def as_dict(self) -> dict:
@@ -84,6 +91,7 @@ class IndexReport:
             "interrupted": self.interrupted,
             "index_change": self.index_change,
             "sampling": self.sampling,
+            "segmenter": self.segmenter,
             "model_loaded": self.model_loaded,
             "not_video": dict(sorted(self.not_video.items())),
         }
@@ -278,20 +286,25 @@ def record_failure(store: Store, report: IndexReport, path: str, reason: str, f:
     store.record_failure(path, reason, f.size if f else None, f.mtime_ns if f else None, report.run_id)
 
 
-def index_if_unchanged(store: Store, roots: Sequence[str], segment_seconds: float | None = None) -> IndexReport | None:
+def index_if_unchanged(
+    store: Store, roots: Sequence[str], segment_seconds: float | None = None, segmenter: str | None = None
+) -> IndexReport | None:
     """The whole run when nothing under ``roots`` changed (by size and mtime), else None.
 
     Lists the folders and compares with SQLite only: no model, no FAISS. A file that failed
     before and is byte-for-byte unchanged (size, mtime) is reported failed again, not retried:
     one broken file must not cost every re-run a model load. The run is recorded like any
-    other, so ``status`` shows when the folder was last checked.
+    other, so ``status`` shows when the folder was last checked. An unfinished ``--resegment``
+    is never answered here.
     """
     t_start = time.perf_counter()
     rec = store.encoder()
-    if rec is None:
+    if rec is None or resegment_pending(store):
         return None
     if segment_seconds is not None:
         store.set_segmenting(segment_seconds)  # refuses a different length, as a full run would
+    if segmenter is not None:
+        store.set_segmenter(segmenter)  # likewise a different segmenter
     roots = [os.fspath(r) for r in roots]
     listing = list_videos(roots)
     refuse_empty_roots(store, roots, listing)
@@ -300,11 +313,53 @@ def index_if_unchanged(store: Store, roots: Sequence[str], segment_seconds: floa
         return None
     run_id = store.start_run("index", roots, rec.id)
     report = IndexReport(
-        run_id, unchanged=len(listing.files) - len(still_failing), model_loaded=False, not_video=dict(listing.not_video)
-    )
+        run_id, unchanged=len(listing.files) - len(still_failing), model_loaded=False, not_video=dict(listing.not_video),
+        segmenter=store.segmenter(),
+    )  # fmt: skip
     report.failed = [(p, f"{reason} (unchanged since; not retried)") for p, reason in still_failing]
     store.prune_failures(listing.roots, {f.path for f in listing.files})
     report.seconds = time.perf_counter() - t_start
     report.timings = {"total": round(report.seconds, 3)}
     store.finish_run(run_id, "completed", report.counts(), report.timings)
     return report
+
+
+#: Meta key set while ``index --resegment`` has stored videos left to re-plan (an interrupted
+#: run is finished by the next ``index``, with or without the flag).
+RESEGMENT_KEY = "resegment"
+
+
+def resegment_pending(store: Store) -> bool:
+    return store.get_setting(RESEGMENT_KEY) == "pending"
+
+
+@dataclass
+class Replan:
+    """A stored video to plan again with the store's segmenter: its identity as stored, and its
+    segments as ``(start_frame, end_frame)`` to compare the new plan with."""
+
+    file: FoundFile
+    content_hash: str
+    video_id: int
+    plans: tuple[tuple[int, int], ...]
+
+
+def replans(store: Store, changes: Changes) -> tuple[list[Replan], list[tuple[str, str]]]:
+    """The stored videos ``--resegment`` plans again (every one whose file is still there as
+    stored, except those this run re-indexes anyway), and warnings for those it cannot."""
+    busy = {f.path for f, _h in changes.todo} | set(changes.missing)
+    out: list[Replan] = []
+    skipped: list[tuple[str, str]] = []
+    for known, path, plans in store.stored_plans():
+        if path in busy:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            skipped.append((path, "file not found: its segments were not re-planned (index its folder to drop it)"))
+            continue
+        if st.st_size != known.size or st.st_mtime_ns != known.mtime_ns:
+            skipped.append((path, "file changed since it was indexed: its segments were not re-planned (index its folder)"))
+            continue
+        out.append(Replan(FoundFile(path, known.size, known.mtime_ns), known.content_hash, known.id, plans))
+    return out, skipped

@@ -1,8 +1,9 @@
 """One file's decode job and the messages it yields: the unit a decoder process works on.
 
-``decode_job`` opens the file, cuts it into segments, plans each segment's frames (``exact``
-or ``fast``, ``readplan``), decodes them at the encoder's size, and makes each segment's
-thumbnail from a second, cheap read. Every failure becomes a message, never an exception, so
+``decode_job`` opens the file, cuts it into segments (fixed windows, or at the shots a low-res
+scan finds: ``shots``, ``segmenting``), plans each segment's frames (``exact`` or ``fast``,
+``readplan``), decodes them at the encoder's size, and makes each segment's thumbnail from a
+second, cheap read. Every failure becomes a message, never an exception, so
 a worker process (``workers``) or a Ray task can stream them. No torch here.
 """
 
@@ -18,6 +19,8 @@ from .pictures import encode_jpeg, thumbnail_decode_side
 from .pyav_reader import has_open_gops
 from .readplan import KeyframeTable, fast_unusable, snap_to_keyframes
 from .sampling import SegmentPlan, plan_segments, uniform_indices
+from .segmenting import segment_plans
+from .shots import detect_shots
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,13 @@ class DecodeJob:
     #: Make each segment's thumbnail in the worker, this many pixels wide (None: send the middle
     #: sampled frame instead, for callers that want no thumbnail or make their own).
     thumb_width: int | None = None
+    #: "fixed" windows of ``segment_seconds``, or "shots": segments end at the cuts a low-res scan
+    #: finds (``video.shots``), long shots split evenly (``video.segmenting``). Ignored with ``segments``.
+    segmenter: str = "fixed"
+    #: Re-planning a stored video (``index --resegment``): its stored plans as ``(start_frame,
+    #: end_frame)`` pairs. When the new plan is the same, nothing is decoded: the ``info`` message
+    #: says ``"same_plan": True`` and ``done`` follows.
+    known_plans: tuple[tuple[int, int], ...] | None = None
     #: Fault injection for tests of crash handling: "segfault" or "hang" in a worker process.
     #: Ignored when decoding in-process. Never set by vsearch itself.
     fault: str | None = None
@@ -75,28 +85,40 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
     """All messages for one job. Every failure becomes an ``error`` message, never an exception."""
     try:
         with VideoReader(job.path, job.image_size, job.resize, threads=job.threads or 1) as reader:
-            if job.segments is not None:
-                plans = [SegmentPlan(*seg) for seg in job.segments]
-            else:
-                plans = plan_segments(reader.info.frame_times, job.segment_seconds, job.min_tail_seconds)
-            if not plans:
-                raise DecodeError(job.path, "no video frames")
-            table = reader.keyframes() if job.sampling == "fast" or job.thumb_width else None
+            shots = job.segmenter == "shots" and job.segments is None
+            table = reader.keyframes() if job.sampling == "fast" or job.thumb_width or shots else None
             snap, why = job.sampling == "fast", None
             if table is not None and has_open_gops(reader.decoder_path, reader.header.stream_index):
                 table = None  # it counts keyframes in decode order, which open GOPs reorder
                 why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
+            cuts, shot_note = _cuts(job, table) if shots else (None, None)
+            if job.segments is not None:
+                plans = [SegmentPlan(*seg) for seg in job.segments]
+            elif cuts is not None:
+                plans = segment_plans(reader.info.frame_times, cuts, job.segment_seconds, job.min_tail_seconds)
+            else:
+                plans = plan_segments(reader.info.frame_times, job.segment_seconds, job.min_tail_seconds)
+            if not plans:
+                raise DecodeError(job.path, "no video frames")
             if snap:
                 why = why or fast_unusable(table, reader.info.fps)
                 snap = why is None
                 if snap:
                     reader.use_keyframes(table)
-            yield (
-                "info",
-                job.id,
-                {**reader.info.as_dict(), "sampling": "fast" if snap else "exact"},  # what was done, as recorded
-                [(p.index, p.start_frame, p.end_frame, p.start_s, p.end_s) for p in plans],
-            )
+            info = {**reader.info.as_dict(), "sampling": "fast" if snap else "exact"}  # what was done, as recorded
+            if shots:
+                info["cuts"] = cuts
+            same = job.known_plans is not None and tuple(job.known_plans) == tuple((p.start_frame, p.end_frame) for p in plans)
+            if same:
+                info["same_plan"] = True
+            # (a plan that stays sends no segments: nothing is decoded or embedded again)
+            sent = [] if same else [(p.index, p.start_frame, p.end_frame, p.start_s, p.end_s) for p in plans]
+            yield ("info", job.id, info, sent)
+            if shot_note:
+                yield ("note", job.id, shot_note)
+            if same:
+                yield ("done", job.id)
+                return
             if why and job.sampling == "fast":
                 yield ("note", job.id, why)
             thumbs = _Thumbnails(job, table, reader.header.display_size) if job.thumb_width else None
@@ -130,6 +152,15 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
         yield ("error", job.id, "out of memory while decoding")
     except Exception as exc:  # noqa: BLE001 - the per-file boundary: record the reason, go on
         yield ("error", job.id, f"{type(exc).__name__}: {str(exc).strip()[:300]}")
+
+
+def _cuts(job: DecodeJob, table: KeyframeTable | None) -> tuple[list[float] | None, str | None]:
+    """The file's cut times (seconds) for a ``shots`` job, and a note when the scan failed: the
+    file is then cut into fixed windows (``None``), never failed for it."""
+    try:
+        return detect_shots(job.path, table, threads=job.threads or 1).times, None
+    except DecodeError as exc:
+        return None, f"shot detection failed ({exc.reason}); cut into fixed windows"
 
 
 class _Thumbnails:
