@@ -189,8 +189,13 @@ def eval_moments(
     films: Annotated[int, typer.Option("--films", help="Films to render (4 scenes each, every scene once; at most 12).")] = 12,
     seed: Annotated[int, typer.Option(help="Rendering seed (the default is this benchmark's own).")] = 20261207,
     segment_seconds: Annotated[
-        float | None, typer.Option("--segment-seconds", help="Fixed window length (default: a new store's).")
+        float | None,
+        typer.Option("--segment-seconds", help="Window length (fixed) or longest segment (shots); default: a new store's."),
     ] = None,
+    segments: Annotated[
+        str,
+        typer.Option("--segments", help="shots: segments end at the detected cuts (as `vsearch index`); fixed: windows."),
+    ] = "shots",
     keep: Annotated[Path | None, typer.Option("--keep", help="Render and index into this folder and keep it.")] = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -198,7 +203,7 @@ def eval_moments(
     """Moments: films of scenes with random lengths and cuts; is each caption's time range found?
 
     Reports mean temporal IoU of the best hit in the right film, R@1 at IoU 0.5 / 0.7 and video R@1.
-    Example: [bold]vsearch eval moments --model sample_data/clip-vip[/]
+    Example: [bold]vsearch eval moments --model sample_data/clip-vip --segments shots[/]
     """
     import tempfile
 
@@ -207,20 +212,33 @@ def eval_moments(
 
     if not 1 <= films <= 12:
         raise ConfigError(f"--films must be between 1 and 12 (48 distinct scenes, 4 per film), got {films}")
+    if segments not in ("shots", "fixed"):
+        raise ConfigError(f"unknown segmenter {segments!r}: use one of shots, fixed")
     with tempfile.TemporaryDirectory(prefix="vsearch-moments-") as tmp:
         work = keep if keep is not None else Path(tmp)
         with console.status(f"rendering {films} films, indexing them with {model} ..."):
-            report = evaluate_moments(model, work, count=films, seed=seed, segment_seconds=segment_seconds, device=device)
+            report = evaluate_moments(
+                model, work, count=films, seed=seed, segment_seconds=segment_seconds, segmenter=segments, device=device
+            )
     if as_json:
         print_json(report)
         return
-    table = Table(title=f"moments: {report['queries']} captions in {report['films']} films ({model}, {report['segment_seconds']:g} s segments)")
+    cut = "at shots, split past" if report["segmenter"] == "shots" else "fixed"
+    table = Table(
+        title=f"moments: {report['queries']} captions in {report['films']} films ({model}, {report['segments']} segments: "
+        f"{cut} {report['segment_seconds']:g} s)"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("mean IoU (best hit in the right film)", f"{report['mean_iou']:.3f}")
     table.add_row("R@1, IoU >= 0.5 (%)", f"{report['r1_iou50']:.1f}")
     table.add_row("R@1, IoU >= 0.7 (%)", f"{report['r1_iou70']:.1f}")
     table.add_row("video R@1 (%)", f"{report['video_r1']:.1f}")
+    if report.get("cut_detection"):
+        c = report["cut_detection"]
+        table.add_row(
+            f"cuts found: F1 (precision / recall) of {c['cuts']}", f"{c['f1']:.3f} ({c['precision']:.3f} / {c['recall']:.3f})"
+        )
     console.print(table)
 
 

@@ -72,6 +72,41 @@ def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def match_cuts(found: list[float], truth: list[float], tolerance: float) -> tuple[int, int, int]:
+    """(true positives, false positives, misses): each true cut is matched by at most one found
+    cut within ``tolerance`` seconds, nearest first."""
+    pairs = sorted((abs(f - t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth) if abs(f - t) <= tolerance + 1e-6)
+    used_f: set[int] = set()
+    used_t: set[int] = set()
+    for _d, i, j in pairs:
+        if i not in used_f and j not in used_t:
+            used_f.add(i)
+            used_t.add(j)
+    return len(used_f), len(found) - len(used_f), len(truth) - len(used_t)
+
+
+def boundary_scores(tp: int, fp: int, fn: int) -> dict:
+    """Precision, recall and F1 of cut detection (1.0 where nothing was there to find or claim)."""
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 3), "recall": round(recall, 3), "f1": round(f1, 3), "cuts": tp + fn}
+
+
+def cut_tolerance(fps: float) -> float:
+    """A found cut matches a true one within one frame or 0.1 s, whichever is more."""
+    return max(1.0 / fps if fps > 0 else 0.0, 0.1)
+
+
+def hit_range(hit) -> tuple[float, float]:
+    """The time range a hit answers with: its refined moment where search gives one
+    (``moment_start`` / ``moment_end``), else its segment's range."""
+    start, end = getattr(hit, "moment_start", None), getattr(hit, "moment_end", None)
+    if start is not None and end is not None:
+        return float(start), float(end)
+    return float(hit.start), float(hit.end)
+
+
 def moment_report(store, encoder, films: list[Film]) -> dict:
     """Ask every scene's caption of ``store`` (all segments ranked) and score the answers."""
     from ..search import MAX_K, search
@@ -84,17 +119,17 @@ def moment_report(store, encoder, films: list[Film]) -> dict:
             hits = search(store, scene.caption, MAX_K, encoder=encoder, segments=True).hits
             inside = [h for h in hits if os.path.abspath(h.path) == path]
             best = inside[0] if inside else None
-            iou = temporal_iou((best.start, best.end), (start, end)) if best else 0.0
+            iou = temporal_iou(hit_range(best), (start, end)) if best else 0.0
             top = hits[0] if hits else None
             first_right = top is not None and os.path.abspath(top.path) == path
-            top_iou = temporal_iou((top.start, top.end), (start, end)) if first_right else 0.0
+            top_iou = temporal_iou(hit_range(top), (start, end)) if first_right else 0.0
             ious.append(iou)
             r50.append(first_right and top_iou >= 0.5)
             r70.append(first_right and top_iou >= 0.7)
             video.append(first_right)
             rows.append(
                 {"film": os.path.basename(path), "caption": scene.caption, "scene": [round(start, 2), round(end, 2)],
-                 "hit": [round(best.start, 2), round(best.end, 2)] if best else None, "iou": round(iou, 3),
+                 "hit": [round(t, 2) for t in hit_range(best)] if best else None, "iou": round(iou, 3),
                  "first_is_right_film": first_right}
             )  # fmt: skip
     pct = lambda xs: round(100.0 * float(np.mean(xs)), 1) if xs else 0.0  # noqa: E731
@@ -116,20 +151,35 @@ def evaluate_moments(
     count: int = 12,
     seed: int = DEFAULT_SEED,
     segment_seconds: float | None = None,
+    segmenter: str = "shots",
     device: str | None = None,
     load=None,
+    fps: int = 10,
 ) -> dict:
-    """Render the films into ``work``, index them with ``model`` into a store there, and score."""
+    """Render the films into ``work``, index them with ``model`` into a store there, and score.
+    ``segmenter``: "shots" (segments end at the films' detected cuts, as `vsearch index` cuts a
+    new store's videos) or "fixed" windows. With shots the report scores the cuts found too."""
     from ..ingest import index
     from ..models import load_encoder
     from ..store import Store
 
     encoder = (load or load_encoder)(model, device=device)
-    films = render_films(Path(work) / "films", count, seed=seed)
+    films = render_films(Path(work) / "films", count, seed=seed, fps=fps)
     with Store.open(Path(work) / "store") as st:
         kwargs = {} if segment_seconds is None else {"segment_seconds": segment_seconds}
-        index(st, [Path(work) / "films"], encoder, workers=0, **kwargs)
+        index(st, [Path(work) / "films"], encoder, workers=0, segmenter=segmenter, **kwargs)
         report = moment_report(st, encoder, films)
         report["segment_seconds"] = st.segmenting()[0]
+        report["segmenter"] = st.segmenter()
+        report["segments"] = st.count_segments()
+        if report["segmenter"] == "shots":  # how well the store found the films' cuts
+            known = st.known_videos([os.path.abspath(Path(work) / "films")])
+            counts = [0, 0, 0]
+            for film in films:
+                stored = known.get(os.path.abspath(film.path))
+                found = (st.cuts(stored.id) or []) if stored is not None else []
+                got = match_cuts(found, [b for _a, b, _s in film.scenes[:-1]], cut_tolerance(fps))
+                counts = [c + g for c, g in zip(counts, got)]
+            report["cut_detection"] = boundary_scores(*counts)
     report.update(model=str(model), seed=seed)
     return report

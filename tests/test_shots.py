@@ -1,0 +1,261 @@
+"""Segments that follow the footage: cut detection on real rendered files (keyframe-first and
+sequential reads), the segment plan around cuts, bad input (one long shot, a slideshow, a black
+screen, a 0.5 s clip), the 0006 migration, and `index --segments / --resegment`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import run_cli
+from tests.videos import write_video
+from vsearch.eval.moments import boundary_scores, cut_tolerance, match_cuts, render_films
+from vsearch.store import Store
+from vsearch.video.jobs import DecodeJob, decode_job
+from vsearch.video.sampling import frame_times_from_fps
+from vsearch.video.sampling import plan_segments as fixed_frame_plans
+from vsearch.video.segmenting import fixed_windows, plan_segments, segment_plans
+from vsearch.video.shots import ShotSettings, detect_shots, find_cuts, histograms, select_cuts
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="Debian's ffmpeg writes the GOP test files")
+
+
+# -- the plan ----------------------------------------------------------------------------------
+def test_segments_end_at_cuts_and_long_shots_split_evenly():
+    assert plan_segments(30.0, [7.0, 12.3], 10.0, 1.0) == [(0.0, 7.0), (7.0, 12.3), (12.3, 21.15), (21.15, 30.0)]
+    # a cut outside the video, or at its very ends, is not a cut
+    assert plan_segments(12.0, [-1.0, 0.0, 5.0, 12.0, 40.0], 10.0, 1.0) == [(0.0, 5.0), (5.0, 12.0)]
+
+
+def test_a_sliver_joins_its_neighbour():
+    # 0.3 s shot between two cuts: it joins the shot after it; a sliver at the end joins the one before
+    assert plan_segments(12.0, [5.0, 5.3], 10.0, 1.0) == [(0.0, 5.0), (5.0, 12.0)]
+    assert plan_segments(12.0, [5.0, 11.6], 10.0, 1.0) == [(0.0, 5.0), (5.0, 12.0)]
+    assert plan_segments(12.0, [0.4, 6.0], 10.0, 1.0) == [(0.0, 6.0), (6.0, 12.0)]
+
+
+def test_no_cut_gives_the_fixed_window_plan():
+    assert plan_segments(25.0, [], 10.0, 1.0) == [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)] == fixed_windows(25.0, 10.0, 1.0)
+    assert plan_segments(20.5, [], 10.0, 1.0) == [(0.0, 10.0), (10.0, 20.5)]  # a 0.5 s tail joins
+    assert plan_segments(0.5, [], 10.0, 1.0) == [(0.0, 0.5)]  # a 0.5 s clip is one segment
+    assert plan_segments(0.5, [0.25], 10.0, 1.0) == [(0.0, 0.5)]
+    assert plan_segments(0.0, [], 10.0, 1.0) == []
+    with pytest.raises(ValueError):
+        plan_segments(10.0, [], 0.0, 1.0)
+    # On frames: exactly what a fixed store plans, so switching to shots re-embeds nothing uncut.
+    times = frame_times_from_fps(253, 10.0)
+    assert segment_plans(times, [], 10.0, 1.0) == fixed_frame_plans(times, 10.0, 1.0)
+    assert segment_plans(times, [0.3, 25.0], 10.0, 1.0) == fixed_frame_plans(times, 10.0, 1.0)
+
+
+def test_a_cut_every_frame_does_not_make_a_segment_per_frame():
+    cuts = np.arange(1, 250) / 25.0  # a slideshow at 25 fps, 10 s
+    plan = plan_segments(10.0, cuts, 10.0, 1.0)
+    assert len(plan) <= 10 and all(b - a >= 1.0 - 1e-9 for a, b in plan)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    duration=st.floats(0.05, 120.0),
+    cuts=st.lists(st.floats(-5.0, 130.0), max_size=40),
+    seg=st.floats(0.5, 30.0),
+    min_s=st.floats(0.0, 3.0),
+)
+def test_plans_tile_the_video_without_empty_segments(duration, cuts, seg, min_s):
+    plan = plan_segments(duration, cuts, seg, min_s)
+    assert plan[0][0] == 0.0 and plan[-1][1] == pytest.approx(duration)
+    assert all(b > a for a, b in plan)
+    assert all(plan[i][1] == plan[i + 1][0] for i in range(len(plan) - 1))
+    if len(plan) > 1:
+        assert all(b - a >= min(min_s, seg / 2) - 1e-9 for a, b in plan[:-1])
+    times = frame_times_from_fps(max(1, int(duration * 10)), 10.0)
+    frames = segment_plans(times, cuts, seg, min_s)
+    assert frames[0].start_frame == 0 and frames[-1].end_frame == len(times)
+    assert all(p.num_frames > 0 and p.end_s > p.start_s for p in frames)
+    assert all(frames[i].end_frame == frames[i + 1].start_frame for i in range(len(frames) - 1))
+
+
+# -- the detector on frames --------------------------------------------------------------------
+def _flat(colours, side=16) -> np.ndarray:
+    return np.stack([np.full((side, side, 3), c, np.uint8) for c in colours])
+
+
+def _cuts(frames, fps=10.0, **kw) -> list[int]:
+    s = ShotSettings(**kw)
+    return select_cuts(find_cuts(histograms(frames), fps, s), len(frames), fps, s)
+
+
+def test_a_hard_cut_is_found_and_a_flash_is_not():
+    a, b = [40] * 30, [200] * 30
+    assert _cuts(_flat(a + b)) == [30]
+    assert _cuts(_flat(a[:15] + [250] + a[:14] + b)) == [30]  # a one-frame flash inside the first shot
+
+
+def test_motion_noise_and_a_slideshow_are_not_cuts():
+    rng = np.random.default_rng(0)
+    x = np.arange(64)[None, :, None]
+    pan = np.stack([np.repeat(((x + 3 * t) * 4 % 256).astype(np.uint8), 64, axis=0).repeat(3, axis=2) for t in range(60)])
+    assert _cuts(pan) == []
+    noise = np.clip(120 + rng.normal(0, 25, (60, 32, 32, 3)), 0, 255).astype(np.uint8)
+    assert _cuts(noise) == []
+    slideshow = rng.integers(0, 256, (60, 1, 1, 3), dtype=np.uint8).repeat(16, axis=1).repeat(16, axis=2)
+    assert _cuts(slideshow) == []  # a new picture every frame: no frame stands out, no shot per frame
+
+
+def test_cuts_closer_than_the_minimum_shot_keep_the_stronger():
+    between = np.full((3, 10, 10, 3), 40, np.uint8)
+    between[:, :4] = 230  # 40% of the picture changes into the 0.3 s shot, the rest after it
+    frames = np.concatenate([_flat([40] * 20, 10), between, _flat([230] * 20, 10)])
+    assert _cuts(frames, min_shot_s=0.6) == [23]  # the bigger step wins
+    assert _cuts(frames, min_shot_s=0.2) == [20, 23]
+
+
+# -- real files --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def films(tmp_path_factory):
+    return render_films(tmp_path_factory.mktemp("films"), count=3, seed=5)
+
+
+def _scores(films, found_by_film) -> dict:
+    counts = np.sum(
+        [match_cuts(found, [b for _a, b, _s in f.scenes[:-1]], cut_tolerance(10)) for f, found in zip(films, found_by_film)],
+        axis=0,
+    )
+    return boundary_scores(*map(int, counts))
+
+
+def test_rendered_films_cuts_are_found(films):
+    """Known cuts in real H.264 files (one keyframe per cut or fewer: read sequentially)."""
+    scans = [detect_shots(f.path) for f in films]
+    assert all(s.method == "sequential" for s in scans)
+    scores = _scores(films, [s.times for s in scans])
+    assert scores["cuts"] == 9 and scores["f1"] >= 0.85, scores
+
+
+@needs_ffmpeg
+def test_two_second_gops_decode_keyframes_and_only_the_gops_that_change(films, tmp_path):
+    from vsearch.video.decode import VideoReader
+
+    film = films[0]
+    cam = tmp_path / "cam.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", film.path, "-c:v", "libx264", "-preset", "veryfast", "-g", "20",
+         "-keyint_min", "20", "-sc_threshold", "0", "-bf", "2", "-crf", "18", "-pix_fmt", "yuv420p", str(cam)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    with VideoReader(str(cam)) as r:
+        table, n = r.keyframes(), r.info.num_frames
+    assert list(table.keys[:3]) == [0, 20, 40]
+    keyed = detect_shots(str(cam), table)
+    plain = detect_shots(str(cam))
+    assert keyed.method == "keyframes" and plain.method == "sequential"
+    assert keyed.times == plain.times and len(keyed.times) >= 2
+    assert keyed.decoded < n * 0.6 and plain.decoded == n
+    assert match_cuts(keyed.times, [b for _a, b, _s in film.scenes[:-1]], 0.1)[2] <= 1
+
+
+def _plans(path, segmenter="shots", **kw):
+    msgs = list(decode_job(DecodeJob(0, str(path), 2, 32, "squash", 10.0, 1.0, segmenter=segmenter, **kw)))
+    assert msgs[-1] == ("done", 0), msgs[-1]
+    info = msgs[0]
+    return info[2], [(p[1], p[2]) for p in info[3]], msgs
+
+
+def test_bad_input_gets_sensible_segments(tmp_path):
+    """One long shot, a black screen, a slideshow, a 0.5 s clip: no crash, no empty segment,
+    the fixed plan wherever there is no cut."""
+    rng = np.random.default_rng(1)
+    x = np.arange(48)[None, :, None]
+    long_take = np.stack([np.repeat(((x + t) * 5 % 256).astype(np.uint8), 32, axis=0).repeat(3, axis=2) for t in range(250)])
+    files = {
+        "long": write_video(tmp_path / "long.mp4", long_take, fps=10),  # 25 s, one slow pan
+        "black": write_video(tmp_path / "black.mp4", np.zeros((120, 32, 48, 3), np.uint8), fps=10),
+        "slides": write_video(
+            tmp_path / "slides.mp4", rng.integers(0, 256, (80, 1, 1, 3), dtype=np.uint8).repeat(32, 1).repeat(48, 2), fps=10
+        ),
+        "short": write_video(tmp_path / "short.mp4", np.full((5, 32, 48, 3), 90, np.uint8), fps=10),
+    }
+    for name, path in files.items():
+        info, shots, _ = _plans(path)
+        _, fixed, _ = _plans(path, "fixed")
+        assert all(b > a for a, b in shots), name
+        assert info["cuts"] == [] and shots == fixed, (name, info["cuts"])
+    assert _plans(files["long"])[1] == [(0, 100), (100, 200), (200, 250)]
+    assert _plans(files["short"])[1] == [(0, 5)]
+
+
+def test_a_plan_that_stays_is_not_decoded_again(films):
+    info, plans, _ = _plans(films[0].path)
+    assert len(plans) >= 4 and len(info["cuts"]) >= 2
+    again, sent, msgs = _plans(films[0].path, known_plans=tuple(plans))
+    assert again["same_plan"] and sent == [] and not [m for m in msgs if m[0] == "segment"]
+    other, sent, msgs = _plans(films[0].path, known_plans=((0, 10),))
+    assert "same_plan" not in other and sent == plans and len([m for m in msgs if m[0] == "segment"]) == len(plans)
+
+
+# -- store and command line --------------------------------------------------------------------
+def test_a_store_at_0005_upgrades_as_fixed(tmp_path):
+    from alembic import command
+
+    from vsearch.store import db as dbmod
+
+    root = tmp_path / "old"
+    root.mkdir()
+    engine = dbmod.make_engine(root / "vsearch.db")
+    cfg = dbmod.alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")
+    with engine.begin() as c:  # a store as 0005 wrote it: settings, one video
+        c.exec_driver_sql(
+            "INSERT INTO meta VALUES ('generation','1'),('segment_seconds','10.0'),('min_tail_seconds','1.0')"
+        )  # fmt: skip
+        c.exec_driver_sql(
+            "INSERT INTO videos (id, path, size, mtime_ns, content_hash, duration, fps, num_frames, width, height, "
+            "indexed_at, sampling) VALUES (1, X'2F762F612E6D7034', 10, 1, 'h', 5.0, 10.0, 50, 64, 48, '2026-01-01 00:00:00', 'exact')"
+        )
+    engine.dispose()
+    with Store.open(root) as s:
+        assert dbmod.current_revision(s.engine) == dbmod.SCHEMA_HEAD == "0006"
+        assert s.segmenter() == "fixed" and s.status()["segmenter"] == "fixed"
+        assert s.cuts(1) is None and s.count_videos() == 1
+    with Store.open(tmp_path / "new") as s:  # a new library store: fixed until told
+        assert s.segmenter() == "fixed"
+
+
+@pytest.mark.slow
+def test_index_segments_and_resegment(films, tmp_path):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    for f in films[:2]:
+        shutil.copy(f.path, vids)
+    store = tmp_path / "store"
+    args = ("--store", store, "--model", "tiny-clip", "--workers", "0")
+    first = json.loads(run_cli("index", vids, *args, "--json").stdout)
+    assert first["segmenter"] == "shots" and first["counts"]["indexed"] == 2  # a new store cuts at shots
+    with Store.open(store, create=False) as s:
+        stored = s.known_videos([str(vids)])
+        cuts = {p: s.cuts(k.id) for p, k in stored.items()}
+        assert s.segmenter() == "shots" and all(len(c) >= 2 for c in cuts.values())
+        planned = sum(len(plan_segments(f.scenes[-1][1], cuts[str(vids / f.path.split("/")[-1])], 10.0, 1.0)) for f in films[:2])
+        assert s.count_segments() == first["counts"]["segments"] == planned
+        before = s.status()
+    assert before["videos_with_cuts"] == 2
+    res = run_cli("index", vids, *args, "--segments", "fixed", code=1)  # another mode: one line, nothing changed
+    assert "--resegment" in res.output and len(res.output.strip().splitlines()) == 1
+    assert "cut at shots" in run_cli("status", "--store", store).stdout
+    fixed = json.loads(run_cli("index", vids, *args, "--segments", "fixed", "--resegment", "--json").stdout)
+    assert fixed["segmenter"] == "fixed" and fixed["counts"]["replanned"] == 2 == fixed["counts"]["resegmented"]
+    windows = sum(len(fixed_windows(f.scenes[-1][1], 10.0, 1.0)) for f in films[:2])
+    with Store.open(store, create=False) as s:
+        assert s.segmenter() == "fixed" and s.count_segments() == windows
+        assert s.status()["videos_with_cuts"] == 0 and s.check().ok
+    assert "fixed 10 s windows" in run_cli("status", "--store", store).stdout
+    again = json.loads(run_cli("index", vids, *args, "--json").stdout)
+    assert again["model_loaded"] is False  # the store keeps its mode: nothing to do
