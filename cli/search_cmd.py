@@ -33,6 +33,13 @@ def search(
             "--rerank", help="Re-score the best N segments with the model's re-ranker (X-CLIP's video-conditioned prompts)."
         ),
     ] = 0,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine/--no-refine",
+            help="Widen each hit's segment to the moment: the neighbouring segments that match as well (on by default).",
+        ),
+    ] = True,
     export: Annotated[
         Path | None, typer.Option("--export", help="Also write each hit's moment as a video file into this folder.")
     ] = None,
@@ -58,6 +65,8 @@ def search(
     """Search the store by text: the best matching videos, with the time range that matched.
 
     Example: [bold]vsearch search "a dog catches a frisbee" -k 5[/]
+    Each hit shows its moment (the matched segment widened to the neighbours that match as well);
+    [bold]--segments[/] lists each segment's own range beside its moment, [bold]--no-refine[/] skips moments.
     Also: [bold]vsearch search --image photo.jpg[/], [bold]vsearch search --like holiday.mp4@12.5[/],
     [bold]vsearch search "at night" --image photo.jpg[/] (both at once),
     [bold]vsearch search "a beach" --not "people" --in ~/Videos/2024 --after 2024-06 --max-duration 120[/]
@@ -83,7 +92,7 @@ def search(
             sid = st.segment_at(path, seconds)
             if sid is None:
                 raise QueryError(f"{path} at {seconds:g} s is not in the store (index it first; see vsearch list)")
-            resp = search_like(st, sid, k, segments=segments, filters=flt)
+            resp = search_like(st, sid, k, segments=segments, filters=flt, refine=refine)
         elif query is None:
             from vsearch.image_query import load_image
 
@@ -91,9 +100,11 @@ def search(
             precheck(st, "image", k, model=model)
             encoder = load_store_encoder(st, model, device, base=base)
             if not_:
-                resp = run_search(st, "", k, encoder=encoder, segments=segments, filters=flt, negatives=not_, image=pixels)
+                resp = run_search(
+                    st, "", k, encoder=encoder, segments=segments, filters=flt, negatives=not_, image=pixels, refine=refine
+                )
             else:
-                resp = search_image(st, pixels, k, encoder=encoder, segments=segments, filters=flt)
+                resp = search_image(st, pixels, k, encoder=encoder, segments=segments, filters=flt, refine=refine)
         else:
             pixels = None
             if image is not None:
@@ -103,8 +114,9 @@ def search(
             precheck(st, query, k, model=model, rerank=rerank)  # seconds before a model loads, not after
             encoder = load_store_encoder(st, model, device, base=base, query_only=not rerank and pixels is None)
             resp = run_search(
-                st, query, k, encoder=encoder, segments=segments, rerank=rerank, filters=flt, negatives=not_ or (), image=pixels
-            )
+                st, query, k, encoder=encoder, segments=segments, rerank=rerank, filters=flt, negatives=not_ or (), image=pixels,
+                refine=refine,
+            )  # fmt: skip
     for w in resp.warnings:
         # "0 results: ..." is an answer, not a problem: said plainly, exit 0.
         err_console.print(escape(w) if w.startswith("0 results") else f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
@@ -119,7 +131,9 @@ def search(
     table = Table(title=f"“{escape(q)}” · {shown} · {resp.searched} segments searched · {resp.took_ms:.0f} ms")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("time", no_wrap=True)
+    table.add_column("segment" if segments else "time", no_wrap=True)
+    if segments:
+        table.add_column("moment", no_wrap=True)
     table.add_column("recorded", no_wrap=True)
     table.add_column("video", overflow="fold")
     for i, h in enumerate(resp.hits, 1):
@@ -127,12 +141,21 @@ def search(
         seg = f" (segment {h.segment})" if segments else ""
         gone = " [red](missing)[/]" if h.missing else ""
         when = (d["recorded_at"] or "")[:10]
-        table.add_row(str(i), f"{h.score:.3f}", d["range"], when, escape(_short(d["path"])) + seg + gone)
+        times = [d["range"], d["moment_range"] or ""] if segments else [_moment_cell(d)]
+        table.add_row(str(i), f"{h.score:.3f}", *times, when, escape(_short(d["path"])) + seg + gone)
     console.print(table)
 
 
+def _moment_cell(d: dict) -> str:
+    """The moment, and the best segment's own range beside it where the two differ."""
+    if d["moment_range"] is None or d["moment_range"] == d["range"]:
+        return d["range"]
+    return f"{d['moment_range']} [dim](best {d['range']})[/]"
+
+
 def _export(hits, folder: Path) -> dict[int, str]:
-    """Cut every hit's moment into ``folder`` (NN_name_MMSS-MMSS.mp4); a missing file is skipped with a warning."""
+    """Cut every hit's moment (its segment without one) into ``folder`` (NN_name_MMSS-MMSS.mp4); a missing
+    file is skipped with a warning."""
     import os
 
     from vsearch.errors import VsearchError
@@ -141,9 +164,10 @@ def _export(hits, folder: Path) -> dict[int, str]:
     done = {}
     for i, h in enumerate(hits, 1):
         stem = os.path.splitext(os.path.basename(h.path))[0]
-        name = f"{i:02d}_{stem}_{int(h.start) // 60:02d}{int(h.start) % 60:02d}-{int(h.end) // 60:02d}{int(h.end) % 60:02d}.mp4"
+        a, b = (h.start, h.end) if h.moment_start is None else (h.moment_start, h.moment_end)
+        name = f"{i:02d}_{stem}_{int(a) // 60:02d}{int(a) % 60:02d}-{int(b) // 60:02d}{int(b) % 60:02d}.mp4"
         try:
-            done[h.segment_id] = cut(h.path, folder / name, h.start, h.end).path
+            done[h.segment_id] = cut(h.path, folder / name, a, b).path
         except VsearchError as exc:
             err_console.print(f"[yellow]warning:[/] not exported: {escape(str(exc))}", soft_wrap=True)
     if done:

@@ -52,10 +52,19 @@ class Hit:
     missing: bool = False
     #: When the footage was recorded (POSIX seconds UTC; container time, else file mtime).
     recorded_at: float | None = None
+    #: The moment: the segment widened to the neighbours that match the query as well
+    #: (``vsearch.moments``); None when the search was not refined.
+    moment_start: float | None = None
+    moment_end: float | None = None
 
     @property
     def time_range(self) -> str:
         return format_range(self.start, self.end)
+
+    @property
+    def moment_range(self) -> str | None:
+        """The moment as ``mm:ss–mm:ss`` (as ``time_range``), None when not refined."""
+        return None if self.moment_start is None or self.moment_end is None else format_range(self.moment_start, self.moment_end)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -64,6 +73,9 @@ class Hit:
         d["start"] = round(self.start, 3)
         d["end"] = round(self.end, 3)
         d["range"] = self.time_range
+        d["moment_start"] = None if self.moment_start is None else round(self.moment_start, 3)
+        d["moment_end"] = None if self.moment_end is None else round(self.moment_end, 3)
+        d["moment_range"] = self.moment_range
         d["recorded_at"] = (
             None if self.recorded_at is None else datetime.fromtimestamp(self.recorded_at, UTC).isoformat().replace("+00:00", "Z")
         )
@@ -194,6 +206,7 @@ def search(
     filters: SearchFilter | None = None,
     negatives: Sequence[str] = (),
     image=None,
+    refine: bool = True,
 ) -> SearchResponse:
     """Top ``k`` videos (best segment each), or the top ``k`` segments with ``segments=True``.
 
@@ -202,7 +215,9 @@ def search(
     re-scored by the model's trained, video-conditioned score, recomputed from their frames.
     ``filters`` restricts the videos; ``negatives`` (descriptions to move away from) and
     ``image`` (bytes, a path or an ``(h, w, 3)`` array, searched together with the text) compose
-    the query (``compose``).
+    the query (``compose``). ``refine`` sets each returned hit's moment (``vsearch.moments``:
+    the segment widened to its neighbours that match as well; one SQL read of the segments near
+    the returned hits).
     """
     t0 = time.perf_counter()
     q = "" if image is not None and not (query or "").strip() else clean_query(query)  # an image alone is a query too
@@ -212,7 +227,7 @@ def search(
     for attempt in range(2):
         try:
             enc = load_store_encoder(store) if own else encoder
-            return _search(store, q, k, enc, segments, t0, rerank, filters, negs, image)
+            return _search(store, q, k, enc, segments, t0, rerank, filters, negs, image, refine)
         except EncoderMismatch:
             # The store switched encoders (a re-embedding finished) between loading ours and
             # reading the index: with the store's own encoder, load the new one and retry.
@@ -232,6 +247,7 @@ def _search(
     filters: SearchFilter | None = None,
     negatives: Sequence[str] = (),
     image=None,
+    refine: bool = True,
 ) -> SearchResponse:
     store.check_encoder(encoder)
     warnings = []
@@ -260,13 +276,24 @@ def _search(
         hits = _reranked(store, index, encoder, q, qv, max(rerank, k), total)
         if not segments:
             hits = _first_per_video(hits)
-        return SearchResponse(q, hits[:k], total, (time.perf_counter() - t0) * 1000, warnings, reranked=True)
+        hits = _refined(store, hits[:k], qv, encoder.fingerprint) if refine else hits[:k]
+        return SearchResponse(q, hits, total, (time.perf_counter() - t0) * 1000, warnings, reranked=True)
     hits = flag_missing(rank_segments(store, index, qv, k, segments, filters))
+    if refine:
+        hits = _refined(store, hits, qv, encoder.fingerprint)
     gone = sum(h.missing for h in hits)
     if gone:
         warnings.append(f"{gone} of these files are no longer on disk (flagged missing); `vsearch list --missing` lists them")
     label = " ".join([q or "image", *(["+ image"] if q and image is not None else []), *(f"not {n}" for n in negatives)])
     return SearchResponse(label, hits, total, (time.perf_counter() - t0) * 1000, warnings)
+
+
+def _refined(store: Store, hits: list[Hit], qv: np.ndarray, fingerprint: str | None) -> list[Hit]:
+    """The returned hits with their moments (cosines with ``qv`` even where the scores are a
+    re-ranker's: the stored vectors are what every segment has)."""
+    from .moments import refine_hits
+
+    return refine_hits(store, hits, qv, fingerprint=fingerprint)
 
 
 def _empty_paths(store: Store, filters: SearchFilter | None) -> list[str]:
@@ -383,6 +410,7 @@ def search_by_vector(
     label: str = "",
     fingerprint: str | None = None,
     filters: SearchFilter | None = None,
+    refine: bool = True,
 ) -> SearchResponse:
     """Search with a ready query vector (an image's, or a stored segment's): no text encoder."""
     t0 = time.perf_counter()
@@ -390,22 +418,40 @@ def search_by_vector(
     index = store.vector_index(fingerprint)
     if index.ntotal == 0:
         raise EmptyStore(f"the store at {store.root} has no segments yet: index some videos first")
-    hits = flag_missing(rank_segments(store, index, np.asarray(qv, np.float32)[None, :], k, segments, filters))
+    qv = np.asarray(qv, np.float32)[None, :]
+    hits = flag_missing(rank_segments(store, index, qv, k, segments, filters))
+    if refine:
+        hits = _refined(store, hits, qv, fingerprint)
     return SearchResponse(label, hits, index.ntotal, (time.perf_counter() - t0) * 1000)
 
 
 def search_like(
-    store: Store, segment_id: int, k: int = 10, *, segments: bool = False, filters: SearchFilter | None = None
+    store: Store,
+    segment_id: int,
+    k: int = 10,
+    *,
+    segments: bool = False,
+    filters: SearchFilter | None = None,
+    refine: bool = True,
 ) -> SearchResponse:
     """More like this: the stored vector of ``segment_id`` is the query (nothing is decoded)."""
     qv = store.segment_vector(segment_id)
     if qv is None:
         raise QueryError(f"segment {segment_id} is not in the store")
-    return search_by_vector(store, qv, k, segments=segments, label=f"like segment {segment_id}", filters=filters)
+    return search_by_vector(
+        store, qv, k, segments=segments, label=f"like segment {segment_id}", filters=filters, refine=refine
+    )
 
 
 def search_image(
-    store: Store, image, k: int = 10, *, encoder=None, segments: bool = False, filters: SearchFilter | None = None
+    store: Store,
+    image,
+    k: int = 10,
+    *,
+    encoder=None,
+    segments: bool = False,
+    filters: SearchFilter | None = None,
+    refine: bool = True,
 ) -> SearchResponse:
     """Search by an image (bytes, a path, or an ``(h, w, 3)`` array), embedded by the store's
     encoder as a one-frame video (``image_query``)."""
@@ -415,5 +461,12 @@ def search_image(
     enc = encoder or load_store_encoder(store)
     store.check_encoder(enc)
     return search_by_vector(
-        store, image_vector(enc, pixels), k, segments=segments, label="image", fingerprint=enc.fingerprint, filters=filters
+        store,
+        image_vector(enc, pixels),
+        k,
+        segments=segments,
+        label="image",
+        fingerprint=enc.fingerprint,
+        filters=filters,
+        refine=refine,
     )
