@@ -119,3 +119,48 @@ def test_every_page_works_under_the_content_security_policy(server, page):
     page.wait_for_selector("#status tr[data-key='videos']")
     assert violations == []
     assert not [e for e in page.console_errors if "Refused" in e], page.console_errors
+
+
+@pytest.fixture(scope="module")
+def scene_server(tmp_path_factory):
+    """A store whose scenes span two segments each (``test_refine.build_scene_store``), served."""
+    from tests.live_server import LiveServer
+    from tests.test_refine import build_scene_store
+
+    store, _enc = build_scene_store(tmp_path_factory.mktemp("scene-page"), thumbnails=True)
+    with LiveServer(store) as srv:
+        yield srv
+
+
+def test_a_card_shows_the_moment_and_the_video_page_plays_and_marks_it(scene_server, page):
+    page.goto(scene_server.url + "/?q=a+red+circle+moving+right&segments=1")
+    first = cards(page)[0]
+    assert first.query_selector(".moment").inner_text() == "00:10–00:20"  # the scene, not its 5 s segment
+    assert first.query_selector(".best").inner_text() in ("(best 00:10–00:15)", "(best 00:15–00:20)")
+    first.query_selector("a.name").click()
+    page.wait_for_url("**/v/**")
+    assert parse_qs(urlparse(page.url).query)["end"] == ["20.000"]
+    page.wait_for_function("() => !document.getElementById('moment-mark').hidden")
+    bar = page.evaluate(
+        """() => ['moment-mark', 'range-mark'].map(id => {
+             const s = document.getElementById(id).style; return [parseFloat(s.left), parseFloat(s.width)]; })"""
+    )
+    assert bar[0] == pytest.approx([100 / 3, 100 / 3], abs=0.1)  # 10-20 s of 30 s
+    assert bar[1][1] == pytest.approx(100 / 6, abs=0.1)  # the best 5 s segment, inside the moment
+    assert bar[1][0] in (pytest.approx(100 / 3, abs=0.1), pytest.approx(50, abs=0.1))
+    assert page.inner_text("#range-text").startswith("moment 00:10–00:20 · best segment 00:1")
+    if page.evaluate("() => document.getElementById('player').canPlayType('video/mp4') === ''"):
+        return  # this chromium cannot play H.264: the marks are what there is to check
+    page.wait_for_function(
+        "() => document.getElementById('player').readyState >= 1 && document.getElementById('player').currentTime > 0"
+    )
+    assert abs(page.evaluate("() => document.getElementById('player').currentTime") - 10.0) <= 1.0
+
+
+def test_cards_show_the_moment_the_api_sends(server, page):
+    from tests.live_server import get_json
+
+    page.goto(server.url + "/?q=a+yellow+triangle")
+    shown = [c.query_selector(".moment").inner_text() for c in cards(page)[:5]]
+    hits = get_json(server.url + "/api/search?q=a+yellow+triangle&k=5")[1]["hits"]
+    assert shown == [h["moment_range"] for h in hits]

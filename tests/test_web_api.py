@@ -143,3 +143,17 @@ def test_the_openapi_document_says_what_the_server_sends(server):
     assert q["required"] is True and q["schema"]["minLength"] == 1
     video_id = ops[("/api/video/{video_id}", "get")]["parameters"][0]["schema"]
     assert video_id["maximum"] == 2**63 - 1 and video_id["minimum"] == 1
+
+
+def test_hits_carry_their_moment_and_the_card_opens_it(server):
+    code, page = get_json(f"{server.url}/api/search?q=a+red+circle&k=3")
+    assert code == 200 and page["hits"]
+    for h in page["hits"]:
+        assert h["moment_start"] <= h["start"] < h["end"] <= h["moment_end"] + 0.001
+        assert h["moment_range"] and f"t={h['moment_start']:.3f}&end={h['moment_end']:.3f}&seg={h['segment_id']}" in h["page"]
+    code, page = get_json(f"{server.url}/api/search?q=a+red+circle&k=3&refine=false")
+    assert code == 200 and all(h["moment_start"] is None and h["moment_range"] is None for h in page["hits"])
+    assert all(f"t={h['start']:.3f}&end={h['end']:.3f}" in h["page"] for h in page["hits"])
+    seg = page["hits"][0]["segment_id"]
+    code, like = get_json(f"{server.url}/api/like/{seg}?k=2")
+    assert code == 200 and like["hits"][0]["moment_start"] is not None

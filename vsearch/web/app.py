@@ -7,7 +7,8 @@ Routes (every error is JSON ``{"error": "..."}``; ``/openapi.json`` lists each r
 - ``GET /api/search?q=&k=&offset=&segments=``, ``GET /api/like/{segment}``, ``POST /api/image``
   (multipart ``file``, optional ``q``), ``GET /api/video/{video}``, ``GET /api/status``. The three
   searches take the filters ``in`` (repeatable), ``min_duration``, ``max_duration``, ``after``,
-  ``before``; text and image searches take ``not`` (repeatable), as the command line does.
+  ``before``, and ``refine`` (default true: each hit's ``moment_start`` / ``moment_end``); text
+  and image searches take ``not`` (repeatable), as the command line does.
 - ``GET /media/{video}``: the file, by store id only, with Range support; ``GET /thumb/{segment}``.
 - The earlier API stays: ``GET /search``, ``/status``, ``/health``. OpenAPI: ``/openapi.json``
   (the interactive ``/docs`` page is off: it loads scripts from a CDN, and this page works offline).
@@ -181,6 +182,9 @@ def create_app(service: SearchService, token: str | None = None, hosts: frozense
         return SearchFilter.parse(in_, min_duration, max_duration, after, before)  # QueryError -> 400
 
     Not = Query([], alias="not", description="Move results away from this description (repeatable)")
+    Refine = Query(
+        True, description="Give each hit its moment (moment_start, moment_end): its segment widened to the neighbours that match as well"
+    )
 
     @get("/api/search", summary="Search by text", responses=errors(409))
     def api_search(
@@ -190,14 +194,20 @@ def create_app(service: SearchService, token: str | None = None, hosts: frozense
         segments: bool = False,
         flt: SearchFilter = Depends(filters),
         not_: list[str] = Not,
+        refine: bool = Refine,
     ):
-        return service.search(q, k, segments, offset, flt, not_)
+        return service.search(q, k, segments, offset, flt, not_, refine)
 
     @get("/api/like/{segment_id}", summary="More like this: a stored segment's vector is the query", responses=errors(404, 409))
     def api_like(
-        segment_id: int = SegmentId, k: int = Page, offset: int = Offset, segments: bool = False, flt: SearchFilter = Depends(filters)
+        segment_id: int = SegmentId,
+        k: int = Page,
+        offset: int = Offset,
+        segments: bool = False,
+        flt: SearchFilter = Depends(filters),
+        refine: bool = Refine,
     ):
-        page = service.like(segment_id, k, segments, offset, flt)
+        page = service.like(segment_id, k, segments, offset, flt, refine)
         return page if page is not None else error(404, MISSING["segment_id"].format(segment_id))
 
     @app.post(
@@ -211,12 +221,13 @@ def create_app(service: SearchService, token: str | None = None, hosts: frozense
         flt: SearchFilter = Depends(filters),
         q: str = Query("", description="Words searched together with the image (one query)"),
         not_: list[str] = Not,
+        refine: bool = Refine,
     ):
         data = await file.read(MAX_IMAGE_BYTES + 1)
         if len(data) > MAX_IMAGE_BYTES:
             return error(413, f"the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
         # decoding + torch: off the event loop
-        return await run_in_threadpool(service.image, data, k, segments, offset, flt, q.strip(), not_)
+        return await run_in_threadpool(service.image, data, k, segments, offset, flt, q.strip(), not_, refine)
 
     @get("/api/video/{video_id}", summary="A video's facts and segments", responses=errors(404))
     def api_video(video_id: int = VideoId):

@@ -61,31 +61,42 @@ class SearchService:
         }
 
     def card(self, hit) -> dict:
+        """A hit as the page shows it; ``page`` opens the video at the moment (``t`` to ``end``)
+        with its best segment (``seg``) marked, or at the segment when the hit has no moment."""
         d = hit.as_dict()
+        t, end = (hit.start, hit.end) if hit.moment_start is None else (hit.moment_start, hit.moment_end)
         d.update(
             name=os.path.basename(hit.path), folder=os.path.dirname(d["path"]), thumb=f"/thumb/{hit.segment_id}",
-            page=f"/v/{hit.video_id}?t={hit.start:.3f}&seg={hit.segment_id}", media=f"/media/{hit.video_id}",
+            page=f"/v/{hit.video_id}?t={t:.3f}&end={end:.3f}&seg={hit.segment_id}", media=f"/media/{hit.video_id}",
         )  # fmt: skip
         return d
 
     def search(
-        self, q: str, k: int, segments: bool, offset: int = 0, filters: SearchFilter | None = None, negatives: Sequence[str] = ()
+        self,
+        q: str,
+        k: int,
+        segments: bool,
+        offset: int = 0,
+        filters: SearchFilter | None = None,
+        negatives: Sequence[str] = (),
+        refine: bool = True,
     ) -> dict:
         with self._lock:
             encoder = self.encoder() if self.model else None
             resp = search(
-                self.store, q, self.depth(k, offset), encoder=encoder, segments=segments, filters=filters, negatives=negatives
-            )
+                self.store, q, self.depth(k, offset), encoder=encoder, segments=segments, filters=filters, negatives=negatives,
+                refine=refine,
+            )  # fmt: skip
         return self._page(resp, k, offset)
 
     def like(
-        self, segment_id: int, k: int, segments: bool, offset: int = 0, filters: SearchFilter | None = None
+        self, segment_id: int, k: int, segments: bool, offset: int = 0, filters: SearchFilter | None = None, refine: bool = True
     ) -> dict | None:
         """None when the segment is not in the store (a 404, as for a missing video)."""
         with self._lock:
             if self.store.segment_vector(segment_id) is None:
                 return None
-            resp = search_like(self.store, segment_id, self.depth(k, offset), segments=segments, filters=filters)
+            resp = search_like(self.store, segment_id, self.depth(k, offset), segments=segments, filters=filters, refine=refine)
         return self._page(resp, k, offset)
 
     def image(
@@ -97,6 +108,7 @@ class SearchService:
         filters: SearchFilter | None = None,
         q: str = "",
         negatives: Sequence[str] = (),
+        refine: bool = True,
     ) -> dict:
         """Search by an uploaded image; with ``q`` and ``negatives`` the three form one query."""
         from ..image_query import load_image  # PIL: only when someone searches by image
@@ -106,10 +118,13 @@ class SearchService:
             depth = self.depth(k, offset)
             if q or negatives:
                 resp = search(
-                    self.store, q, depth, encoder=self.encoder(), segments=segments, filters=filters, negatives=negatives, image=pixels
-                )
+                    self.store, q, depth, encoder=self.encoder(), segments=segments, filters=filters, negatives=negatives, image=pixels,
+                    refine=refine,
+                )  # fmt: skip
             else:
-                resp = search_image(self.store, pixels, depth, encoder=self.encoder(), segments=segments, filters=filters)
+                resp = search_image(
+                    self.store, pixels, depth, encoder=self.encoder(), segments=segments, filters=filters, refine=refine
+                )
         return self._page(resp, k, offset)
 
     def health(self) -> str | None:

@@ -26,7 +26,15 @@ function fmt(t) {
   return `${String(m).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
 
+// The moment when the search refined the hit (its segment widened to the neighbours that match as
+// well), else the segment itself.
+function moment(hit) {
+  return hit.moment_start == null ? [hit.start, hit.end] : [hit.moment_start, hit.moment_end];
+}
+
 function card(hit) {
+  const [a, b] = moment(hit);
+  const best = fmt(a) === fmt(hit.start) && fmt(b) === fmt(hit.end) ? "" : ` <span class="best">(best ${fmt(hit.start)}–${fmt(hit.end)})</span>`;
   const el = document.createElement("article");
   el.className = "card";
   el.dataset.path = hit.path;
@@ -36,12 +44,12 @@ function card(hit) {
     <div class="body">
       <a class="name" href="${hit.page}"></a>
       <span class="folder"></span>
-      <span class="meta">${fmt(hit.start)}–${fmt(hit.end)} · score ${hit.score.toFixed(3)}${hit.missing ? ' · <b class="missing">file missing</b>' : ""}</span>
+      <span class="meta"><span class="moment">${fmt(a)}–${fmt(b)}</span>${best} · score ${hit.score.toFixed(3)}${hit.missing ? ' · <b class="missing">file missing</b>' : ""}</span>
       <button class="like" type="button">More like this</button>
     </div>`;
   el.querySelector(".name").textContent = hit.name;
   el.querySelector(".folder").textContent = hit.folder;
-  el.querySelector("img").alt = `${hit.name} at ${fmt(hit.start)}`;
+  el.querySelector("img").alt = `${hit.name} at ${fmt(a)}`;
   el.querySelector(".like").addEventListener("click", () => go({ q: "", like: hit.segment_id, offset: 0 }));
   return el;
 }

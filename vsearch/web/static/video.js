@@ -1,9 +1,11 @@
-// A video's page: play from the matched second, mark the range, list the other segments.
+// A video's page: play from the moment's start (?t=), mark the moment (?t= to ?end=) and the best
+// segment (?seg=) on the bar, list the other segments.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const id = location.pathname.split("/").pop();
 const p = new URLSearchParams(location.search);
 const start = parseFloat(p.get("t") || "0");
+const end = parseFloat(p.get("end"));  // NaN on links made before moments: the segment alone is marked
 const seg = p.get("seg");
 
 // RFC 6381 codec strings for the codecs vsearch records (FFmpeg's names): main profiles, the
@@ -50,10 +52,22 @@ fetch(`/api/video/${id}`).then((r) => r.json()).then((v) => {
   const results = sessionStorage.getItem("vsearch.results");
   if (results && results.startsWith("/")) $("back").href = results;
   const current = v.segments.find((s) => String(s.segment_id) === seg) || v.segments.find((s) => s.start <= start && start < s.end);
+  const mark = (el, a, b) => {
+    const d = v.duration > 0 ? v.duration : 1, lo = Math.min(Math.max(a, 0), d), hi = Math.min(Math.max(b, lo), d);
+    el.style.left = `${(100 * lo) / d}%`;
+    el.style.width = `${(100 * (hi - lo)) / d}%`;
+    el.hidden = false;
+  };
   if (current) {
-    $("range-mark").style.left = `${(100 * current.start) / v.duration}%`;
-    $("range-mark").style.width = `${(100 * (current.end - current.start)) / v.duration}%`;
+    mark($("range-mark"), current.start, current.end);
     $("range-text").textContent = `matched ${fmt(current.start)}–${fmt(current.end)}`;
+  }
+  if (Number.isFinite(end) && end > start) {
+    mark($("moment-mark"), start, end);
+    const same = current && fmt(start) === fmt(current.start) && fmt(end) === fmt(current.end);
+    $("range-text").textContent = current && !same
+      ? `moment ${fmt(start)}–${fmt(end)} · best segment ${fmt(current.start)}–${fmt(current.end)}`
+      : `matched ${fmt(start)}–${fmt(end)}`;
   }
   const player = $("player");
   const fallback = (why) => {
