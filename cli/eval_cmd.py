@@ -234,6 +234,12 @@ def eval_moments(
     table.add_row("R@1, IoU >= 0.5 (%)", f"{report['r1_iou50']:.1f}")
     table.add_row("R@1, IoU >= 0.7 (%)", f"{report['r1_iou70']:.1f}")
     table.add_row("video R@1 (%)", f"{report['video_r1']:.1f}")
+    seg = report.get("segment_ranges")
+    if seg:
+        table.add_row(
+            "segment ranges only: IoU / R@1 0.5 / 0.7",
+            f"{seg['mean_iou']:.3f} / {seg['r1_iou50']:.1f} / {seg['r1_iou70']:.1f}",
+        )
     if report.get("cut_detection"):
         c = report["cut_detection"]
         table.add_row(
