@@ -48,6 +48,17 @@ def test_a_gap_stops_the_run():
     assert refine_range([0, 10, 20.1], [10, 20, 30], [0.1, 0.8, 0.8], 1) == (10.0, 30.0)  # 0.1 s: frame timing
 
 
+def test_a_cut_ends_the_moment_but_a_long_shot_split_in_pieces_is_joined():
+    # Shots 0-10 (cut at 10) and 10-30, the second split into two pieces; all four score alike.
+    starts, ends, scores = [0, 5, 10, 20], [5, 10, 20, 30], [0.8, 0.8, 0.8, 0.8]
+    assert refine_range(starts, ends, scores, 0, cuts=[10.0]) == (0.0, 10.0)
+    assert refine_range(starts, ends, scores, 3, cuts=[10.0]) == (10.0, 30.0)
+    # The segment starts at the first frame after the cut: a frame later still counts as at it.
+    assert refine_range(starts, ends, scores, 3, cuts=[9.96]) == (10.0, 30.0)
+    assert refine_range(starts, ends, scores, 1, cuts=[9.96]) == (0.0, 10.0)
+    assert refine_range(starts, ends, scores, 1) == (0.0, 30.0)  # fixed windows: no cuts
+
+
 def test_segments_of_varying_length_merge_by_their_own_times():
     # Shot-following segments: 1.5 s, 4 s, 0.7 s, 6 s.
     starts, ends = [0.0, 1.5, 5.5, 6.2], [1.5, 5.5, 6.2, 12.2]
@@ -92,14 +103,15 @@ def profiles(draw):
     scores = draw(st.lists(st.floats(-1, 1), min_size=n, max_size=n))
     best = draw(st.integers(0, n - 1))
     duration = draw(st.one_of(st.none(), st.floats(0.5, ends[-1] + 5)))
-    return starts, ends, scores, best, duration
+    cuts = [s for s in starts[1:] if draw(st.booleans())]  # shot cuts fall where segments start
+    return starts, ends, scores, best, duration, cuts
 
 
 @settings(max_examples=200, deadline=None)
 @given(profiles())
 def test_a_moment_holds_its_segment_and_stays_inside_the_video(profile):
-    starts, ends, scores, best, duration = profile
-    a, b = refine_range(starts, ends, scores, best, duration=duration)
+    starts, ends, scores, best, duration, cuts = profile
+    a, b = refine_range(starts, ends, scores, best, duration=duration, cuts=cuts)
     top = duration if duration is not None else float("inf")
     assert 0.0 <= a <= b <= top
     s, e = min(max(starts[best], 0.0), top), min(max(ends[best], 0.0), top)  # the segment, clamped alike
@@ -108,14 +120,16 @@ def test_a_moment_holds_its_segment_and_stays_inside_the_video(profile):
     floor = scores[best] - margin_for(scores, best)
     covered = [i for i in range(len(starts)) if starts[i] >= a - 1e-9 and ends[i] <= b + 1e-9 and ends[i] <= top]
     assert all(scores[i] >= floor for i in covered)
+    assert not any(a < c < b for c in cuts)  # never across a cut
 
 
 # -- through a real store -------------------------------------------------------------------
 
 
 def build_scene_store(root: Path, thumbnails: bool = False):
-    """compilation_02 (three 10 s scenes) indexed in 5 s segments with the mean-pool demo model:
-    every scene spans two segments, so a moment has something to find. Returns (store, encoder)."""
+    """compilation_02 (three 10 s shots) indexed by shots of at most 5 s with the mean-pool demo
+    model: every shot is split in two segments, so a moment has something to find, and the two
+    cuts are stored to stop it. Returns (store, encoder)."""
     from vsearch.ingest import index
     from vsearch.models import load_encoder
     from vsearch.store import Store
@@ -124,7 +138,7 @@ def build_scene_store(root: Path, thumbnails: bool = False):
     shutil.copy(Path(SAMPLE) / "videos" / "compilation_02.mp4", root / "v")
     enc = load_encoder(Path(SAMPLE) / "model")
     with Store.open(root / "s") as store:
-        index(store, [root / "v"], enc, workers=0, segment_seconds=5, thumbnails=thumbnails)
+        index(store, [root / "v"], enc, workers=0, segment_seconds=5, segmenter="shots", thumbnails=thumbnails)
     return root / "s", enc
 
 
@@ -156,7 +170,9 @@ def test_through_a_store_the_moment_is_the_scene(scene_store, caption, scene, sh
     assert (top.moment_start, top.moment_end) == scene  # the 10 s scene: its two segments
     qv = enc.encode_query(caption).numpy()
     i = int(np.flatnonzero(v.segment_ids == top.segment_id)[0])
-    assert refine_range(v.starts, v.ends, v.vectors @ qv, i, duration=v.duration) == (top.moment_start, top.moment_end)
+    assert v.cuts == pytest.approx((10.0, 20.0), abs=0.1)
+    want = refine_range(v.starts, v.ends, v.vectors @ qv, i, duration=v.duration, cuts=v.cuts)
+    assert want == (top.moment_start, top.moment_end)
     assert all(h.moment_start is None and h.moment_end is None for h in plain)
     assert [(h.segment_id, h.score) for h in plain] == [(h.segment_id, h.score) for h in hits]  # ranking untouched
     d = top.as_dict()
