@@ -44,14 +44,14 @@ def index(
     batch_size: Annotated[int | None, typer.Option(help="Segments per encoder batch (default: 8 on CPU, 32 on GPU).")] = None,
     segment_seconds: Annotated[
         float | None,
-        typer.Option(help="Longest segment (shots) or the window (fixed), for a new store or with --resegment (default: 10)."),
+        typer.Option(help="Segment length: the longest with shots, the window with fixed (default: 10; kept per store)."),
     ] = None,
     segments: Annotated[
         str | None,
         typer.Option(
             "--segments",
-            help="shots: segments end at the footage's cuts (a new store's default); fixed: windows of --segment-seconds. "
-            "An existing store keeps its own unless --resegment.",
+            help="shots: segments end at the footage's cuts (a new store's default); fixed: windows. "
+            "A store keeps its own unless re-segmented.",
             show_default=False,
         ),
     ] = None,
@@ -59,7 +59,7 @@ def index(
         bool,
         typer.Option(
             "--resegment",
-            help="Plan the stored videos again (with --segments / --segment-seconds if given) and re-embed those that change.",
+            help="Plan the stored videos again (with the segmenter and length given, if any); re-embed those that change.",
         ),
     ] = False,
     decode_timeout: Annotated[
