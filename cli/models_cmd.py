@@ -87,6 +87,9 @@ def embed(
     texts_file: Annotated[Path | None, typer.Option("--texts-file", help="A file with one text per line.")] = None,
     segments: Annotated[bool, typer.Option("--segments", help="One row per segment instead of one per video.")] = False,
     segment_seconds: Annotated[float, typer.Option(help="Segment length with --segments.")] = 10.0,
+    segmenter: Annotated[
+        str, typer.Option("--segmenter", help="How --segments cuts: fixed windows, or shots (segments end at cuts).")
+    ] = "fixed",
     workers: Annotated[int | None, typer.Option(help="Decoder processes.")] = None,
     sampling: Annotated[
         str, typer.Option("--sampling", help="exact: the uniform frames; fast: the nearest keyframes when the GOPs allow.")
@@ -108,6 +111,8 @@ def embed(
         raise ConfigError("give --out FILE.npy (where the embeddings go)")
     if sampling not in ("exact", "fast"):
         raise ConfigError(f"unknown sampling {sampling!r}: use exact or fast")
+    if segmenter not in ("fixed", "shots"):
+        raise ConfigError(f"unknown segmenter {segmenter!r}: use fixed or shots")
     videos = [*(paths or []), *(videos or [])]
     sources = sum(bool(x) for x in (videos, texts, texts_file))
     if sources != 1:
@@ -130,7 +135,7 @@ def embed(
 
         res = export_shards(
             encoder, videos, out, ray=(ray_address or True) if use_ray else None, segment_seconds=segment_seconds,
-            workers=workers, sampling=sampling,
+            workers=workers, sampling=sampling, segmenter=segmenter,
         )  # fmt: skip
         if as_json:
             print_json(res)
@@ -145,7 +150,7 @@ def embed(
     if videos:
         result = embed_videos(
             encoder, [str(v) for v in videos], segments=segments, segment_seconds=segment_seconds, workers=workers,
-            sampling=sampling,
+            sampling=sampling, segmenter=segmenter,
         )  # fmt: skip
     else:
         lines = texts or [line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -259,3 +259,15 @@ def test_index_segments_and_resegment(films, tmp_path):
     assert "fixed 10 s windows" in run_cli("status", "--store", store).stdout
     again = json.loads(run_cli("index", vids, *args, "--json").stdout)
     assert again["model_loaded"] is False  # the store keeps its mode: nothing to do
+
+
+def test_embed_segments_can_follow_shots(films, tmp_path):
+    out = tmp_path / "seg.npy"
+    film = films[0]
+    run_cli("embed", film.path, "--model", "tiny-clip", "--segments", "--segmenter", "shots", "--out", out, "--workers", "0")
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    cuts = detect_shots(film.path).times
+    planned = [a for a, _b in plan_segments(film.scenes[-1][1], cuts, 10.0, 1.0)]
+    assert len(cuts) >= 2 and [r["start"] for r in rows] == pytest.approx(planned, abs=0.1)  # (to a frame)
+    res = run_cli("embed", film.path, "--model", "tiny-clip", "--segments", "--segmenter", "scenes", "--out", out, code=1)
+    assert "unknown segmenter 'scenes'" in res.output

@@ -198,17 +198,23 @@ def embed_videos(
     decode_timeout: float | None = 120.0,
     on_progress: Callable[[int], None] | None = None,
     sampling: str = "exact",
+    segmenter: str = "fixed",
 ) -> EmbedResult:
     """Embed whole videos (one row each, sampled as one segment) or every segment of them.
 
     Rows come back in input order (segments in time order within a video). A file that fails
     is reported in ``failed`` and has no rows. ``sampling``: "exact" (uniform frames, as papers
-    sample) or "fast" (nearest keyframes, ``vsearch.video.readplan``).
+    sample) or "fast" (nearest keyframes, ``vsearch.video.readplan``). ``segmenter`` (with
+    ``segments``): "fixed" windows of ``segment_seconds`` or "shots" (``vsearch.video.segmenting``).
     """
     spec = encoder.spec
     seg_len = segment_seconds if segments else math.inf
     shape = (spec.frames, spec.pixels.image_size, spec.pixels.resize)
-    jobs = [DecodeJob(i, os.fspath(p), *shape, seg_len, min_tail_seconds, sampling=sampling) for i, p in enumerate(paths)]
+    cut = segmenter if segments else "fixed"
+    jobs = [
+        DecodeJob(i, os.fspath(p), *shape, seg_len, min_tail_seconds, sampling=sampling, segmenter=cut)
+        for i, p in enumerate(paths)
+    ]
     pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
     batcher = SegmentBatcher(encoder, batch_size or default_batch_size(str(encoder.device), spec))
     done: dict[int, EncodedVideo] = {}

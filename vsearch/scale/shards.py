@@ -51,9 +51,11 @@ def export_shards(
     files_per_shard: int = FILES_PER_SHARD,
     on_shard: Callable[[int, int], None] | None = None,
     sampling: str = "exact",
+    segmenter: str = "fixed",
 ) -> dict:
     """Embed every segment of ``paths`` into Parquet shards under ``out_dir``; resumable.
-    ``sampling``: "exact" or "fast" (``vsearch.video.readplan``)."""
+    ``sampling``: "exact" or "fast" (``vsearch.video.readplan``); ``segmenter``: "fixed" windows
+    or "shots" (``vsearch.video.segmenting``)."""
     from ..embedding import SegmentBatcher, StageTimes, default_batch_size, default_workers, encode_stream
     from ..video.discover import content_hash
     from ..video.workers import DecodeJob, DecodePool
@@ -66,7 +68,8 @@ def export_shards(
     plan = shard_plan(paths, files_per_shard)
     meta_path = out / "shards.json"
     meta = {"schema": SCHEMA_VERSION, "fingerprint": encoder.fingerprint, "encoder": encoder.name, "dim": spec.dim,
-            "source": encoder.source, "segment_seconds": segment_seconds, "shards": len(plan)}  # fmt: skip
+            "source": encoder.source, "segment_seconds": segment_seconds, "segmenter": segmenter,
+            "shards": len(plan)}  # fmt: skip
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         if old.get("fingerprint") != encoder.fingerprint:
@@ -84,7 +87,10 @@ def export_shards(
         if target.exists():
             done += 1
             continue
-        jobs = [DecodeJob(i, p, *shape, segment_seconds, min_tail_seconds, sampling=sampling) for i, p in enumerate(files)]
+        jobs = [
+            DecodeJob(i, p, *shape, segment_seconds, min_tail_seconds, sampling=sampling, segmenter=segmenter)
+            for i, p in enumerate(files)
+        ]
         bsize = default_batch_size(str(encoder.device), spec)
         if ray_ctx is not None:
             from .ray_pipeline import RayBatcher, ray_messages
