@@ -139,18 +139,26 @@ def test_rendered_films_cuts_are_found(films):
 
 
 @needs_ffmpeg
-def test_two_second_gops_decode_keyframes_and_only_the_gops_that_change(films, tmp_path):
+@pytest.mark.parametrize(
+    "codec, options, backend",
+    [
+        ("libx264", ["-preset", "veryfast", "-g", "20", "-keyint_min", "20", "-sc_threshold", "0", "-bf", "2"], "decord"),
+        ("libx265", ["-x265-params", "keyint=20:min-keyint=20:scenecut=0:open-gop=0:log-level=error"], "pyav"),
+    ],
+    ids=["h264-decord", "hevc-pyav"],
+)
+def test_two_second_gops_decode_keyframes_and_only_the_gops_that_change(films, tmp_path, codec, options, backend):
     from vsearch.video.decode import VideoReader
 
     film = films[0]
     cam = tmp_path / "cam.mp4"
     subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-i", film.path, "-c:v", "libx264", "-preset", "veryfast", "-g", "20",
-         "-keyint_min", "20", "-sc_threshold", "0", "-bf", "2", "-crf", "18", "-pix_fmt", "yuv420p", str(cam)],
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", film.path, "-c:v", codec, *options, "-pix_fmt", "yuv420p", str(cam)],
         check=True, timeout=120,
     )  # fmt: skip
     with VideoReader(str(cam)) as r:
         table, n = r.keyframes(), r.info.num_frames
+        assert r.info.backend == backend
     assert list(table.keys[:3]) == [0, 20, 40]
     keyed = detect_shots(str(cam), table)
     plain = detect_shots(str(cam))
