@@ -267,6 +267,13 @@ def test_index_segments_and_resegment(films, tmp_path):
     assert "fixed 10 s windows" in run_cli("status", "--store", store).stdout
     again = json.loads(run_cli("index", vids, *args, "--json").stdout)
     assert again["model_loaded"] is False  # the store keeps its mode: nothing to do
+    with Store.open(store, create=False) as s:  # as a `--resegment --segments shots` stopped early leaves it
+        s.set_segmenter("shots", resegment=True)
+        s.set_setting("resegment", "pending")
+    done = json.loads(run_cli("index", vids, *args, "--json").stdout)  # no flag: the next run finishes it
+    assert done["counts"]["replanned"] == 2 == done["counts"]["resegmented"] and done["segmenter"] == "shots"
+    with Store.open(store, create=False) as s:
+        assert s.status()["videos_with_cuts"] == 2 and s.count_segments() == planned and s.get_setting("resegment") == "done"
 
 
 def test_embed_segments_can_follow_shots(films, tmp_path):
