@@ -169,7 +169,7 @@ def run_training(
 
 @train_app.command("retrieval")
 @handle_errors
-@config_options(*COMMON, *TEMPORAL, "view_consistency", *LAST)
+@config_options(*COMMON, *TEMPORAL, "view_consistency", "image_video", *LAST)
 def train_retrieval(
     data: Annotated[
         Path,

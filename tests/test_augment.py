@@ -95,3 +95,24 @@ def test_view_drift_is_zero_for_agreeing_views_and_pulls_them_together():
     loss.backward()
     with torch.no_grad():
         assert float(view_drift(a - 0.1 * a.grad, b)) < float(loss)
+
+
+def test_a_run_with_both_terms_trains_and_logs_them(tmp_path):
+    import json
+
+    from vsearch.train.loop import train
+
+    cfg = TrainConfig(
+        data="synth:motion,size=32,stills=0.25,augment=0.5,views=2", model="tiny-clip:32", out=str(tmp_path / "m"),
+        frames=2, steps=2, batch_size=4, lr=1e-4, workers=0, seed=0, time_reversal="twins", pair_weight=1.0,
+        view_consistency=1.0, image_video=1.0, log_every=1,
+    )  # fmt: skip
+    assert train(cfg).finished
+    last = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines() if '"loss"' in line][-1]
+    assert last["view_drift"] >= 0 and last["image_video"] > 0
+
+
+def test_image_video_needs_a_synthetic_stream(tmp_path):
+    cfg = TrainConfig(data=str(tmp_path / "captions.csv"), model="tiny-clip:32", out="/tmp/x", image_video=1.0)
+    with pytest.raises(DatasetError, match="synthetic stream"):
+        RetrievalTask(cfg, encoder=None, device="cpu")._image_video()

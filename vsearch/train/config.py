@@ -100,6 +100,15 @@ class TrainConfig:
         "Weight of 1 - cos(clip, the same clip another way: size, noise, compression, resampler) added to the loss; "
         "needs a synthetic stream with views=2 (retrieval only). Makes embeddings stable under re-encoding and scaling.",
     )
+    #: Weight of an image-to-video InfoNCE term: each clip's middle frame, embedded as an image
+    #: query is (``image_query.image_vector``: one frame, or the clip length for fixed-length
+    #: families), against the batch's clips; clips of the same colour and shape (the same
+    #: ``appearance`` caption) are positives of each other. Synthetic streams only.
+    image_video: float = _opt(
+        0.0,
+        "Weight of an image-to-video loss: each clip's middle frame, embedded as a picture query is, must find its clip "
+        "among the batch's (clips showing the same thing count as found); synthetic streams only. For search by image.",
+    )
     # recognition
     prompt: str | None = None  # class-name template [default: the model's spec]
     freeze_text: bool = False

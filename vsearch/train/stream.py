@@ -156,7 +156,7 @@ class SyntheticStream(torch.utils.data.Dataset):
         frames = self._draw(kind, scene, rng, look, self.spec.augment and look.random() < self.spec.augment)
         if kind == "scene" and self.spec.framecaps and rng.random() < self.spec.framecaps:
             text, timeless = static_caption(scene), True
-        sample = {"frames": frames, "index": index, "timeless": timeless}
+        sample = {"frames": frames, "index": index, "timeless": timeless, "appearance": static_caption(scene)}
         if self.spec.views == 2:
             again = np.random.Generator(np.random.PCG64())
             again.bit_generator.state = content

@@ -90,8 +90,25 @@ class RetrievalTask:
             out = (self._videos(batch["frames"]), self._texts(batch["text"]))
             out += self._reversed(batch["frames"], batch["text"])
             if self._consistency():
-                out += (self._videos(batch["frames_b"]),)  # last, so loss() can take it off
+                out += (self._videos(batch["frames_b"]),)  # at the end, so loss() can take it off
+            if self._image_video():
+                out += (self._pictures(batch["frames"]),)  # the very end
             return out
+
+    def _pictures(self, frames: torch.Tensor) -> torch.Tensor:
+        """Each clip's middle frame embedded as a picture query is (``image_query.image_vector``):
+        a one-frame video, or the frame repeated for families that take a fixed length."""
+        mid = frames[:, frames.shape[1] // 2 : frames.shape[1] // 2 + 1]
+        if self.encoder.spec.frame_rule == "fixed":
+            mid = mid.expand(-1, self.encoder.spec.frames, *mid.shape[2:])
+        return self._videos(mid)
+
+    def _image_video(self) -> float:
+        """The image-to-video weight, checked against the data once: it needs appearance captions."""
+        weight = float(getattr(self.cfg, "image_video", 0.0) or 0.0)
+        if weight and not is_stream(self.cfg.data):
+            raise DatasetError(f"--image-video needs a synthetic stream (synth:...), not {self.cfg.data}")
+        return weight
 
     def _consistency(self) -> float:
         """The view-consistency weight, checked against the data once: it needs a second view."""
@@ -114,6 +131,9 @@ class RetrievalTask:
 
     def loss(self, embs: tuple[torch.Tensor, ...], batches: list[dict]) -> torch.Tensor:
         texts = [t for b in batches for t in b[self.text_key]]
+        pictures = None
+        if self._image_video():
+            embs, pictures = embs[:-1], embs[-1]
         weight = self._consistency()
         if weight:
             embs, other = embs[:-1], embs[-1]
@@ -125,6 +145,11 @@ class RetrievalTask:
             drift = view_drift(embs[0], other)
             self.metrics["view_drift"] = round(float(drift.detach()), 6)
             total = total + weight * drift
+        if pictures is not None:
+            looks = [a for b in batches for a in b["appearance"]]
+            term = contrastive_loss(pictures, embs[0], self.encoder.logit_scale, _group_ids(looks, self.device))
+            self.metrics["image_video"] = round(float(term.detach()), 6)
+            total = total + self._image_video() * term
         return total
 
     text_key = "text"
