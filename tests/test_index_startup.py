@@ -230,3 +230,21 @@ def test_an_unknown_sampling_is_one_line_and_creates_nothing(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "unknown sampling 'fastest'" in done.stderr and len(done.stderr.splitlines()) == 1
     assert not store.exists()
+
+
+def test_trace_is_a_timeline_across_the_command_and_its_decode_workers(tmp_path, monkeypatch):
+    """VSEARCH_TRACE=FILE: every process of a run appends stamped events (issue 24's timeline)."""
+    vids, store, log = _folder(tmp_path), tmp_path / "store", tmp_path / "trace.txt"
+    monkeypatch.setenv("VSEARCH_TRACE", str(log))
+    monkeypatch.delenv("VSEARCH_TRACE_T0", raising=False)  # (restored: the run sets it for its workers)
+    index_folders(store, [vids], model=str(SAMPLE_MODEL), workers=1)
+    rows = [line.split(maxsplit=3) for line in log.read_text().splitlines()]
+    assert all(r[0] == "vsearch-trace" for r in rows)
+    events = {r[3]: (float(r[1]), int(r[2])) for r in rows}
+    for want in ("index: start", "model: loaded", "ingest: decode workers started", "worker: up", "job 0: done",
+                 "job 1: done", "pool: first segment received", "ingest: first segment embedded", "ingest: index saved"):  # fmt: skip
+        assert want in events, want
+    assert events["worker: up"][1] != events["index: start"][1] == os.getpid()
+    assert events["index: start"][0] <= events["ingest: decode workers started"][0] <= events["worker: up"][0]
+    assert events["worker: up"][0] <= events["pool: first segment received"][0] <= events["ingest: first segment embedded"][0]
+    assert events["ingest: first segment embedded"][0] <= events["ingest: index saved"][0]

@@ -31,6 +31,7 @@ from .ingest_plan import (
     index_if_unchanged,
 )
 from .models import load_encoder
+from .perf import trace
 from .store.store import Store
 from .video.segmenting import DEFAULT_SEGMENTER, SEGMENTERS
 
@@ -110,6 +111,7 @@ def index_folders(
     ``DEFAULT_SEGMENTER``. ``resegment``: plan the stored videos again with the store's (or the
     given) segmenter and segment length, and re-embed those whose segments change.
     """
+    trace("index: start")
     if sampling not in SAMPLING_MODES:
         raise ConfigError(f"unknown sampling {sampling!r}: use one of {', '.join(SAMPLING_MODES)}")
     if segmenter is not None and segmenter not in SEGMENTERS:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 
 from .errors import StoreError
+from .perf import trace, tune_malloc
 from .ingest_plan import (
     DEFAULT_INDEX_SAMPLING,
     RESEGMENT_KEY,
@@ -82,9 +83,8 @@ def index(
     ``resegment``: then every stored video is planned again, and those whose segments change
     are re-embedded (an interrupted re-plan is finished by the next run).
     """
-    from .perf import tune_malloc
-
     tune_malloc()
+    trace("ingest: start")
     t_start = time.perf_counter()
     check_roots(roots, store)
     ray_ctx = None
@@ -152,6 +152,7 @@ def index(
             raise
         t0 = time.perf_counter()
         store.save_index()
+        trace("ingest: index saved")
         if not report.interrupted:
             report.index_change = store.apply_index_policy()
         timings = _as_dict(times)
@@ -159,6 +160,7 @@ def index(
         report.seconds = time.perf_counter() - t_start
         report.timings = {**timings, "total": round(report.seconds, 3)}
         store.finish_run(run_id, "interrupted" if report.interrupted else "completed", report.counts(), report.timings)
+        trace("ingest: run recorded")
         return report
     finally:
         lock.release()
@@ -215,6 +217,7 @@ def _encode_and_write(
         n_workers = default_workers() if workers is None else workers
         pool = DecodePool(min(n_workers, len(todo)), timeout=decode_timeout)
         messages = pool.messages(jobs)  # decoding starts here, while a lazy encoder loads below
+        trace("ingest: decode workers started")
     if isinstance(encoder, LazyEncoder):
         shape = _shape(encoder)
         encoder = encoder.get()
@@ -222,6 +225,7 @@ def _encode_and_write(
         if (encoder_id is not None and bound != encoder_id) or _shape(encoder) != shape:
             raise StoreError(f"the model changed while this run decoded for it ({_shape(encoder)} != {shape}); run index again")
         encoder_id = bound
+    trace("ingest: model ready")
     # torch from here on: imported after the decoders started.
     from .embedding import SegmentBatcher, StageTimes, default_batch_size, encode_stream
 
@@ -259,6 +263,7 @@ def _encode_and_write(
             return
         t0 = time.perf_counter()
         store.commit(encoder_id, ready)
+        trace(f"ingest: committed {len(ready)} videos")
         report.indexed += [v.path for v in ready if v.path not in replanned]
         report.segments += sum(len(v.segments) for v in ready)
         ready.clear()
@@ -276,14 +281,19 @@ def _encode_and_write(
                 stopping.set()
 
     replanned: set[str] = set()  # their rows are replaced, not newly indexed
+    first_vector = True
     try:
         stream = encode_stream(messages, batcher, times, on_message=check_stop, keep_thumbnails=thumbnails)
         for kind, job_id, payload in stream:
             f = files[job_id]
             if kind == "segments" and progress:
                 progress.update(new_segments=payload)
-            elif kind == "vector" and progress:
-                progress.update(segments=1)
+            elif kind == "vector":
+                if first_vector:
+                    trace("ingest: first segment embedded")
+                    first_vector = False
+                if progress:
+                    progress.update(segments=1)
             elif kind == "error":
                 if progress:
                     progress.update(files=1, current=os.path.basename(f.path))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import MissingRootError
+from .perf import trace
 from .store.store import Store
 from .video.discover import FoundFile, Listing, content_hash, display_path, is_video_name, list_videos
 
@@ -258,10 +259,12 @@ class LazyEncoder:
         self._thread.start()
 
     def _run(self) -> None:
+        trace("model: load starts")
         try:
             self._value = self._load()
         except BaseException as exc:  # noqa: BLE001 - re-raised by get() in the caller's thread
             self._error = exc
+        trace("model: loaded")
 
     def settle(self) -> None:
         """Wait for the load to end, used or not: a process must not exit while a thread is

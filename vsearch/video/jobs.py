@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass
 
 from ..errors import DecodeError
+from ..perf import trace
 from .decode import VideoReader, center_crop
 from .pictures import encode_jpeg, thumbnail_decode_side
 from .pyav_reader import has_open_gops
@@ -83,6 +84,7 @@ FINAL = ("done", "error")
 
 def decode_job(job: DecodeJob) -> Iterator[tuple]:
     """All messages for one job. Every failure becomes an ``error`` message, never an exception."""
+    trace(f"job {job.id}: start")
     try:
         with VideoReader(job.path, job.image_size, job.resize, threads=job.threads or 1) as reader:
             shots = job.segmenter == "shots" and job.segments is None
@@ -91,7 +93,10 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
             if table is not None and has_open_gops(reader.decoder_path, reader.header.stream_index):
                 table = None  # it counts keyframes in decode order, which open GOPs reorder
                 why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
+            trace(f"job {job.id}: opened, keyframes read")
             cuts, shot_note = _cuts(job, table) if shots else (None, None)
+            if shots:
+                trace(f"job {job.id}: shots scanned")
             if job.segments is not None:
                 plans = [SegmentPlan(*seg) for seg in job.segments]
             elif cuts is not None:
@@ -132,7 +137,9 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                     except DecodeError as exc:
                         yield ("segment_error", job.id, p.index, exc.reason)
                         continue
+                    trace(f"job {job.id}: segment {p.index} decoded")
                     thumb = thumbs.make(idx[len(idx) // 2], p) if thumbs else None
+                    trace(f"job {job.id}: segment {p.index} thumbnail")
                     yield ("segment", job.id, p.index, idx, frames, thumb)
             finally:
                 if thumbs:
@@ -145,6 +152,7 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                     job.id,
                     f"{reader.substituted} sampled frames could not be decoded; the nearest decoded frames stand in",
                 )
+        trace(f"job {job.id}: done")
         yield ("done", job.id)
     except DecodeError as exc:
         yield ("error", job.id, exc.reason)

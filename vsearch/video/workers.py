@@ -29,6 +29,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
 
+from ..perf import trace
 from .jobs import FINAL, DecodeJob, decode_job, decoder_threads, default_workers
 
 __all__ = ["FINAL", "DecodeJob", "DecodePool", "decode_job", "decoder_threads", "default_workers"]
@@ -37,6 +38,7 @@ __all__ = ["FINAL", "DecodeJob", "DecodePool", "decode_job", "decoder_threads", 
 def _worker_main(task_fd: int, result_fd: int) -> None:
     """Worker process loop: receive jobs, send their messages, until told to stop (None) or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    trace("worker: up")
     tasks = Connection(task_fd, writable=False)
     results = Connection(result_fd, readable=False)
     while True:
@@ -228,6 +230,7 @@ class DecodePool:
                                 other.last_progress = time.monotonic()
                         if msg[0] == "segment" and self.first_segment_at is None:
                             self.first_segment_at = time.perf_counter()
+                            trace("pool: first segment received")
                         if msg[0] in FINAL:
                             w.job = None
                     elif self.timeout and now - w.last_progress > self.timeout:
