@@ -116,3 +116,18 @@ def test_image_video_needs_a_synthetic_stream(tmp_path):
     cfg = TrainConfig(data=str(tmp_path / "captions.csv"), model="tiny-clip:32", out="/tmp/x", image_video=1.0)
     with pytest.raises(DatasetError, match="synthetic stream"):
         RetrievalTask(cfg, encoder=None, device="cpu")._image_video()
+
+
+def test_a_turned_clip_comes_back_upright():
+    """The phone path turns the picture back: a rising triangle still points up."""
+    rng = np.random.default_rng(3)
+    clip = render_scene(Scene("triangle", "red", "right"), 4, 96, 96, rng)
+    out = degrade(clip, 32, np.random.default_rng(4), turned=1.0)
+    ref = degrade(clip, 32, np.random.default_rng(4), turned=0.0)
+    assert out.shape == (4, 32, 32, 3)
+    # both left to right: the object's centre moves the same way in both
+    assert np.sign(_centre(out[-1], "red")[0] - _centre(out[0], "red")[0]) == 1
+    assert np.abs(_centre(out[0], "red") - _centre(ref[0], "red")).max() < 0.1
+    StreamSpec.parse("synth:motion,augment=0.5,turned=0.25")
+    with pytest.raises(DatasetError):
+        StreamSpec.parse("synth:motion,turned=2")

@@ -40,12 +40,20 @@ def footage_size(size: int, rng: np.random.Generator) -> tuple[int, int]:
     return short, int(round(short / aspect))
 
 
-def degrade(frames: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+def degrade(frames: np.ndarray, size: int, rng: np.random.Generator, turned: float = 0.0) -> np.ndarray:
     """``(T, H, W, 3)`` uint8 drawn at footage size → ``(T, size, size, 3)`` uint8 as a decoder
-    and the model's resize would deliver it, with random crop, noise and JPEG on the way."""
-    t, h, w, _ = frames.shape
+    and the model's resize would deliver it, with random crop, noise and JPEG on the way.
+
+    ``turned``: the share of clips that take a phone's path: stored sideways, so compression
+    (its 4:2:0 chroma) and scaling act on the turned picture, which is turned upright at the
+    end. The decoder scales a phone file before turning it, and those pixels differ from the
+    upright file's by about a grey level: enough to move a model trained on clean renders by
+    cos 0.04 (issue 25's rotated-file check)."""
+    t = frames.shape[0]
     still = t > 1 and bool((frames == frames[:1]).all())
-    x = frames
+    turn = bool(turned) and rng.random() < turned
+    x = np.rot90(frames, 1, axes=(1, 2)) if turn else frames
+    h, w = x.shape[1:3]
     if rng.random() < 0.5:  # crop jitter: up to 8% off each dimension, anywhere
         ch, cw = int(round(h * rng.uniform(0.92, 1.0))), int(round(w * rng.uniform(0.92, 1.0)))
         top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
@@ -63,7 +71,8 @@ def degrade(frames: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarr
     y = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float()
     kw = {} if antialias is None else {"antialias": antialias, "align_corners": False}
     y = F.interpolate(y, size=(size, size), mode=mode, **kw).clamp_(0, 255).round_()
-    return y.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    out = y.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return np.ascontiguousarray(np.rot90(out, -1, axes=(1, 2)) if turn else out)
 
 
 def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:

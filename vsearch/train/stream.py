@@ -27,7 +27,9 @@ fresh data. Evaluation sets stay files written with a fixed seed (``write_direct
   ``augment=0.5`` (that share of items is drawn as footage arrives: another size and aspect,
   noise, JPEG, a random resampler down to ``size``; ``synth.degrade``). With ``views=2`` every
   item also carries ``frames_b``: the same content (same object, path and background) drawn and
-  degraded independently, for the view-consistency loss (``--view-consistency``).
+  degraded independently, for the view-consistency loss (``--view-consistency``); ``turned=0.25``
+  sends that share of the degraded items down a phone file's path (stored sideways, compressed
+  and scaled so, turned upright last).
 
 For ``vsearch pretrain`` a motion sample carries ``subtitle`` (the motion caption: the text of
 the whole clip) and ``caption`` (the static caption: what an image captioner says about the
@@ -48,7 +50,7 @@ from ..synth.scenes import ALL_SCENES, Scene, render_scene, render_wander, rever
 PREFIX = "synth:"
 KINDS = ("motion", "static")
 #: Options that are a share of the items.
-SHARES = ("stills", "framecaps", "wander", "augment")
+SHARES = ("stills", "framecaps", "wander", "augment", "turned")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class StreamSpec:
     augment: float = 0.0
     #: 2: each item also carries ``frames_b``, the same content drawn and degraded independently.
     views: int = 1
+    #: this share of degraded items takes a phone's path (``synth.degrade``: stored sideways,
+    #: compressed and scaled so, turned upright at the end).
+    turned: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> StreamSpec:
@@ -89,16 +94,16 @@ class StreamSpec:
             if not sep or key not in ("split", "size", "length", "frames", "views", *SHARES):
                 raise DatasetError(
                     f"{text}: unknown option {opt!r} "
-                    "(split=, size=, length=, frames=, views=, stills=, framecaps=, wander=, augment=)"
+                    "(split=, size=, length=, frames=, views=, stills=, framecaps=, wander=, augment=, turned=)"
                 )
             try:
                 kw[key] = value if key == "split" else float(value) if key in SHARES else int(value)
             except ValueError:
                 raise DatasetError(f"{text}: {key} must be a number, not {value!r}") from None
         for key in SHARES:
-            if key == "augment":
+            if key in ("augment", "turned"):
                 if not 0.0 <= kw.get(key, 0.0) <= 1.0:
-                    raise DatasetError(f"{text}: augment= is a share in [0, 1] of the items")
+                    raise DatasetError(f"{text}: {key}= is a share in [0, 1] of the items")
             elif not 0.0 <= kw.get(key, 0.0) < 1.0 or (kw.get(key) and kind != "motion"):
                 raise DatasetError(f"{text}: {key}= is a share in [0, 1) of a synth:motion stream")
         if kw.get("views", 1) not in (1, 2):
@@ -177,4 +182,4 @@ class SyntheticStream(torch.utils.data.Dataset):
             frames = render_wander(scene, self.frames, w, h, rng)
         else:
             frames = render_scene(scene, self.frames, w, h, rng)
-        return degrade(frames, size, look) if degraded else frames
+        return degrade(frames, size, look, self.spec.turned) if degraded else frames
