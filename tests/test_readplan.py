@@ -129,8 +129,51 @@ def test_fast_job_reads_keyframes_and_their_pixels_match_exact_decoding(tmp_path
     assert f_segs[0][3] == [0, 20, 28, 40, 60, 70, 80, 99]  # 28 and 70: their nearest keyframe is taken
     assert fast[0][2]["sampling"] == "fast" and exact[0][2]["sampling"] == "exact"
     assert not [m for m in fast if m[0] == "note"]  # good GOPs: nothing to warn about
-    with VideoReader(path, 32, "squash") as r:
-        np.testing.assert_array_equal(f_segs[0][4], r.get(f_segs[0][3]))
+    for idx, frames in ((f_segs[0][3], f_segs[0][4]), (e_segs[0][3], e_segs[0][4])):
+        np.testing.assert_array_equal(frames, _every_frame(path, (32, 32), "BICUBIC")[idx])  # the very frames
+
+
+def _every_frame(path: str, size: tuple[int, int], interpolation: str | None = None) -> np.ndarray:
+    """Every frame of ``path`` by a plain full decode, scaled as ``GopReader`` scales."""
+    import av
+
+    with av.open(path) as c:
+        stream = c.streams.video[0]
+        return np.stack(
+            [
+                f.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation=interpolation)
+                for f in c.decode(stream)
+            ]
+        )  # fmt: skip
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gop_reads_give_a_full_decodes_frames_and_decode_fewer(tmp_path, threads):
+    """Wanted frames decode with the reference frames they need and nothing else (B-frames that
+    nothing refers to are skipped), in any order, with repeats, across GOPs; frame threads too."""
+    from vsearch.video.gop_reader import GopReader
+
+    path = camera_file(tmp_path / "cam.mp4", seconds=12, gop=20)  # keyframes 0, 20, ..., 100; B-frames
+    full = _every_frame(path, (48, 32))
+    gop = GopReader.open(path, 0, 120, (48, 32), threads=threads)
+    assert list(gop.keys) == [0, 20, 40, 60, 80, 100]
+    for idx in ([0, 20, 40], [19, 1, 19, 37, 38, 39], [99, 100, 119], list(range(55, 66)), [7]):
+        np.testing.assert_array_equal(gop.get(idx), full[idx])
+    gop.decoded = 0
+    gop.get([18, 38, 58, 78, 98, 118])  # the last frames of six GOPs: the costliest to reach
+    assert gop.decoded < 0.85 * 6 * 19, gop.decoded  # non-reference B-frames were skipped
+    gop.close()
+    assert GopReader.open(path, 0, 119, (48, 32)) is None  # another count of the frames: not trusted
+
+
+@needs_ffmpeg
+def test_reader_reads_by_gop_only_with_its_own_keyframe_table(tmp_path):
+    path = camera_file(tmp_path / "cam.mp4", seconds=6, gop=20)
+    with VideoReader(path, 48, "squash") as r:
+        assert not r.read_by_gop(KeyframeTable.build([0, 15, 30, 45], 60))  # not this file's keyframes
+        assert r.read_by_gop(r.keyframes())
+        np.testing.assert_array_equal(r.get([5, 25, 59]), _every_frame(path, (48, 48), "BICUBIC")[[5, 25, 59]])
 
 
 @needs_ffmpeg

@@ -32,6 +32,7 @@ from .probe import (
     read_header,
     repair_times,
 )
+from .gop_reader import GopReader
 from .pyav_reader import PyAVSequential, keyframes_from_index
 from .readplan import KeyframeTable
 from .sampling import frame_times_from_fps
@@ -103,6 +104,7 @@ class VideoReader:
         self._header_fps = fps
         self._vr = None
         self._av = None
+        self._gop: GopReader | None = None
         self._keyframes: KeyframeTable | None = None
         errors = []
         if hdr.orientation and backend != "pyav":
@@ -211,6 +213,24 @@ class VideoReader:
         if self._av is not None:
             self._av.use_keyframes(None if table is None else table.keys)
 
+    def read_by_gop(self, table: KeyframeTable | None) -> bool:
+        """Read frames GOP by GOP from now on (``gop_reader``: wanted frames and the reference
+        frames they need, nothing else), when ``table`` is this reader's keyframe table and the
+        file's packets number the frames as this reader does; else keep decoding as before.
+        Only for closed GOPs (the caller checks ``has_open_gops``). Returns whether it is on."""
+        if table is None or self._gop is not None:
+            return self._gop is not None
+        # Scaled as the decoder it stands in for scales: decord bicubically, PyAV bilinearly.
+        gop = GopReader.open(
+            self._open_path, self.header.stream_index, self.info.num_frames, self._decode_size, self.threads,
+            interpolation="BICUBIC" if self._vr is not None else None,
+        )  # fmt: skip
+        if gop is not None and not np.array_equal(gop.keys, table.keys):
+            gop.close()  # another numbering of the frames: planned reads would fetch the wrong ones
+            gop = None
+        self._gop = gop
+        return gop is not None
+
     @property
     def frame_shape(self) -> tuple[int, int, int]:
         """Shape of a frame as the decoders return it (stored orientation)."""
@@ -225,6 +245,15 @@ class VideoReader:
     def _get_stored(self, indices: list[int]) -> np.ndarray:
         n = self.info.num_frames
         idx = [min(max(int(i), 0), n - 1) for i in indices]
+        if self._gop is not None:
+            try:
+                out = self._gop.get(idx)
+                if out.shape[1:] == self.frame_shape:
+                    return out
+            except DecodeError:
+                pass
+            self._gop.close()  # (a damaged region, a frame that did not come out: as before, for good)
+            self._gop = None
         if self._vr is not None:
             import decord
 
@@ -282,6 +311,9 @@ class VideoReader:
 
     def close(self) -> None:
         self._vr = None
+        if self._gop is not None:
+            self._gop.close()
+            self._gop = None
         if self._av is not None:
             self._av.close()
             self._av = None

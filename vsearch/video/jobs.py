@@ -88,11 +88,12 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
     try:
         with VideoReader(job.path, job.image_size, job.resize, threads=job.threads or 1) as reader:
             shots = job.segmenter == "shots" and job.segments is None
-            table = reader.keyframes() if job.sampling == "fast" or job.thumb_width or shots else None
+            table = reader.keyframes()
             snap, why = job.sampling == "fast", None
             if table is not None and has_open_gops(reader.decoder_path, reader.header.stream_index):
                 table = None  # it counts keyframes in decode order, which open GOPs reorder
                 why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
+            reader.read_by_gop(table)  # each sampled frame decodes with the reference frames it needs, no more
             trace(f"job {job.id}: opened, keyframes read")
             cuts, shot_note = _cuts(job, table) if shots else (None, None)
             if shots:
@@ -201,6 +202,7 @@ class _Thumbnails:
                 side = thumbnail_decode_side(*self.display_size, self.job.thumb_width)
                 self._reader = VideoReader(self.job.path, side, "crop", threads=self.job.threads or 1)
                 self._reader.use_keyframes(self.table)  # PyAV (rotated files) then skips GOPs between
+                self._reader.read_by_gop(self.table)  # a keyframe alone decodes alone
             return encode_jpeg(self._reader.get([frame])[0], max_width=self.job.thumb_width)
         except DecodeError:
             self._failed = True  # no thumbnail for this file; the page makes one lazily

@@ -1,0 +1,137 @@
+"""Reading planned frames GOP by GOP with PyAV, decoding only what they need.
+
+A sampled frame costs its decode from the keyframe before it, but not every frame in between:
+a frame that nothing refers to (most B-frames) can be skipped unless it is itself wanted. Each
+GOP of a read plan (``readplan.plan_reads``) is read from its keyframe with the decoder told,
+packet by packet, to decode the wanted frames and to skip non-reference frames otherwise
+(FFmpeg's ``skip_frame = NONREF``; a reference frame is never skipped, so every wanted frame
+decodes exactly as in a full decode). Reading stops after the GOP's last wanted packet and the
+decoder is drained, so nothing past it is decoded. Frames are told apart by presentation
+timestamp, never by counting (skipped frames never come out).
+
+On 1080p30 H.264 with 2 s GOPs and B-frames (one thread, a 30 s file) this decoded the exact
+plan's 24 frames in 3.2 s of CPU against decord's 4.6 s, and the fast plan's in 1.5 s against
+2.1 s. Frames are scaled as the reader they stand in for scales them: bicubically for decord
+(its pixels within a few levels: mean 0.2-0.4 of 255 on camera footage), bilinearly for PyAV.
+
+Used only where it is known to be right: a container listing every frame (its packets' pts
+rank the frames as the caller numbers them) and closed GOPs; ``open`` returns None otherwise
+and the caller keeps decord. No torch here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DecodeError
+from .readplan import KeyframeTable, plan_reads
+
+
+class GopReader:
+    """Planned reads of one video stream; frame ``i`` is the ``i``-th in presentation order."""
+
+    def __init__(
+        self, container, stream, pts: np.ndarray, keys: np.ndarray, size: tuple[int, int] | None, interpolation: str | None
+    ):
+        from av.video.reformatter import VideoReformatter
+
+        self._container, self._stream = container, stream
+        self._pts = pts
+        self._rank = {int(p): i for i, p in enumerate(pts.tolist())}
+        #: Keyframes as frame indices (presentation order).
+        self.keys = keys
+        self._size, self._interpolation = size, interpolation
+        self._scale = VideoReformatter()  # one scaler for every frame (its context is reused)
+        #: Frames the decoder produced (a plan's cost).
+        self.decoded = 0
+
+    @classmethod
+    def open(
+        cls, path: str, stream_index: int, num_frames: int, size: tuple[int, int] | None, threads: int = 1,
+        interpolation: str | None = None,
+    ):  # fmt: skip
+        """A reader for ``path``'s stream, or None when planned reads cannot be trusted on it:
+        a packet without a timestamp, two frames with one, or not ``num_frames`` frames (the
+        caller counts frames differently: decord trims a file cut short). ``interpolation``:
+        swscale's (PyAV's name: "BICUBIC", ...; None: bilinear, PyAV's default)."""
+        import av
+
+        try:
+            container = av.open(path)
+        except (av.FFmpegError, OSError):
+            return None
+        try:
+            stream = container.streams[stream_index]
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = max(1, int(threads))
+            stamps, keys = [], []
+            for packet in container.demux(stream):  # packets only: no decoding (30 ms for 60 MB)
+                if packet.size == 0:
+                    continue  # the demuxer's end-of-stream packet
+                if packet.pts is None:
+                    raise ValueError("a packet without a timestamp")
+                stamps.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+            pts = np.sort(np.asarray(stamps, dtype=np.int64))
+            if len(pts) != num_frames or len(np.unique(pts)) != len(pts) or not keys:
+                raise ValueError("frames do not match")
+            key_idx = np.searchsorted(pts, np.sort(np.asarray(keys, dtype=np.int64)))
+            return cls(container, stream, pts, key_idx.astype(np.int64), size, interpolation)
+        except (av.FFmpegError, OSError, IndexError, ValueError):
+            container.close()
+            return None
+
+    def get(self, idx: list[int]) -> np.ndarray:
+        """Frames ``idx`` (uint8 ``(n, h, w, 3)``); ``DecodeError`` if any did not come out."""
+        wanted = sorted(set(int(i) for i in idx))
+        out: dict[int, np.ndarray] = {}
+        for read in plan_reads(wanted, KeyframeTable(self.keys, len(self._pts))):
+            self._read_gop(read.key, set(read.frames), out)
+        missing = [i for i in wanted if i not in out]
+        if missing:
+            raise DecodeError(self._container.name, f"frames {missing[:3]} did not decode")
+        return np.stack([out[int(i)] for i in idx])
+
+    def _read_gop(self, key: int, frames: set[int], out: dict[int, np.ndarray]) -> None:
+        import av
+
+        ctx = self._stream.codec_context
+        try:
+            self._container.seek(int(self._pts[key]), stream=self._stream, backward=True, any_frame=False)
+            left = set(frames)
+            first = True
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0:
+                    break
+                i = self._rank.get(packet.pts)
+                if first and (i is None or i > key):
+                    return  # the seek landed past the keyframe: the frames stay missing (caller falls back)
+                first = False
+                ctx.skip_frame = "DEFAULT" if i in left else "NONREF"  # a reference frame is never skipped
+                self._keep(ctx.decode(packet), frames, out)
+                left.discard(i)
+                if not left:
+                    break
+            ctx.skip_frame = "DEFAULT"
+            self._keep(ctx.decode(None), frames, out)  # drain: the frames the decoder still holds
+        except av.FFmpegError:
+            pass  # a broken packet: what did not come out is missing
+        finally:
+            ctx.flush_buffers()
+
+    def _keep(self, decoded, frames: set[int], out: dict[int, np.ndarray]) -> None:
+        for frame in decoded:
+            self.decoded += 1
+            i = self._rank.get(frame.pts)
+            if i in frames and i not in out:
+                out[i] = self._to_array(frame)
+
+    def _to_array(self, frame) -> np.ndarray:
+        if self._size is None:
+            return frame.to_ndarray(format="rgb24")
+        w, h = self._size
+        return self._scale.reformat(frame, width=w, height=h, format="rgb24", interpolation=self._interpolation).to_ndarray()
+
+    def close(self) -> None:
+        self._container.close()
