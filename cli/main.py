@@ -9,7 +9,12 @@ from .app import app
 
 
 def run() -> None:
-    app()
+    from vsearch.perf import freeze_for_exit
+
+    try:
+        app()
+    finally:
+        freeze_for_exit()  # (1 s less at exit once torch is loaded)
 
 
 if __name__ == "__main__":

@@ -245,6 +245,25 @@ def test_trace_is_a_timeline_across_the_command_and_its_decode_workers(tmp_path,
                  "job 1: done", "pool: first segment received", "ingest: first segment embedded", "ingest: index saved"):  # fmt: skip
         assert want in events, want
     assert events["worker: up"][1] != events["index: start"][1] == os.getpid()
-    assert events["index: start"][0] <= events["ingest: decode workers started"][0] <= events["worker: up"][0]
+    assert events["index: start"][0] <= events["worker: up"][0]  # (prestarted: before the pool is made)
+    assert events["index: start"][0] <= events["ingest: decode workers started"][0] <= events["job 0: done"][0]
     assert events["worker: up"][0] <= events["pool: first segment received"][0] <= events["ingest: first segment embedded"][0]
     assert events["ingest: first segment embedded"][0] <= events["ingest: index saved"][0]
+
+
+def test_prestarted_decoders_are_taken_by_the_next_pool_and_spares_stopped(tmp_path):
+    """``prestart`` starts decoder processes before the jobs are known; the next pool decodes on
+    them instead of starting its own, and ``release_spares`` stops the ones no pool took."""
+    from vsearch.video import workers
+    from vsearch.video.workers import DecodeJob, DecodePool, prestart, release_spares
+
+    vids = _folder(tmp_path)
+    prestart(2)
+    spares = list(workers._spares)
+    assert len(spares) == 2 and all(w.alive() for w in spares)
+    job = DecodeJob(0, str(vids / "a.mp4"), 4, 32, "squash", 10.0, 2.0)
+    msgs = list(DecodePool(1).messages([job]))
+    assert msgs[-1] == ("done", 0)
+    assert workers._spares == [spares[1]] and spares[0].proc.poll() is not None  # the first one decoded, then stopped
+    release_spares()
+    assert workers._spares == [] and spares[1].proc.poll() is not None

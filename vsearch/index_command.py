@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -124,6 +125,39 @@ def index_folders(
         existing = None
         Store.check_creatable(store_dir)  # a file or an unwritable place: refused before any model load
     check_roots(roots, existing)  # a missing folder: one line, nothing created, nothing removed
+    try:
+        if existing is None:
+            _prestart_decoders(options)  # a new store has everything to decode
+        return _index_folders(
+            store_dir, existing, roots, model=model, base=base, device=device, reembed=reembed, sampling=sampling,
+            segmenter=segmenter, resegment=resegment, wait=wait, stop=stop, feedback=feedback, load=load, **options,
+        )  # fmt: skip
+    finally:
+        _release_decoders()
+
+
+def _prestart_decoders(options: dict) -> None:
+    """Start the decode worker processes now (``video.workers.prestart``): their interpreters
+    come up while the store opens and the model starts loading, instead of after."""
+    if options.get("ray") or options.get("workers") == 0:
+        return
+    from .video.workers import default_workers, prestart
+
+    prestart(options.get("workers") or default_workers())
+
+
+def _release_decoders() -> None:
+    if "vsearch.video.workers" in sys.modules:
+        from .video.workers import release_spares
+
+        release_spares()
+
+
+def _index_folders(
+    store_dir, existing: Store | None, roots: list[str], *, model, base, device, reembed, sampling, segmenter, resegment,
+    wait, stop, feedback, load, **options,
+) -> IndexReport:  # fmt: skip
+    """``index_folders`` once the roots are checked (and a new store's decoders started)."""
 
     def load_model(ref: str, family: str | None = None):
         with feedback.loading(ref):
@@ -177,6 +211,8 @@ def _index_open_store(
             quick = index_if_unchanged(store, roots, options.get("segment_seconds"), segmenter)
             if quick is not None:
                 return quick
+        if not new:
+            _prestart_decoders(options)  # something changed: decoders come up while the model loads
         if not new:
             ref = model or (rec.source if rec else DEFAULT_MODEL)
             family = rec.spec.get("family") if (rec and not model) else None

@@ -32,7 +32,7 @@ from multiprocessing.connection import wait as mp_wait
 from ..perf import trace
 from .jobs import FINAL, DecodeJob, decode_job, decoder_threads, default_workers
 
-__all__ = ["FINAL", "DecodeJob", "DecodePool", "decode_job", "decoder_threads", "default_workers"]
+__all__ = ["FINAL", "DecodeJob", "DecodePool", "decode_job", "decoder_threads", "default_workers", "prestart", "release_spares"]
 
 
 def _worker_main(task_fd: int, result_fd: int) -> None:
@@ -119,6 +119,49 @@ class _Worker:
             pass
 
 
+_spares: list[_Worker] = []
+_spares_lock = threading.Lock()
+
+
+def prestart(n: int) -> None:
+    """Start ``n`` decoder processes now for this process's next ``DecodePool`` to take.
+
+    A worker's interpreter takes about 0.3 s of CPU to start (numpy, PyAV, decord). Started
+    when a command knows it will decode, they come up while it still opens the store, lists the
+    folders and starts loading a model, on a core that is otherwise idle then. Call
+    ``release_spares`` when done: a spare no pool took is stopped there.
+    """
+    with _spares_lock:
+        while len(_spares) < n:
+            _spares.append(_Worker())
+
+
+def release_spares() -> None:
+    """Stop the prestarted decoder processes that no pool took."""
+    with _spares_lock:
+        spares = list(_spares)
+        _spares.clear()
+    for w in spares:
+        w.stop()
+    for w in spares:
+        try:
+            w.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        w.kill()
+
+
+def _take_worker() -> _Worker:
+    """A prestarted worker that is still alive, else a new one."""
+    with _spares_lock:
+        while _spares:
+            w = _spares.pop(0)
+            if w.alive():
+                return w
+            w.kill()
+    return _Worker()
+
+
 class DecodePool:
     """Run ``DecodeJob``s on ``workers`` processes and yield their messages as they arrive.
 
@@ -190,7 +233,7 @@ class DecodePool:
             raise failure[0]
 
     def _manage(self, jobs: Iterator[DecodeJob], out: queue.Queue, abort: threading.Event) -> None:
-        workers = [_Worker() for _ in range(self.n_workers)]
+        workers = [_take_worker() for _ in range(self.n_workers)]
         exhausted = False
         try:
             while not abort.is_set():
