@@ -238,9 +238,9 @@ def test_trace_is_a_timeline_across_the_command_and_its_decode_workers(tmp_path,
     monkeypatch.setenv("VSEARCH_TRACE", str(log))
     monkeypatch.delenv("VSEARCH_TRACE_T0", raising=False)  # (restored: the run sets it for its workers)
     index_folders(store, [vids], model=str(SAMPLE_MODEL), workers=1)
-    rows = [line.split(maxsplit=3) for line in log.read_text().splitlines()]
-    assert all(r[0] == "vsearch-trace" for r in rows)
-    events = {r[3]: (float(r[1]), int(r[2])) for r in rows}
+    rows = [line.split(maxsplit=4) for line in log.read_text().splitlines()]
+    assert all(r[0] == "vsearch-trace" and float(r[3]) >= 0 for r in rows)
+    events = {r[4]: (float(r[1]), int(r[2])) for r in rows}
     for want in ("index: start", "model: loaded", "ingest: decode workers started", "worker: up", "job 0: done",
                  "job 1: done", "pool: first segment received", "ingest: first segment embedded", "ingest: index saved"):  # fmt: skip
         assert want in events, want

@@ -68,9 +68,11 @@ def _now() -> float:
 
 
 def trace(event: str) -> None:
-    """With ``VSEARCH_TRACE`` set, write ``vsearch-trace SECONDS PID EVENT``: seconds since the
-    command's process started (clock ticks: 10 ms), in its decode workers too. Where does a run's
-    time go: imports, the model load, the first decoded frame, the writes (issue 24).
+    """With ``VSEARCH_TRACE`` set, write ``vsearch-trace SECONDS PID CPU EVENT``: seconds since the
+    command's process started (clock ticks: 10 ms), in its decode workers too, and the CPU
+    seconds this process has used so far (on a shared machine wall time says little alone).
+    Where does a run's time go: imports, the model load, the first decoded frame, the writes
+    (issue 24).
     ``VSEARCH_TRACE=1``: to stderr (the command's process only: decode workers' stderr is
     closed); ``VSEARCH_TRACE=FILE``: appended to FILE by every process. Free when unset."""
     target = os.environ.get("VSEARCH_TRACE")
@@ -83,7 +85,7 @@ def trace(event: str) -> None:
 
         atexit.register(trace, "exit (atexit)")
     t = _now() - float(os.environ[_T0_KEY])
-    line = f"vsearch-trace {t:8.3f} {os.getpid()} {event}\n"
+    line = f"vsearch-trace {t:8.3f} {os.getpid()} {time.process_time():7.3f} {event}\n"
     if target == "1":
         sys.stderr.write(line)
         sys.stderr.flush()
