@@ -305,3 +305,30 @@ def test_a_rotated_open_gop_file_read_by_pyav_gets_the_frames_asked_for(tmp_path
     plain = PyAVSequential(str(rot), (32, 32), 0)
     for seg in (m for m in msgs if m[0] == "segment"):
         np.testing.assert_array_equal(seg[4], np.ascontiguousarray(plain.get(seg[3])[:, ::-1, ::-1]))
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("rotate", [0, 90])
+def test_a_sampled_keyframe_gives_its_thumbnail_from_the_same_decode(tmp_path, rotate):
+    """Fast sampling reads keyframes; the one a thumbnail shows is scaled a second time from the
+    segment's own decode (no second read), with the very pixels a thumbnail reader gives."""
+    from vsearch.video.pictures import encode_jpeg, thumbnail_decode_side
+
+    path = camera_file(tmp_path / "cam.mp4", seconds=4, gop=20, size="480x270")
+    if rotate:
+        turned = tmp_path / "turned.mp4"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", path, "-c", "copy", "-metadata:s:v:0",
+                        f"rotate={rotate}", str(turned)], check=True, timeout=60)  # fmt: skip
+        path = str(turned)
+    side = thumbnail_decode_side(270, 480, 320) if rotate else thumbnail_decode_side(480, 270, 320)  # as shown
+    with VideoReader(path, 32, "squash") as r, VideoReader(path, side, "crop") as t:
+        assert r.read_by_gop(r.keyframes()) and t.read_by_gop(t.keyframes())
+        frames, picture = r.get_with_picture([0, 5, 20], 20, side)
+        np.testing.assert_array_equal(frames, r.get([0, 5, 20]))
+        np.testing.assert_array_equal(picture, t.get([20])[0])
+        assert picture.shape == ((480, 270, 3) if rotate else (180, 320, 3))  # upright, aspect kept
+        assert r.get_with_picture([0, 5], 20, side)[1] is None  # not among the frames: read apart
+        shown = t.get([20])[0]
+    msgs = _messages(DecodeJob(0, path, 4, 32, "squash", 10.0, 2.0, sampling="fast", thumb_width=320))
+    (seg,) = [m for m in msgs if m[0] == "segment"]
+    assert seg[3] == [0, 20, 26, 39] and seg[5] == encode_jpeg(shown, max_width=320)  # keyframe 20, from the decode

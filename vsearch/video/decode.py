@@ -242,6 +242,25 @@ class VideoReader:
         clamped to the last frame."""
         return orient(self._get_stored(indices), self.header.orientation)
 
+    def get_with_picture(self, indices: list[int], picture: int, side: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``get(indices)`` and, when reading by GOP and ``picture`` is one of ``indices``, that
+        frame from the same decode at ``side`` pixels on its short side, aspect kept, upright
+        (a thumbnail without a second read); else ``None`` for it."""
+        if self._gop is None or picture not in indices or not 0 <= picture < self.info.num_frames:
+            return self.get(indices), None
+        w, h = decode_size(*self.header.display_size, side, "crop")
+        stored = (h, w) if self.header.transposed else (w, h)
+        n = self.info.num_frames
+        idx = [min(max(int(i), 0), n - 1) for i in indices]
+        try:
+            frames, pic = self._gop.get_with_picture(idx, int(picture), stored)
+        except DecodeError:
+            return self.get(indices), None  # (the usual path, and its fallbacks)
+        if frames.shape[1:] != self.frame_shape:
+            return self.get(indices), None
+        orientation = self.header.orientation
+        return orient(frames, orientation), None if pic is None else orient(pic[None], orientation)[0]
+
     def _get_stored(self, indices: list[int]) -> np.ndarray:
         n = self.info.num_frames
         idx = [min(max(int(i), 0), n - 1) for i in indices]

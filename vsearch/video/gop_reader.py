@@ -42,6 +42,10 @@ class GopReader:
         self.keys = keys
         self._size, self._interpolation = size, interpolation
         self._scale = VideoReformatter()  # one scaler for every frame (its context is reused)
+        self._picture_scale = VideoReformatter()  # (and one for pictures: another size)
+        self._picture: int | None = None
+        self._picture_size: tuple[int, int] | None = None
+        self._picture_out: np.ndarray | None = None
         #: Frames the decoder produced (a plan's cost).
         self.decoded = 0
 
@@ -84,14 +88,26 @@ class GopReader:
 
     def get(self, idx: list[int]) -> np.ndarray:
         """Frames ``idx`` (uint8 ``(n, h, w, 3)``); ``DecodeError`` if any did not come out."""
+        return self.get_with_picture(idx, None, None)[0]
+
+    def get_with_picture(
+        self, idx: list[int], picture: int | None, size: tuple[int, int] | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frames ``idx`` and, from the same decode, frame ``picture`` (one of ``idx``) scaled to
+        ``size`` (a thumbnail at display resolution: no second read of that frame)."""
         wanted = sorted(set(int(i) for i in idx))
         out: dict[int, np.ndarray] = {}
-        for read in plan_reads(wanted, KeyframeTable(self.keys, len(self._pts))):
-            self._read_gop(read.key, set(read.frames), out)
+        self._picture, self._picture_size, self._picture_out = picture, size, None
+        try:
+            for read in plan_reads(wanted, KeyframeTable(self.keys, len(self._pts))):
+                self._read_gop(read.key, set(read.frames), out)
+            pic = self._picture_out
+        finally:
+            self._picture, self._picture_out = None, None
         missing = [i for i in wanted if i not in out]
         if missing:
             raise DecodeError(self._container.name, f"frames {missing[:3]} did not decode")
-        return np.stack([out[int(i)] for i in idx])
+        return np.stack([out[int(i)] for i in idx]), pic
 
     def _read_gop(self, key: int, frames: set[int], out: dict[int, np.ndarray]) -> None:
         import av
@@ -125,13 +141,15 @@ class GopReader:
             self.decoded += 1
             i = self._rank.get(frame.pts)
             if i in frames and i not in out:
-                out[i] = self._to_array(frame)
+                out[i] = self._to_array(frame, self._size, self._scale)
+                if i == self._picture:
+                    self._picture_out = self._to_array(frame, self._picture_size, self._picture_scale)
 
-    def _to_array(self, frame) -> np.ndarray:
-        if self._size is None:
+    def _to_array(self, frame, size: tuple[int, int] | None, scaler) -> np.ndarray:
+        if size is None:
             return frame.to_ndarray(format="rgb24")
-        w, h = self._size
-        return self._scale.reformat(frame, width=w, height=h, format="rgb24", interpolation=self._interpolation).to_ndarray()
+        w, h = size
+        return scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation=self._interpolation).to_ndarray()
 
     def close(self) -> None:
         self._container.close()

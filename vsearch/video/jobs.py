@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass
 
+import numpy as np
+
 from ..errors import DecodeError
 from ..perf import trace
 from .decode import VideoReader, center_crop
@@ -133,13 +135,18 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                     idx = uniform_indices(p.start_frame, p.end_frame, job.frames)
                     if snap:
                         idx = snap_to_keyframes(idx, p.start_frame, p.end_frame, table)
+                    shown = thumbs.frame_for(idx[len(idx) // 2], p) if thumbs else None
                     try:
-                        frames = center_crop(reader.get(idx), job.image_size)
+                        if shown is not None and shown in idx:  # (fast: a sampled keyframe) decoded once for both
+                            got, picture = reader.get_with_picture(idx, shown, thumbs.side)
+                        else:
+                            got, picture = reader.get(idx), None
+                        frames = center_crop(got, job.image_size)
                     except DecodeError as exc:
                         yield ("segment_error", job.id, p.index, exc.reason)
                         continue
                     trace(f"job {job.id}: segment {p.index} decoded")
-                    thumb = thumbs.make(idx[len(idx) // 2], p) if thumbs else None
+                    thumb = thumbs.make(shown, picture) if thumbs else None
                     trace(f"job {job.id}: segment {p.index} thumbnail")
                     yield ("segment", job.id, p.index, idx, frames, thumb)
             finally:
@@ -177,15 +184,19 @@ class _Thumbnails:
     the segment's middle sampled frame (inside the segment, at most a quarter of it away; else
     that middle frame), decoded at thumbnail size. The encoder's frames are too small to look
     at (57x32 px for a 32 px model); decoding them larger would slow every sampled frame, while
-    one keyframe per segment costs little. JPEG encoding happens here too, in the worker, off
-    the encoder's path."""
+    one keyframe per segment costs little. When that keyframe is itself a sampled frame (fast
+    sampling), the segment's own decode scales it twice and no second read is made. JPEG
+    encoding happens here too, in the worker, off the encoder's path."""
 
     def __init__(self, job: DecodeJob, table: KeyframeTable | None, display_size: tuple[int, int]):
         self.job, self.table, self.display_size = job, table, display_size
+        #: The short side a thumbnail is decoded at.
+        self.side = thumbnail_decode_side(*display_size, job.thumb_width)
         self._reader: VideoReader | None = None
         self._failed = False
 
-    def make(self, middle: int, plan: SegmentPlan) -> tuple[bytes, int, int] | None:
+    def frame_for(self, middle: int, plan: SegmentPlan) -> int | None:
+        """The frame the segment's thumbnail shows (None once this file's thumbnails failed)."""
         if self._failed:
             return None
         frame = middle
@@ -197,9 +208,17 @@ class _Thumbnails:
                 # a farther one (long GOPs) would show another: decode the middle frame itself.
                 if abs(near - middle) * 4 <= plan.end_frame - plan.start_frame:
                     frame = near
+        return frame
+
+    def make(self, frame: int | None, picture: np.ndarray | None = None) -> tuple[bytes, int, int] | None:
+        """The JPEG of ``frame``: ``picture`` when the segment's decode made it, else read now."""
+        if frame is None or self._failed:
+            return None
+        if picture is not None:
+            return encode_jpeg(picture, max_width=self.job.thumb_width)
         try:
             if self._reader is None:
-                side = thumbnail_decode_side(*self.display_size, self.job.thumb_width)
+                side = self.side
                 self._reader = VideoReader(self.job.path, side, "crop", threads=self.job.threads or 1)
                 self._reader.use_keyframes(self.table)  # PyAV (rotated files) then skips GOPs between
                 self._reader.read_by_gop(self.table)  # a keyframe alone decodes alone
