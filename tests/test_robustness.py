@@ -115,7 +115,9 @@ def test_the_command_reports_json_and_refuses_bad_input(micro_model_dir):
     assert "/no/such/folder: no such file or folder" in out
 
 
-def check_holds_up(encoder, clips, work: Path, *, appearance_share: float, image_share: float, cos: float) -> None:
+def check_holds_up(
+    encoder, clips, work: Path, *, appearance_share: float, image_share: float, cos: float, rotated_cos: float | None = None
+) -> None:
     """Issue 25's measures against thresholds, cheapest first (a miss stops before the costly
     re-encoding): the share of "a COLOUR SHAPE" and of image queries with the right colour and
     shape first, and the least cosine of any clip to itself re-encoded, resized or rotated."""
@@ -126,7 +128,8 @@ def check_holds_up(encoder, clips, work: Path, *, appearance_share: float, image
     im = by_image(encoder, clips, v)
     assert im["correct"] >= image_share * im["queries"] - 1e-9, im
     s = stability(encoder, clips, v, work, variants=("crf28", "resize90", "rotated"))
-    assert all(x["min"] >= cos for x in s.values()), s
+    floor = {"rotated": cos if rotated_cos is None else rotated_cos}
+    assert all(x["min"] >= floor.get(name, cos) for name, x in s.items()), s
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +148,14 @@ def fresh_clips(tmp_path_factory):
         pytest.param(
             {"appearance_share": GOAL["appearance"], "image_share": GOAL["image"], "cos": GOAL["cos"]},
             id="issue-25-goal",
-            marks=pytest.mark.xfail(reason="demo model being retrained", strict=False),
-        )
+            marks=pytest.mark.xfail(
+                reason="one clip short of each on these fresh clips: 33/36 by image, a rotated file at cos 0.979",
+                strict=False,
+            ),
+        ),
+        # What the shipped demo holds on these clips (measured: 12/12, 33/36, crf28 / resize90 min
+        # 0.997 / 0.996, rotated 0.979), each a little under it: a retrained model must keep this.
+        pytest.param({"appearance_share": 1.0, "image_share": 32 / 36, "cos": 0.98, "rotated_cos": 0.96}, id="shipped"),
     ],
 )
 def test_the_clip_vip_demo_holds_up_on_fresh_clips(fresh_clips, thresholds, tmp_path):

@@ -2,7 +2,7 @@
 
     python tools/make_sample_data.py clips              # sample_data/videos + captions.csv (seconds)
     python tools/make_sample_data.py model [--steps N]  # train sample_data/model (about 30 min, 2 CPU cores)
-    python tools/make_sample_data.py temporal [--work W] # train sample_data/clip-vip (about 55 min, 1-2 CPU cores)
+    python tools/make_sample_data.py temporal [--work W] # train sample_data/clip-vip (about 80 min, 1-2 CPU cores)
 
 The model is trained on a separate, larger synthetic set (2,000 clips, seed 1) with the
 project's own command, ``vsearch train retrieval``; the demo clips use other seeds, so the demo
@@ -14,6 +14,7 @@ model uses the same BPE vocabulary, which ships once, inside the package
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def make_temporal(
     stills: float = 0.25,
     wander: float = 0.25,
     vision_width: int = 64,
-    robust_steps: int = 1500,
+    harden: bool = True,
 ) -> None:
     """The temporal demo model, as the CLIP-ViP paper builds one, in miniature, with vsearch's commands:
 
@@ -80,11 +81,19 @@ def make_temporal(
        without them the video tower trades appearance for order on the pairs it never saw move;
     3. trained on from there by ``vsearch train retrieval`` on the same stream and twins (the step
        where direction takes hold: reversal sensitivity jumps and held-out direction goes to ~100%);
-    4. hardened (``robust_steps``): the same stream, half of it drawn as footage arrives (another
-       size and aspect, noise, JPEG, a random resampler: ``augment=0.5``), every clip drawn a
-       second way too (``views=2``) and the two embeddings pulled together
-       (``--view-consistency``): the step-3 model moved by cos 0.08-0.12 when a phone file's
-       pixels differed by one grey level, and found the object from a frame for 25 of 36 clips;
+    4. hardened (``harden``), three short runs, each from the one before (docs/temporal-order.md):
+       a. the same stream, half of it drawn as footage arrives (another size and aspect, noise,
+          JPEG, a random resampler: ``augment=0.5``), every clip drawn a second way too
+          (``views=2``) and the two embeddings pulled together (``--view-consistency``): the
+          step-3 model moved by cos 0.08-0.12 when a phone file's pixels differed by a grey level;
+       b. from a, more stills and frame captions (``looks``): 12 of 12 "a COLOUR SHAPE" queries,
+          but search by image found the object for only 30 of 36 clips;
+       c. from a, the same with ``--image-video`` (a clip's middle frame, embedded as a picture
+          query is, must find its clip): 36 of 36 by image, then d. a share of the degraded clips
+          down a phone file's path (``turned=0.3``) at a low rate; c-d moved less order and
+          rotated files further than b;
+       e. the shipped model is the average of b's and d's weights (a uniform "model soup":
+          both come from a, so their weights average into a model that keeps most of each);
     5. measured on the held-out direction set (scenes never trained on, with their reversals).
     Every step checkpoints and resumes: run the same command again after an interruption.
     """
@@ -92,7 +101,6 @@ def make_temporal(
     work.mkdir(parents=True, exist_ok=True)
     vs = [sys.executable, "-m", "vsearch"]
     image, pre, vip = work / "image-clip", work / "clip-vip-pretrained", work / "clip-vip"
-    robust = work / "clip-vip-robust"
     common = ["--lr", "1e-3", "--weight-decay", "0.05", "--warmup", "0.05", "--workers", "0", "--seed", "1"]
     still = "synth:static,size=32" + (",split=all" if image_split == "all" else "")
     start = "tiny-clip:32"
@@ -127,20 +135,51 @@ def make_temporal(
             check=True,
         )  # fmt: skip
     final = vip
-    if robust_steps:
-        final = robust
-        if not (robust / "train_config.json").exists():
-            subprocess.run(
-                [*vs, "train", "retrieval", "--model", str(vip), "--steps", str(robust_steps), "--save-dtype", "float16",
-                 "--out", str(robust), *reversal, "--data", motion + ",augment=0.5,views=2", "--view-consistency", "10",
-                 "--lr", "5e-4", "--weight-decay", "0.05", "--warmup", "0.05", "--workers", "0", "--seed", "3"],
-                check=True,
-            )  # fmt: skip
+    if harden:
+        # (folder, from, data, extra options, steps, lr, seed)
+        looks = "synth:motion,size=32,stills=0.35,wander=0.25,framecaps=0.25,augment=0.5,views=2"
+        stages = [
+            ("clip-vip-robust", vip, motion + ",augment=0.5,views=2", [], 1500, "5e-4", "3"),
+            ("clip-vip-looks", work / "clip-vip-robust", looks, [], 2000, "3e-4", "4"),
+            ("clip-vip-image", work / "clip-vip-robust", looks, ["--image-video", "1"], 2000, "3e-4", "4"),
+            ("clip-vip-turned", work / "clip-vip-image", looks + ",turned=0.3", ["--image-video", "1"], 800, "1e-4", "5"),
+        ]
+        for name, start, data, extra, steps, lr, seed in stages:
+            out = work / name
+            if not (out / "train_config.json").exists():
+                subprocess.run(
+                    [*vs, "train", "retrieval", "--model", str(start), "--steps", str(steps), "--save-dtype", "float16",
+                     "--out", str(out), *reversal, "--data", data, "--view-consistency", "10", *extra,
+                     "--lr", lr, "--weight-decay", "0.05", "--warmup", "0.05", "--workers", "0", "--seed", seed],
+                    check=True,
+                )  # fmt: skip
+        final = work / "clip-vip-soup"
+        average_models([work / "clip-vip-looks", work / "clip-vip-turned"], final)
     direction = work / "direction"
     if not (direction / "captions.csv").exists():
         subprocess.run([*vs, "synth", str(direction), "--direction-set", "--count", "5", "--seed", "1000"], check=True)
     subprocess.run([*vs, "eval", "direction", "--model", str(final), "--data", str(direction / "captions.csv")], check=True)
     install_model(final, SAMPLE / "clip-vip")
+
+
+def average_models(folders: list[Path], out: Path) -> None:
+    """``out``: the first folder with every weight replaced by the mean over ``folders`` (models
+    fine-tuned from one start; Wortsman et al. 2022, "Model soups"). Kept if already made."""
+    from safetensors.torch import load_file, save_file
+
+    if (out / "model.safetensors").exists():
+        return
+    tmp = out.with_name(out.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folders[-1], tmp, ignore=shutil.ignore_patterns("checkpoints", "*.jsonl"))
+    weights = [load_file(str(f / "model.safetensors")) for f in folders]
+    mean = {k: (sum(w[k].float() for w in weights) / len(weights)).to(weights[-1][k].dtype) for k in weights[-1]}
+    save_file(mean, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    cfg = json.loads((tmp / "train_config.json").read_text())
+    cfg["average_of"] = [f.name for f in folders]
+    (tmp / "train_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
 
 
 def install_model(trained: Path, target: Path | None = None) -> None:
@@ -152,8 +191,6 @@ def install_model(trained: Path, target: Path | None = None) -> None:
             shutil.copy(trained / name, target / name)
     cfg_path = trained / "train_config.json"
     if cfg_path.exists():  # keep the recipe, not this machine's temporary paths
-        import json
-
         cfg = json.loads(cfg_path.read_text())
         for key in ("data", "val_data", "out", "model"):
             if cfg.get(key):
@@ -180,8 +217,8 @@ if __name__ == "__main__":
     tp.add_argument("--stills", type=float, default=0.25, help="share of still objects in the motion stream (stills=)")
     tp.add_argument("--wander", type=float, default=0.25, help="share of objects on a random walk in it (wander=)")
     tp.add_argument("--vision-width", type=int, default=64, help="vision tower width of the tiny CLIP (tools/tiny_clip.py)")
-    tp.add_argument("--robust-steps", type=int, default=1500,
-                    help="steps of step 4 (augmented views, view consistency); 0 ships step 3's model")  # fmt: skip
+    tp.add_argument("--no-harden", dest="harden", action="store_false",
+                    help="ship step 3's model (no augmented views, view consistency or image-to-video loss)")  # fmt: skip
     i = sub.add_parser("install", help="copy an already trained model folder into sample_data/model (or --to)")
     i.add_argument("trained", type=Path)
     i.add_argument("--to", type=Path, default=None)
@@ -193,7 +230,7 @@ if __name__ == "__main__":
     elif args.what == "temporal":
         make_temporal(
             args.work, args.image_steps, args.pretrain_steps, args.train_steps, args.image_split, args.stills,
-            args.wander, args.vision_width, args.robust_steps,
+            args.wander, args.vision_width, args.harden,
         )  # fmt: skip
     else:
         install_model(args.trained, args.to)
