@@ -2,7 +2,7 @@
 
     python tools/make_sample_data.py clips              # sample_data/videos + captions.csv (seconds)
     python tools/make_sample_data.py model [--steps N]  # train sample_data/model (about 30 min, 2 CPU cores)
-    python tools/make_sample_data.py temporal [--work W] # train sample_data/clip-vip (about 80 min, 1-2 CPU cores)
+    python tools/make_sample_data.py temporal [--work W] # train sample_data/clip-vip (about 100 min, 1-2 CPU cores)
 
 The model is trained on a separate, larger synthetic set (2,000 clips, seed 1) with the
 project's own command, ``vsearch train retrieval``; the demo clips use other seeds, so the demo
