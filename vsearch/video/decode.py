@@ -179,7 +179,9 @@ class VideoReader:
         if self.header.complete_until is not None:
             frames = max(1, min(frames, int(self.header.complete_until * fps) + 1))
         w, h = self.header.display_size
-        self._av = PyAVSequential(self._open_path, self._decode_size, self.header.stream_index, self.threads)
+        self._av = PyAVSequential(
+            self._open_path, self._decode_size, self.header.stream_index, self.threads, self.header.orientation
+        )
         self.info = VideoInfo(
             frames, fps, frames / fps, w, h, self._codec, "pyav", frame_times_from_fps(frames, fps), self.header.created
         )
@@ -223,7 +225,7 @@ class VideoReader:
         # Scaled as the decoder it stands in for scales: decord bicubically, PyAV bilinearly.
         gop = GopReader.open(
             self._open_path, self.header.stream_index, self.info.num_frames, self._decode_size, self.threads,
-            interpolation="BICUBIC" if self._vr is not None else None,
+            interpolation="BICUBIC" if self._vr is not None else None, orientation=self.header.orientation,
         )  # fmt: skip
         if gop is not None and not np.array_equal(gop.keys, table.keys):
             gop.close()  # another numbering of the frames: planned reads would fetch the wrong ones
@@ -287,7 +289,9 @@ class VideoReader:
             self._vr = None
             self.info.backend = "pyav"
         if self._av is None:
-            self._av = PyAVSequential(self._open_path, self._decode_size, self.header.stream_index, self.threads)
+            self._av = PyAVSequential(
+                self._open_path, self._decode_size, self.header.stream_index, self.threads, self.header.orientation
+            )
             self.use_keyframes(self._keyframes)
         return self._av.get(idx)
 

@@ -25,14 +25,16 @@ import numpy as np
 
 from ..errors import DecodeError
 from .readplan import KeyframeTable, plan_reads
+from .orientation import scaled_as_upright
 
 
 class GopReader:
     """Planned reads of one video stream; frame ``i`` is the ``i``-th in presentation order."""
 
     def __init__(
-        self, container, stream, pts: np.ndarray, keys: np.ndarray, size: tuple[int, int] | None, interpolation: str | None
-    ):
+        self, container, stream, pts: np.ndarray, keys: np.ndarray, size: tuple[int, int] | None, interpolation: str | None,
+        orientation: str = "",
+    ):  # fmt: skip
         from av.video.reformatter import VideoReformatter
 
         self._container, self._stream = container, stream
@@ -41,6 +43,8 @@ class GopReader:
         #: Keyframes as frame indices (presentation order).
         self.keys = keys
         self._size, self._interpolation = size, interpolation
+        #: A rotated file's frames are scaled as if upright (``orientation.scaled_as_upright``).
+        self._orientation = orientation
         self._scale = VideoReformatter()  # one scaler for every frame (its context is reused)
         self._picture_scale = VideoReformatter()  # (and one for pictures: another size)
         self._picture: int | None = None
@@ -52,7 +56,7 @@ class GopReader:
     @classmethod
     def open(
         cls, path: str, stream_index: int, num_frames: int, size: tuple[int, int] | None, threads: int = 1,
-        interpolation: str | None = None,
+        interpolation: str | None = None, orientation: str = "",
     ):  # fmt: skip
         """A reader for ``path``'s stream, or None when planned reads cannot be trusted on it:
         a packet without a timestamp, two frames with one, or not ``num_frames`` frames (the
@@ -81,7 +85,7 @@ class GopReader:
             if len(pts) != num_frames or len(np.unique(pts)) != len(pts) or not keys:
                 raise ValueError("frames do not match")
             key_idx = np.searchsorted(pts, np.sort(np.asarray(keys, dtype=np.int64)))
-            return cls(container, stream, pts, key_idx.astype(np.int64), size, interpolation)
+            return cls(container, stream, pts, key_idx.astype(np.int64), size, interpolation, orientation)
         except (av.FFmpegError, OSError, IndexError, ValueError):
             container.close()
             return None
@@ -148,6 +152,8 @@ class GopReader:
     def _to_array(self, frame, size: tuple[int, int] | None, scaler) -> np.ndarray:
         if size is None:
             return frame.to_ndarray(format="rgb24")
+        if self._orientation:
+            return scaled_as_upright(frame, self._orientation, size, self._interpolation or "BICUBIC")
         w, h = size
         return scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation=self._interpolation).to_ndarray()
 

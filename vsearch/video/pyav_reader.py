@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import DecodeError
 from .probe import av_reason
+from .orientation import scaled_as_upright
 from .readplan import KeyframeTable, plan_reads
 
 
@@ -69,8 +70,12 @@ class PyAVSequential:
     decoded keyframe then moves the position to its index in the table.
     """
 
-    def __init__(self, path: str, size: tuple[int, int] | None, stream_index: int | None = None, threads: int = 0):
+    def __init__(
+        self, path: str, size: tuple[int, int] | None, stream_index: int | None = None, threads: int = 0, orientation: str = ""
+    ):
         self.path, self.size = path, size
+        #: A rotated file's frames are scaled as if upright (``orientation.scaled_as_upright``).
+        self.orientation = orientation
         self.threads = threads  # 0: FFmpeg picks
         self.stream_index = stream_index
         self._container = None
@@ -143,6 +148,8 @@ class PyAVSequential:
         return at >= 0 and int(self._keys[at]) < self._planned_to and int(self._keys[at]) not in self._full
 
     def _to_array(self, frame) -> np.ndarray:
+        if self.size and self.orientation:
+            return scaled_as_upright(frame, self.orientation, self.size)
         if self.size:
             return frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1])
         return frame.to_ndarray(format="rgb24")
