@@ -82,13 +82,20 @@ def scaled_as_upright(frame, orientation: str, size: tuple[int, int], interpolat
 
     if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
         frame = frame.reformat(format="yuv420p", width=frame.width + frame.width % 2, height=frame.height + frame.height % 2)
-    h, w = frame.height, frame.width
-    yuv = frame.to_ndarray()  # (h * 3 / 2, w): Y, then U and V (h/2 x w/2 each), row-packed
-    planes = [yuv[:h], yuv[h : h + h // 4].reshape(h // 2, w // 2), yuv[h + h // 4 :].reshape(h // 2, w // 2)]
+    # Y, U and V (h/2 x w/2) each read as its own plane: row-packing them, as to_ndarray does,
+    # cannot hold a chroma plane of an odd number of rows (a 480x270 frame).
+    planes = [_plane(p) for p in frame.planes]
     y, u, v = (orient(p[None, :, :, None], orientation)[0, :, :, 0] for p in planes)
     hh, ww = y.shape
-    up = av.VideoFrame.from_ndarray(np.concatenate([y, u.reshape(hh // 4, ww), v.reshape(hh // 4, ww)]), format="yuv420p")
+    up = av.VideoFrame(ww, hh, "yuv420p")
+    for plane, turned in zip(up.planes, (y, u, v)):
+        _plane(plane)[:] = turned
     up.color_range = frame.color_range
     probe = orient(np.zeros((1, size[1], size[0], 1), np.uint8), orientation)  # the upright size
     rgb = up.to_ndarray(format="rgb24", width=probe.shape[2], height=probe.shape[1], interpolation=interpolation)
     return unorient(rgb[None], orientation)[0]
+
+
+def _plane(plane) -> np.ndarray:
+    """A frame plane's pixels as a (height, width) view (rows padded to ``line_size`` in memory)."""
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
