@@ -2,10 +2,7 @@
 and a dead worker's file retried, then recorded as failed.
 
 Ray runs in child processes (the CLI, as users run it): a pytest process that has started Ray
-keeps gRPC threads, and the decode workers other tests fork from it could hang. One Ray head
-serves the module (``ray start --head --block`` in a process group of its own, killed whole at
-the end), and every command joins it through ``RAY_ADDRESS``, as a user's commands join their
-cluster: starting a local Ray in each of the five commands cost ~7 s apiece.
+keeps gRPC threads, and the decode workers other tests fork from it could hang.
 """
 
 from __future__ import annotations
@@ -13,16 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.procs import kill_group, run, spawn
+from tests.procs import run
 
 pytest.importorskip("ray", reason="Ray is not installed (the README's install includes it)")
 
@@ -33,34 +27,6 @@ from vsearch.store import Store  # noqa: E402
 pytestmark = pytest.mark.slow
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_head(tmp_path_factory):
-    """A Ray head for the module's commands; they find it through ``RAY_ADDRESS``."""
-    tmp = tmp_path_factory.mktemp("ray")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp / "head.log"
-    ray = Path(sys.executable).parent / "ray"
-    with open(log, "w") as out:
-        head = spawn(
-            [ray, "start", "--head", "--block", "--port", port, "--num-cpus", "2", "--include-dashboard", "false",
-             "--disable-usage-stats", "--temp-dir", tmp / "t", "--object-store-memory", "200000000"],
-            stdout=out, stderr=subprocess.STDOUT, env=ENV,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while "Ray runtime started" not in log.read_text():
-            if head.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"ray start --head did not come up: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        ENV["RAY_ADDRESS"] = f"127.0.0.1:{port}"
-        yield
-    finally:
-        ENV.pop("RAY_ADDRESS", None)
-        kill_group(head)
 
 
 def cli(*args, timeout=600, env=ENV):
