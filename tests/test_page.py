@@ -85,7 +85,10 @@ def test_more_like_this_returns_the_clip_itself_first(server, page):
     assert cards(page)[0].get_attribute("data-segment") == seg
 
 
-def test_an_image_upload_finds_its_clip_in_the_top_three(server, page, tmp_path):
+def test_an_image_upload_finds_its_object_first(server, page, tmp_path):
+    """A frame of a yellow triangle finds yellow triangles first, its own clip among them. (The
+    page's store uses the mean-pool demo: a still frame cannot say which way its triangle moves,
+    and the four yellow triangles' order among themselves shifts with a decoder's rounding.)"""
     from PIL import Image
 
     from vsearch.video.decode import VideoReader
@@ -95,8 +98,9 @@ def test_an_image_upload_finds_its_clip_in_the_top_three(server, page, tmp_path)
         Image.fromarray(r.get([20])[0]).save(tmp_path / "frame.png")
     page.goto(server.url + "/")
     page.set_input_files("#image", str(tmp_path / "frame.png"))
-    page.wait_for_function("() => document.querySelectorAll('article.card').length >= 3")
-    names = [c.get_attribute("data-path") for c in cards(page)[:3]]
+    page.wait_for_function("() => document.querySelectorAll('article.card').length >= 4")
+    names = [c.get_attribute("data-path") for c in cards(page)[:4]]
+    assert all(Path(n).name.startswith("yellow_triangle_") for n in names[:3]), names
     assert str(clip.resolve()) in names, names
 
 
