@@ -361,3 +361,12 @@ def test_gop_reads_of_hevc_are_the_frames_asked_for(tmp_path):
         assert r.info.backend == "pyav" and r.read_by_gop(r.keyframes())
         assert [frame_index(f) for f in r.get(idx)] == idx
         assert r._gop is not None  # (read by GOP, not by the fallback)
+
+
+def test_a_keyframe_may_serve_two_frames_when_asked():
+    """``share=2`` (measured, not the default: see ``readplan.KEYFRAME_SHARE``): 42 and 85 share
+    keyframe 60, 213 and 256 share 240, and the segment costs 64 decoded frames instead of 89."""
+    table = camera_table()
+    two = snap_to_keyframes(uniform_indices(0, 300, 8), 0, 300, table, share=2)
+    assert two == [0, 60, 60, 120, 180, 240, 240, 299]
+    assert decoded_frames(plan_reads(two, table)) == 1 + 1 + 1 + 1 + 60

@@ -7,9 +7,10 @@ decoding the 24 sampled frames of a 30 s file took 46% of decoding all 900. Two 
   once for all the frames it serves, and decoding stops at the last frame needed from it.
 - ``fast``: a sampled frame moves to the nearest keyframe when that lies at most half a GOP
   from it, provided the segment's frame budget allows: the GOP is no longer than two sampling
-  intervals, and the keyframe serves no other sampled frame of the segment. Keyframes decode
-  alone (33x faster than a full decode on a high-bitrate file); frames that cannot move stay
-  exact, decoded from their keyframe as in ``exact``.
+  intervals, and the keyframe serves no other sampled frame of the segment
+  (``KEYFRAME_SHARE``). Keyframes decode alone (33x faster than a full decode on a
+  high-bitrate file); frames that cannot move stay exact, decoded from their keyframe as in
+  ``exact``.
 
 ``exact`` and ``fast`` are two plans over the same decoder, not two decoders. Pure functions of
 frame indices: tested on synthetic tables without decoding anything.
@@ -24,6 +25,16 @@ import numpy as np
 #: A file whose keyframes are further apart than this is sampled exactly (and said so once):
 #: snapping would move frames by seconds.
 MAX_FAST_GOP_SECONDS = 10.0
+
+#: Sampled frames of one segment that one keyframe may stand in for. With 2 s GOPs a 10 s
+#: segment has 5 keyframes for its 8 frames, so 3 stay exact, and their decode from a keyframe
+#: is most of a fast read's CPU. At 2 (measured on 4 x 30 s of 1080p: 22% less decoding CPU),
+#: fast against exact on the sample data with 2 s GOPs (``bench/ingest.py --only quality``):
+#: the hardened CLIP-ViP demo holds (mean cos 0.9998, min 0.9969, same top-1 48/48; at 1:
+#: 0.9999, 0.9985, 48/48), but the mean-pool demo's worst segment falls to 0.942 (mean 0.9968,
+#: R@1 18/48 against exact's 20; at 1: min 0.982, R@1 19/48), under the guard's 0.95
+#: (tests/test_sampling_quality.py). The CLIP-ViP demo before hardening lost up to 0.12.
+KEYFRAME_SHARE = 1
 
 
 @dataclass(frozen=True)
@@ -82,20 +93,21 @@ def fast_unusable(table: KeyframeTable | None, fps: float) -> str | None:
     return None
 
 
-def snap_to_keyframes(indices: list[int], start: int, end: int, table: KeyframeTable) -> list[int]:
+def snap_to_keyframes(
+    indices: list[int], start: int, end: int, table: KeyframeTable, share: int = KEYFRAME_SHARE
+) -> list[int]:
     """The ``fast`` plan for one segment ``[start, end)``: each sampled frame moves to the nearest
     keyframe at most half a GOP away inside the segment, when the GOP is at most two sampling
-    intervals long; otherwise it stays. A keyframe serves one sampled frame: a second frame
-    nearest to it stays exact, so the segment keeps as many distinct moments as it samples
-    (duplicates cost CLIP-ViP up to 0.12 of cosine on a segment, for 30% less decoding). Never
-    past the segment's end: the next frame may lie beyond a cut.
+    intervals long; otherwise it stays. A keyframe serves at most ``share`` sampled frames: a
+    further frame nearest to it stays exact (see ``KEYFRAME_SHARE`` for what duplicates cost).
+    Never past the segment's end: the next frame may lie beyond a cut.
     """
     if not indices:
         return []
     span = max(indices[-1] - indices[0], 1)
     interval = span / (len(indices) - 1) if len(indices) > 1 else float(end - start)
     out: list[int] = []
-    used: set[int] = set()
+    used: dict[int, int] = {}
     for i in indices:
         key, nxt = table.gop(i)
         size = nxt - key
@@ -104,9 +116,9 @@ def snap_to_keyframes(indices: list[int], start: int, end: int, table: KeyframeT
             options = [k for k in (key, nxt) if start <= k < end and table.is_key(k)]
             if options:
                 near = min(options, key=lambda k: (abs(k - i), k))
-                if abs(near - i) * 2 <= size and (near == i or near not in used):
+                if abs(near - i) * 2 <= size and (near == i or used.get(near, 0) < share):
                     best = near
-        used.add(best)
+        used[best] = used.get(best, 0) + 1
         out.append(best)
     return out
 
