@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 import subprocess
 
 import numpy as np
@@ -286,3 +287,10 @@ def test_embed_segments_can_follow_shots(films, tmp_path):
     assert len(cuts) >= 2 and [r["start"] for r in rows] == pytest.approx(planned, abs=0.1)  # (to a frame)
     res = run_cli("embed", film.path, "--model", "tiny-clip", "--segments", "--segmenter", "scenes", "--out", out, code=1)
     assert "unknown segmenter 'scenes'" in res.output
+
+
+def test_resegment_without_a_store_is_refused_and_creates_nothing(tmp_path):
+    videos = Path(__file__).resolve().parents[1] / "sample_data" / "videos"
+    res = run_cli("index", videos, "--resegment", "--store", tmp_path / "none", "--model", "tiny-clip", code=1)
+    assert "no vsearch store at" in res.output and "re-segment" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "none").exists()

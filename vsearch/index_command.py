@@ -122,6 +122,11 @@ def index_folders(
     try:
         existing = Store.open(store_dir, create=False)
     except StoreNotFound:
+        if resegment:  # nothing stored to plan again: say so, create nothing
+            raise StoreNotFound(
+                f"no vsearch store at {config_store_dir(store_dir)} to re-segment: index the folder first "
+                "(--segments chooses how), or give --store"
+            ) from None
         existing = None
         Store.check_creatable(store_dir)  # a file or an unwritable place: refused before any model load
     check_roots(roots, existing)  # a missing folder: one line, nothing created, nothing removed
