@@ -29,6 +29,11 @@ def orientation_from_matrix(m) -> str:
     return ""  # a non-right angle: shown unrotated (players differ too)
 
 
+def transposes(orientation: str) -> bool:
+    """Whether ``orientation`` swaps width and height (a quarter turn, with or without a flip)."""
+    return orientation.split("+")[0] in ("clock", "cclock", "clock_flip", "cclock_flip")
+
+
 def orient(frames: np.ndarray, orientation: str) -> np.ndarray:
     """Apply ``orientation`` to ``(n, h, w, 3)`` frames (the stored pixels) → what a player shows."""
     if not orientation:
@@ -91,8 +96,8 @@ def scaled_as_upright(frame, orientation: str, size: tuple[int, int], interpolat
     for plane, turned in zip(up.planes, (y, u, v)):
         _plane(plane)[:] = turned
     up.color_range = frame.color_range
-    probe = orient(np.zeros((1, size[1], size[0], 1), np.uint8), orientation)  # the upright size
-    rgb = up.to_ndarray(format="rgb24", width=probe.shape[2], height=probe.shape[1], interpolation=interpolation)
+    w, h = (size[1], size[0]) if transposes(orientation) else size  # upright
+    rgb = up.to_ndarray(format="rgb24", width=w, height=h, interpolation=interpolation)
     return unorient(rgb[None], orientation)[0]
 
 

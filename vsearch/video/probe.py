@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import DecodeError
-from .orientation import orientation_from_matrix
+from .orientation import orientation_from_matrix, transposes
 from .sampling import frame_times_from_fps
 
 #: Refuse frame sizes beyond 8K: a corrupt header claiming 60000x60000 must not allocate 10 GB.
@@ -91,7 +91,7 @@ class Header:
 
     @property
     def transposed(self) -> bool:
-        return self.orientation.split("+")[0] in ("clock", "cclock", "clock_flip", "cclock_flip")
+        return transposes(self.orientation)
 
     @property
     def display_size(self) -> tuple[int, int]:
