@@ -82,9 +82,8 @@ def test_bad_stream_options_are_refused(bad):
 
 def test_consistency_needs_a_second_view():
     cfg = TrainConfig(data="synth:motion,size=32", model="tiny-clip:32", out="/tmp/x", view_consistency=1.0)
-    task = RetrievalTask(cfg, encoder=None, device="cpu")
-    with pytest.raises(DatasetError, match="views=2"):
-        task._consistency()
+    with pytest.raises(DatasetError, match="views=2"):  # refused before any step
+        RetrievalTask(cfg, encoder=None, device="cpu")
 
 
 def test_view_drift_is_zero_for_agreeing_views_and_pulls_them_together():
@@ -114,8 +113,8 @@ def test_a_run_with_both_terms_trains_and_logs_them(tmp_path):
 
 def test_image_video_needs_a_synthetic_stream(tmp_path):
     cfg = TrainConfig(data=str(tmp_path / "captions.csv"), model="tiny-clip:32", out="/tmp/x", image_video=1.0)
-    with pytest.raises(DatasetError, match="synthetic stream"):
-        RetrievalTask(cfg, encoder=None, device="cpu")._image_video()
+    with pytest.raises(DatasetError, match="synthetic stream"):  # refused before any step
+        RetrievalTask(cfg, encoder=None, device="cpu")
 
 
 def test_a_turned_clip_comes_back_upright():

@@ -56,15 +56,20 @@ def load_image(data: bytes | str | os.PathLike[str]) -> np.ndarray:
         raise QueryError(f"not a readable image ({type(exc).__name__})") from None
 
 
+def picture_frames(spec) -> int:
+    """How long a video a picture is embedded as: one frame, or the clip length for families
+    that take only that (X-CLIP). Training's image-to-video loss embeds frames the same way."""
+    return spec.frames if spec.frame_rule == "fixed" else 1
+
+
 def image_vector(encoder, image: np.ndarray) -> np.ndarray:
     """The unit query vector of an image, as a one-frame video of the encoder's family."""
     import torch
 
     from .video.transforms import to_pixels
 
-    frames = 1 if encoder.spec.frame_rule != "fixed" else encoder.spec.frames
     image = fit_image(image, encoder.spec.pixels)
-    clip = np.broadcast_to(image[None, None], (1, frames, *image.shape)).copy()
+    clip = np.broadcast_to(image[None, None], (1, picture_frames(encoder.spec), *image.shape)).copy()
     px = to_pixels(clip, encoder.spec.pixels, device=encoder.device)
     with torch.inference_mode(), encoder.autocast():
         v = encoder.embed_videos(px).float().cpu().numpy()[0]

@@ -15,6 +15,7 @@ from ..datasets.recognition import read_recognition
 from ..errors import DatasetError
 from ..eval.recognition import evaluate_recognition
 from ..eval.retrieval import evaluate_retrieval
+from ..image_query import picture_frames
 from ..video.transforms import to_pixels
 from .loss import (
     caption_id,
@@ -66,6 +67,9 @@ class RetrievalTask:
         #: Figures of the last step for the log (e.g. reversal sensitivity).
         self.metrics: dict = {}
         self.reversal = getattr(cfg, "time_reversal", "off") or "off"
+        #: Weights of the extra terms, checked against the data here, before any step.
+        self.view_weight = self._consistency()
+        self.image_weight = self._image_video()
 
     def _stream(self, pretrain: bool = False):
         spec = StreamSpec.parse(self.cfg.data)
@@ -89,9 +93,9 @@ class RetrievalTask:
         with self.encoder.autocast():
             out = (self._videos(batch["frames"]), self._texts(batch["text"]))
             out += self._reversed(batch["frames"], batch["text"])
-            if self._consistency():
+            if self.view_weight:
                 out += (self._videos(batch["frames_b"]),)  # at the end, so loss() can take it off
-            if self._image_video():
+            if self.image_weight:
                 out += (self._pictures(batch["frames"]),)  # the very end
             return out
 
@@ -99,19 +103,17 @@ class RetrievalTask:
         """Each clip's middle frame embedded as a picture query is (``image_query.image_vector``):
         a one-frame video, or the frame repeated for families that take a fixed length."""
         mid = frames[:, frames.shape[1] // 2 : frames.shape[1] // 2 + 1]
-        if self.encoder.spec.frame_rule == "fixed":
-            mid = mid.expand(-1, self.encoder.spec.frames, *mid.shape[2:])
-        return self._videos(mid)
+        return self._videos(mid.expand(-1, picture_frames(self.encoder.spec), *mid.shape[2:]))
 
     def _image_video(self) -> float:
-        """The image-to-video weight, checked against the data once: it needs appearance captions."""
+        """The image-to-video weight, checked against the data: it needs appearance captions."""
         weight = float(getattr(self.cfg, "image_video", 0.0) or 0.0)
         if weight and not is_stream(self.cfg.data):
             raise DatasetError(f"--image-video needs a synthetic stream (synth:...), not {self.cfg.data}")
         return weight
 
     def _consistency(self) -> float:
-        """The view-consistency weight, checked against the data once: it needs a second view."""
+        """The view-consistency weight, checked against the data: it needs a second view."""
         weight = float(getattr(self.cfg, "view_consistency", 0.0) or 0.0)
         if weight and not (is_stream(self.cfg.data) and StreamSpec.parse(self.cfg.data).views == 2):
             raise DatasetError(
@@ -132,24 +134,23 @@ class RetrievalTask:
     def loss(self, embs: tuple[torch.Tensor, ...], batches: list[dict]) -> torch.Tensor:
         texts = [t for b in batches for t in b[self.text_key]]
         pictures = None
-        if self._image_video():
+        if self.image_weight:
             embs, pictures = embs[:-1], embs[-1]
-        weight = self._consistency()
-        if weight:
+        if self.view_weight:
             embs, other = embs[:-1], embs[-1]
         if self.reversal == "off":
             total = contrastive_loss(embs[0], embs[1], self.encoder.logit_scale, _group_ids(texts, self.device))
         else:
             total = self.reversal_loss(embs[0], embs[1], embs[2:], texts, *same_backwards(batches, self.device))
-        if weight:
+        if self.view_weight:
             drift = view_drift(embs[0], other)
             self.metrics["view_drift"] = round(float(drift.detach()), 6)
-            total = total + weight * drift
+            total = total + self.view_weight * drift
         if pictures is not None:
             looks = [a for b in batches for a in b["appearance"]]
             term = contrastive_loss(pictures, embs[0], self.encoder.logit_scale, _group_ids(looks, self.device))
             self.metrics["image_video"] = round(float(term.detach()), 6)
-            total = total + self._image_video() * term
+            total = total + self.image_weight * term
         return total
 
     text_key = "text"
