@@ -139,11 +139,6 @@ def refine_range(
     return start, max(start, end)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float16 storage leaves them unit only to ~1e-4)."""
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def read_segments(store, windows: dict[int, tuple[int, int]], encoder_id: int, dim: int) -> dict[int, VideoSegments]:
     """Per video id: its segments with ``lo <= idx <= hi`` and their vectors under ``encoder_id``.
 
@@ -176,7 +171,7 @@ def read_segments(store, windows: dict[int, tuple[int, int]], encoder_id: int, d
             np.array([r[1] for r in rs], dtype=np.int64),
             np.array([r[2] for r in rs], dtype=np.float64),
             np.array([r[3] for r in rs], dtype=np.float64),
-            _unit(unpack_vectors([r[4] for r in rs], dim)),
+            unpack_vectors([r[4] for r in rs], dim, unit=True),
             float(rs[0][5]),
             tuple(float(c) for c in rs[0][6] or ()),
         )

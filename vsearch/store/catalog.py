@@ -165,8 +165,7 @@ class Catalog(StoreBase):
             )
         if blob is None:
             return None
-        v = unpack_vectors([blob], int(enc.spec["dim"]))[0].astype(np.float32)
-        return v / max(float(np.linalg.norm(v)), 1e-12)
+        return unpack_vectors([blob], int(enc.spec["dim"]), unit=True)[0]
 
     def segment_at(self, path: str, seconds: float) -> int | None:
         """The segment of ``path`` that holds the moment ``seconds`` (``search --like FILE@T``)."""

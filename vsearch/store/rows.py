@@ -22,10 +22,13 @@ def pack_vector(v: np.ndarray) -> bytes:
     return np.asarray(v, dtype=VECTOR_DTYPE).tobytes()
 
 
-def unpack_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+def unpack_vectors(blobs: Sequence[bytes], dim: int, *, unit: bool = False) -> np.ndarray:
+    """Stored vector blobs as ``(n, dim)`` float32 rows; ``unit``: scaled back to length 1
+    (float16 storage leaves them unit only to ~1e-4), for cosines read straight from the store."""
     if not blobs:
         return np.zeros((0, dim), np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
+    v = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) if unit else v
 
 
 @dataclass(frozen=True)
