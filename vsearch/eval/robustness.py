@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets.captions import read_captions
 from ..errors import DatasetError
 from ..synth.scenes import COLOURS, SHAPES, Scene
 
@@ -83,24 +84,23 @@ def read_clips(where: str | os.PathLike[str]) -> tuple[list[Clip], int]:
     else:
         raise DatasetError(f"{where}: no such file or folder")
     try:
-        with open(csv_path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+        items = read_captions(csv_path)  # the project's captions reader: paths against the CSV's folder
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"{csv_path}: cannot read the captions ({exc})") from None
-    if not rows or not {"path", "caption"} <= set(rows[0]):
+    if not items:
         raise DatasetError(f"{csv_path}: expected a `path,caption` CSV with at least one row")
     clips, skipped = [], 0
-    for r in rows:
-        path = (csv_path.parent / r["path"]).resolve()
+    for item in items:
+        path = Path(item.path).resolve()
         if inside is not None and inside not in path.parents:
             continue
         try:
-            scene = Scene.parse(r["caption"])
+            scene = Scene.parse(item.captions[0])
         except ValueError:
             skipped += 1  # a compilation ("...; ...") or a caption of another grammar
             continue
         if not path.is_file():
-            raise DatasetError(f"{csv_path}: {r['path']} is listed but not on disk")
+            raise DatasetError(f"{csv_path}: {os.path.relpath(item.path, csv_path.parent)} is listed but not on disk")
         clips.append(Clip(str(path), scene))
     if not clips:
         raise DatasetError(f"{csv_path}: no single-scene synthetic captions (`a red circle moving left`) to measure on")
