@@ -89,7 +89,8 @@ def test_page_carries_filters_in_the_url(server, browser):
         page.wait_for_function("location.search.includes('not=')")
         q = parse_qs(urlparse(page.url).query)
         assert q["not"] == ["a red circle"] and q["min_duration"] == ["1"] and "in" not in q
-        page.wait_for_selector("article.card")
+        # The old cards stay until the new answer arrives: wait for the search to finish, not for a card.
+        page.wait_for_function("document.getElementById('results').getAttribute('aria-busy') === 'false'")
         first = page.query_selector("article.card").get_attribute("data-path")
         assert "red_circle" not in first
     finally:

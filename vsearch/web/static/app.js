@@ -62,7 +62,22 @@ function url() {
   return p.toString() ? `/?${p}` : "/";
 }
 
+// Each search gets a number; a response that arrives after a newer search began is dropped, so a slow
+// answer to an old query never replaces the results of the current one. #results carries aria-busy
+// while a search is in flight (screen readers announce it; tests wait on it).
+let generation = 0;
+
 async function run(append) {
+  const mine = ++generation;
+  $("results").setAttribute("aria-busy", "true");
+  try {
+    await search(append, mine);
+  } finally {
+    if (mine === generation) $("results").setAttribute("aria-busy", "false");
+  }
+}
+
+async function search(append, mine) {
   sessionStorage.setItem("vsearch.results", location.pathname + location.search);  // the video page's "back"
   const params = new URLSearchParams({ k: PAGE, offset: state.offset, segments: state.segments ? "1" : "0" });
   addFilters(params, state.filters);
@@ -82,6 +97,7 @@ async function run(append) {
     return;
   }
   const data = await resp.json();
+  if (mine !== generation) return;  // a newer search has begun: its results win
   if (!resp.ok) { $("summary").textContent = data.error; $("results").replaceChildren(); $("more").hidden = true; return; }
   if (data.warnings && data.warnings.length && !data.hits.length) { $("summary").textContent = data.warnings.join(" "); $("results").replaceChildren(); $("more").hidden = true; return; }
   const what = state.image ? (state.q ? `the image with “${state.q}”` : "the image") : state.like ? "more like this" : `“${data.query}”`;
