@@ -22,7 +22,7 @@ from vsearch.video.jobs import DecodeJob, decode_job
 from vsearch.video.sampling import frame_times_from_fps
 from vsearch.video.sampling import plan_segments as fixed_frame_plans
 from vsearch.video.segmenting import fixed_windows, plan_segments, segment_plans
-from vsearch.video.shots import ShotSettings, detect_shots, find_cuts, histograms, select_cuts
+from vsearch.video.shots import ShotSettings, detect_shots, find_cuts, gops_to_decode, histograms, select_cuts
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="Debian's ffmpeg writes the GOP test files")
 
@@ -117,6 +117,42 @@ def test_cuts_closer_than_the_minimum_shot_keep_the_stronger():
     assert _cuts(frames, min_shot_s=0.2) == [20, 23]
 
 
+def _gop_sizes(gops: int, gop: int = 30, base: int = 4000, rng_seed: int = 0) -> np.ndarray:
+    """Packet sizes of ``gops`` GOPs of ``gop`` frames: a big keyframe, then P/B-like packets."""
+    rng = np.random.default_rng(rng_seed)
+    sizes = np.where(np.arange(gops * gop) % 3 == 0, base * 2, base).astype(np.float64)
+    sizes *= rng.uniform(0.85, 1.15, len(sizes))
+    sizes[::gop] = base * 8
+    return sizes.astype(np.int64)
+
+
+def test_packet_sizes_skip_gops_of_sustained_motion():
+    points = np.arange(0, 181, 30)  # 6 GOPs of 30 frames, keyframes on a regular grid
+    sizes = _gop_sizes(6)
+    motion = np.full(6, 0.25)  # every keyframe differs as much as after a cut: a zoom
+    assert gops_to_decode(points, motion, None) == [0, 1, 2, 3, 4, 5]  # without sizes: decode them all
+    assert gops_to_decode(points, motion, sizes) == []
+    # A frame coded as if nothing came before it (the first one after a cut) stands out.
+    spiked = sizes.copy()
+    spiked[100] = 4000 * 8
+    assert gops_to_decode(points, motion, spiked) == [3]
+    # A cut to a plain picture: the packets' level falls.
+    plain = sizes.copy()
+    plain[70:90] = 40
+    assert gops_to_decode(points, motion, plain) == [2]
+    # Flat packets but a change the neighbours do not show: a cut exactly at the next keyframe.
+    at_key = np.array([0.2, 0.7, 0.25, 0.2, 0.25, 0.2])  # a cut at frame 60, in a zoom
+    assert gops_to_decode(points, at_key, sizes) == [1]
+    # A keyframe off the grid (an encoder's scene-cut keyframe) is worth a look.
+    off = np.array([0, 30, 50, 80, 110, 140, 170])
+    off_sizes = _gop_sizes(6)[:170]
+    off_sizes[off_sizes > 4000 * 4] = 4000  # keyframes at the new places
+    off_sizes[off[:-1]] = 4000 * 8
+    assert gops_to_decode(off, np.full(6, 0.25), off_sizes) == [1]  # the GOP that ends at frame 50
+    # Small changes are never decoded, whatever the packets say.
+    assert gops_to_decode(points, np.full(6, 0.05), spiked) == []
+
+
 # -- real files --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def films(tmp_path_factory):
@@ -167,6 +203,31 @@ def test_two_second_gops_decode_keyframes_and_only_the_gops_that_change(films, t
     assert keyed.times == plain.times and len(keyed.times) >= 2
     assert keyed.decoded < n * 0.6 and plain.decoded == n
     assert match_cuts(keyed.times, [b for _a, b, _s in film.scenes[:-1]], 0.1)[2] <= 1
+
+
+@needs_ffmpeg
+def test_gops_of_a_zoom_are_not_decoded_to_look_for_cuts(tmp_path):
+    """A fractal zoom changes every 2 s GOP's keyframes as much as a cut does; its packets show no
+    cut, so only the GOP with the cut (at 9.3 s, inside a GOP) and keyframes are decoded."""
+    from vsearch.video.decode import VideoReader
+
+    path = tmp_path / "zoom.mp4"
+    size = "320x180"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"mandelbrot=size={size}:rate=30:start_scale=3",
+         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", "-filter_complex",
+         "[0]trim=0:9.3,setpts=PTS-STARTPTS,format=yuv420p[a];[1]trim=0:2.7,setpts=PTS-STARTPTS,format=yuv420p[b];"
+         "[a][b]concat=n=2:v=1[v]", "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-g", "60",
+         "-keyint_min", "60", "-sc_threshold", "0", "-bf", "2", "-pix_fmt", "yuv420p", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    with VideoReader(str(path)) as r:
+        table, n = r.keyframes(), r.info.num_frames
+    keyed, plain = detect_shots(str(path), table), detect_shots(str(path))
+    assert keyed.method == "keyframes" and keyed.times == plain.times == [9.3]
+    # 5 of the 6 GOPs change by more than the candidate threshold; without the packet sizes all
+    # 5 were decoded (300+ frames).
+    assert keyed.decoded <= 2 * 61 + len(table.keys) + 1, keyed.decoded  # two GOPs, both ends read
 
 
 def _plans(path, segmenter="shots", **kw):

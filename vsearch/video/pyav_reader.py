@@ -30,6 +30,28 @@ def keyframes_from_index(path: str, stream_index: int, frames: int | None = None
     return [rank for rank, i in enumerate(order) if stamps[i][1]]
 
 
+def sizes_from_index(path: str, stream_index: int, frames: int, keys=None) -> np.ndarray | None:
+    """Every frame's packet size in bytes, presentation order, from the container's index (no
+    decoding: 17 ms for a 60 MB file); None without a full index, or when ``keys`` (keyframes
+    as the caller numbers them) are not the index's keyframes."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            entries = container.streams[stream_index].index_entries
+            rows = [(e.timestamp, int(e.size), bool(e.is_keyframe)) for e in entries]
+    except (av.FFmpegError, OSError, IndexError, AttributeError):
+        return None
+    if len(rows) != frames:
+        return None
+    rows.sort(key=lambda r: r[0])
+    if keys is not None:
+        mine = [i for i, r in enumerate(rows) if r[2]]
+        if not np.array_equal(np.asarray(mine, np.int64), np.asarray(keys, np.int64)):
+            return None
+    return np.asarray([r[1] for r in rows], np.int64)
+
+
 def has_open_gops(path: str, stream_index: int, keyframes: int = 3) -> bool:
     """Whether a frame after a keyframe in decode order is shown before it (an open GOP: its
     leading frames refer to the GOP before). Reads packets, without decoding, up to the
