@@ -21,7 +21,7 @@ from vsearch.store import Store
 from vsearch.video.jobs import DecodeJob, decode_job
 from vsearch.video.sampling import frame_times_from_fps
 from vsearch.video.sampling import plan_segments as fixed_frame_plans
-from vsearch.video.segmenting import fixed_windows, plan_segments, segment_plans
+from vsearch.video.segmenting import final_plans, fixed_windows, plan_segments, segment_plans
 from vsearch.video.shots import ShotSettings, detect_shots, find_cuts, gops_to_decode, histograms, select_cuts
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="Debian's ffmpeg writes the GOP test files")
@@ -80,6 +80,25 @@ def test_plans_tile_the_video_without_empty_segments(duration, cuts, seg, min_s)
     assert frames[0].start_frame == 0 and frames[-1].end_frame == len(times)
     assert all(p.num_frames > 0 and p.end_s > p.start_s for p in frames)
     assert all(frames[i].end_frame == frames[i + 1].start_frame for i in range(len(frames) - 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    duration=st.floats(0.5, 120.0),
+    cuts=st.lists(st.floats(0.0, 120.0), max_size=30),
+    seg=st.floats(0.5, 30.0),
+    min_s=st.floats(0.0, 3.0),
+    fps=st.sampled_from([10.0, 29.97]),
+)
+def test_plans_settled_from_the_cuts_so_far_begin_the_whole_plan(duration, cuts, seg, min_s, fps):
+    """A scan under way knows the cuts up to a point: the plans it sends then (final_plans) are
+    the first plans of the whole file's, whatever cuts come later."""
+    times = frame_times_from_fps(max(1, int(duration * fps)), fps)
+    cuts = sorted(cuts)
+    whole = segment_plans(times, cuts, seg, min_s)
+    for k in range(len(cuts) + 1):
+        early = final_plans(times, cuts[:k], seg, min_s)
+        assert whole[: len(early)] == early
 
 
 # -- the detector on frames --------------------------------------------------------------------
@@ -151,6 +170,28 @@ def test_packet_sizes_skip_gops_of_sustained_motion():
     assert gops_to_decode(off, np.full(6, 0.25), off_sizes) == [1]  # the GOP that ends at frame 50
     # Small changes are never decoded, whatever the packets say.
     assert gops_to_decode(points, np.full(6, 0.05), spiked) == []
+
+
+def test_a_scan_read_in_pieces_finds_what_a_whole_read_finds():
+    """The sequential scan decides each step once the frames its tests look at are read; pieces of
+    7 frames give the cuts one read of everything gives (cuts, a flash and motion across pieces)."""
+    from vsearch.video.shots import scan, scan_stream
+
+    # A cut at frame 28 (a piece starts there), a one-frame flash at 48 (the last frame of a
+    # piece: the picture it returns to is in the next one), then 37% of the picture changes at
+    # 61 and the rest at 64: the two compete (0.3 s apart), and 64, the bigger step, wins.
+    frames = _flat([40] * 28 + [200] * 20 + [250] + [200] * 12 + [90] * 40)
+    frames[61:64] = 200
+    frames[61:64, :6] = 90
+    read = lambda idx: frames[idx]  # noqa: E731
+    starts = np.arange(len(frames)) / 10.0
+    whole = _cuts(frames)
+    for chunk in (7, 120):
+        found = scan(read, len(frames), 10.0, starts, settings=ShotSettings(chunk=chunk))
+        assert found.cuts == whole and found.method == "sequential"
+    # And as it goes: each settled stretch's cuts are the whole scan's up to there.
+    for frontier, cuts in scan_stream(read, len(frames), 10.0, starts, settings=ShotSettings(chunk=7)):
+        assert cuts == [c for c in whole if c <= frontier]
 
 
 # -- real files --------------------------------------------------------------------------------
@@ -228,6 +269,33 @@ def test_gops_of_a_zoom_are_not_decoded_to_look_for_cuts(tmp_path):
     # 5 of the 6 GOPs change by more than the candidate threshold; without the packet sizes all
     # 5 were decoded (300+ frames), and the last frame (its whole GOP's reference frames) too.
     assert keyed.decoded <= 2 * 61 + len(table.keys), keyed.decoded  # the keyframes, two GOPs (both ends)
+
+
+def test_streamed_plans_are_the_whole_files_and_come_before_the_scan_ends(films):
+    """stream_plans: the same plans, cuts and frames as planning after the whole scan, but the
+    first shot's segment is sent before the last shot's cut is known."""
+    film = films[0]
+
+    def run(stream):
+        job = DecodeJob(0, film.path, 4, 32, "squash", 10.0, 1.0, segmenter="shots", stream_plans=stream)
+        msgs = list(decode_job(job))
+        assert msgs[-1] == ("done", 0), msgs[-1]
+        plans, info = [], {}
+        for m in msgs:
+            if m[0] == "info":
+                plans += m[3]
+                info.update(m[2])
+            elif m[0] == "plans":
+                plans += m[2]
+                info.update(m[3])
+        frames = {m[2]: (list(m[3]), int(m[4].sum())) for m in msgs if m[0] == "segment"}
+        return msgs, plans, info["cuts"], frames
+
+    msgs, plans, cuts, frames = run(True)
+    assert (plans, cuts, frames) == run(False)[1:] and len(cuts) >= 2
+    kinds = [m[0] for m in msgs]
+    last_plans = len(kinds) - 1 - kinds[::-1].index("plans")
+    assert kinds.index("segment") < last_plans  # a segment went out while the scan went on
 
 
 def _plans(path, segmenter="shots", **kw):

@@ -157,6 +157,10 @@ def encode_stream(
             st.info = msg[2]
             st.plans = {p[0]: tuple(p) for p in msg[3]}
             yield ("segments", job_id, len(st.plans))
+        elif kind == "plans":  # a streamed job's next plans (DecodeJob.stream_plans)
+            st.plans.update({p[0]: tuple(p) for p in msg[2]})
+            st.info = {**(st.info or {}), **msg[3]}
+            yield ("segments", job_id, len(msg[2]))
         elif kind == "segment":
             st.frame_idx[msg[2]] = list(msg[3])
             st._waiting.add(msg[2])
@@ -212,7 +216,7 @@ def embed_videos(
     shape = (spec.frames, spec.pixels.image_size, spec.pixels.resize)
     cut = segmenter if segments else "fixed"
     jobs = [
-        DecodeJob(i, os.fspath(p), *shape, seg_len, min_tail_seconds, sampling=sampling, segmenter=cut)
+        DecodeJob(i, os.fspath(p), *shape, seg_len, min_tail_seconds, sampling=sampling, segmenter=cut, stream_plans=True)
         for i, p in enumerate(paths)
     ]
     pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)

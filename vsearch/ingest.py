@@ -206,6 +206,7 @@ def _encode_and_write(
             tail_s,
             sampling=sampling,
             segmenter=segmenter,
+            stream_plans=ray_ctx is None,  # (Ray's first task counts the plans of its info message)
             known_plans=r.plans if r is not None else None,
             thumb_width=THUMB_WIDTH if thumbnails else None,
             fault=faults.get(f.path),

@@ -22,8 +22,8 @@ from .pictures import encode_jpeg, thumbnail_decode_side
 from .pyav_reader import has_open_gops
 from .readplan import KeyframeTable, fast_unusable, snap_to_keyframes
 from .sampling import SegmentPlan, plan_segments, uniform_indices
-from .segmenting import segment_plans
-from .shots import detect_shots
+from .segmenting import final_plans, segment_plans
+from .shots import detect_shots, stream_shots
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,12 @@ class DecodeJob:
     #: end_frame)`` pairs. When the new plan is the same, nothing is decoded: the ``info`` message
     #: says ``"same_plan": True`` and ``done`` follows.
     known_plans: tuple[tuple[int, int], ...] | None = None
+    #: With ``segmenter="shots"``: send each shot's segments as soon as the scan has settled the
+    #: cut that ends it (``("plans", ...)`` messages), decoded while the rest of the file is
+    #: still scanned, instead of all plans after the whole scan (a long file's first segment
+    #: then comes after its first shot, not after its last). Consumers must read ``"plans"``
+    #: messages (``embedding.encode_stream`` does; Ray's tasks do not ask for it).
+    stream_plans: bool = False
     #: Fault injection for tests of crash handling: "segfault" or "hang" in a worker process.
     #: Ignored when decoding in-process. Never set by vsearch itself.
     fault: str | None = None
@@ -75,6 +81,7 @@ def decoder_threads(workers: int, cpus: int | None = None) -> int:
 
 # Messages, all tuples so they pickle small:
 #   ("info", job_id, info: dict, plans: list[tuple])    plans as (index, start_frame, end_frame, start_s, end_s)
+#   ("plans", job_id, plans: list[tuple], info: dict)    more plans (stream_plans), and info to merge
 #   ("segment", job_id, seg_index, frame_indices, frames uint8 (T, S, S, 3), thumbnail)
 #                                                       thumbnail: (jpeg, w, h) or None (see DecodeJob.thumb_width)
 #   ("segment_error", job_id, seg_index, reason)
@@ -97,6 +104,9 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
             reader.read_by_gop(table)  # each sampled frame decodes with the reference frames it needs, no more
             trace(f"job {job.id}: opened, keyframes read")
+            if shots and job.stream_plans and job.known_plans is None:
+                yield from _streamed(job, reader, table, snap, why)
+                return
             cuts, shot_note = _cuts(job, table) if shots else (None, None)
             if shots:
                 trace(f"job {job.id}: shots scanned")
@@ -131,35 +141,11 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 yield ("note", job.id, why)
             thumbs = _Thumbnails(job, table, reader.header.display_size) if job.thumb_width else None
             try:
-                for p in plans:
-                    idx = uniform_indices(p.start_frame, p.end_frame, job.frames)
-                    if snap:
-                        idx = snap_to_keyframes(idx, p.start_frame, p.end_frame, table)
-                    shown = thumbs.frame_for(idx[len(idx) // 2], p) if thumbs else None
-                    try:
-                        if shown is not None and shown in idx:  # (fast: a sampled keyframe) decoded once for both
-                            got, picture = reader.get_with_picture(idx, shown, thumbs.side)
-                        else:
-                            got, picture = reader.get(idx), None
-                        frames = center_crop(got, job.image_size)
-                    except DecodeError as exc:
-                        yield ("segment_error", job.id, p.index, exc.reason)
-                        continue
-                    trace(f"job {job.id}: segment {p.index} decoded")
-                    thumb = thumbs.make(shown, picture) if thumbs else None
-                    trace(f"job {job.id}: segment {p.index} thumbnail")
-                    yield ("segment", job.id, p.index, idx, frames, thumb)
+                yield from _decode_segments(job, reader, plans, snap, table, thumbs)
             finally:
                 if thumbs:
                     thumbs.close()
-            for note in reader.notes:
-                yield ("note", job.id, note)
-            if reader.substituted:
-                yield (
-                    "note",
-                    job.id,
-                    f"{reader.substituted} sampled frames could not be decoded; the nearest decoded frames stand in",
-                )
+            yield from _reader_notes(job, reader)
         trace(f"job {job.id}: done")
         yield ("done", job.id)
     except DecodeError as exc:
@@ -168,6 +154,102 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
         yield ("error", job.id, "out of memory while decoding")
     except Exception as exc:  # noqa: BLE001 - the per-file boundary: record the reason, go on
         yield ("error", job.id, f"{type(exc).__name__}: {str(exc).strip()[:300]}")
+
+
+def _decode_segments(job: DecodeJob, reader: VideoReader, plans, snap: bool, table, thumbs) -> Iterator[tuple]:
+    """The ``segment`` (or ``segment_error``) message of each plan: its sampled frames at the
+    encoder's size, and its thumbnail."""
+    for p in plans:
+        idx = uniform_indices(p.start_frame, p.end_frame, job.frames)
+        if snap:
+            idx = snap_to_keyframes(idx, p.start_frame, p.end_frame, table)
+        shown = thumbs.frame_for(idx[len(idx) // 2], p) if thumbs else None
+        try:
+            if shown is not None and shown in idx:  # (fast: a sampled keyframe) decoded once for both
+                got, picture = reader.get_with_picture(idx, shown, thumbs.side)
+            else:
+                got, picture = reader.get(idx), None
+            frames = center_crop(got, job.image_size)
+        except DecodeError as exc:
+            yield ("segment_error", job.id, p.index, exc.reason)
+            continue
+        trace(f"job {job.id}: segment {p.index} decoded")
+        thumb = thumbs.make(shown, picture) if thumbs else None
+        trace(f"job {job.id}: segment {p.index} thumbnail")
+        yield ("segment", job.id, p.index, idx, frames, thumb)
+
+
+def _reader_notes(job: DecodeJob, reader: VideoReader) -> Iterator[tuple]:
+    for note in reader.notes:
+        yield ("note", job.id, note)
+    if reader.substituted:
+        yield ("note", job.id, f"{reader.substituted} sampled frames could not be decoded; the nearest decoded frames stand in")
+
+
+def _as_tuples(plans) -> list[tuple]:
+    return [(p.index, p.start_frame, p.end_frame, p.start_s, p.end_s) for p in plans]
+
+
+def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, snap: bool, why: str | None) -> Iterator[tuple]:
+    """A ``shots`` job whose segments go out shot by shot while the scan reads on
+    (``DecodeJob.stream_plans``): ``info`` with no plans, then per settled stretch a ``plans``
+    message and its segments, the last ``plans`` message carrying the cuts. The plans are those
+    of the whole-file path (``segmenting.final_plans``); a scan that fails midway keeps the
+    segments already sent and plans the rest from the cuts found before it."""
+    frame_times = reader.info.frame_times
+    if snap:
+        why = why or fast_unusable(table, reader.info.fps)
+        snap = why is None
+        if snap:
+            reader.use_keyframes(table)
+    yield ("info", job.id, {**reader.info.as_dict(), "sampling": "fast" if snap else "exact"}, [])
+    if why and job.sampling == "fast":
+        yield ("note", job.id, why)
+    thumbs = _Thumbnails(job, table, reader.header.display_size) if job.thumb_width else None
+    sent: list = []
+    known: list[float] = []
+    cuts: list[float] | None = None
+    scan = stream_shots(job.path, table, threads=job.threads or 1)
+    try:
+        try:
+            while True:
+                try:
+                    _frontier, known = next(scan)
+                except StopIteration as done:
+                    cuts = done.value.times
+                    break
+                ready = final_plans(frame_times, known, job.segment_seconds, job.min_tail_seconds)
+                new = ready[len(sent) :]
+                if new:
+                    trace(f"job {job.id}: {len(new)} segments settled")
+                    yield ("plans", job.id, _as_tuples(new), {})
+                    yield from _decode_segments(job, reader, new, snap, table, thumbs)
+                    sent = ready
+        except DecodeError as exc:
+            if not sent:
+                yield ("note", job.id, f"shot detection failed ({exc.reason}); cut into fixed windows")
+            else:
+                cuts = known
+                yield ("note", job.id, f"shot detection failed ({exc.reason}) after {sent[-1].end_s:.1f} s; the rest is cut at the cuts found before it")
+        trace(f"job {job.id}: shots scanned")
+        if cuts is None:
+            plans = plan_segments(frame_times, job.segment_seconds, job.min_tail_seconds)
+        else:
+            plans = segment_plans(frame_times, cuts, job.segment_seconds, job.min_tail_seconds)
+        if not plans:
+            raise DecodeError(job.path, "no video frames")
+        if plans[: len(sent)] != sent:
+            raise RuntimeError("the streamed segment plans differ from the file's plan")  # (an invariant: never expected)
+        rest = plans[len(sent) :]
+        yield ("plans", job.id, _as_tuples(rest), {"cuts": cuts})
+        yield from _decode_segments(job, reader, rest, snap, table, thumbs)
+    finally:
+        scan.close()  # (its readers, when the scan did not run to its end)
+        if thumbs:
+            thumbs.close()
+    yield from _reader_notes(job, reader)
+    trace(f"job {job.id}: done")
+    yield ("done", job.id)
 
 
 def _cuts(job: DecodeJob, table: KeyframeTable | None) -> tuple[list[float] | None, str | None]:

@@ -116,3 +116,26 @@ def segment_plans(
             start_s, end_s = float(starts[a]), float(times[b - 1, 1] - t0)
             plans.append(SegmentPlan(len(plans), a, b, start_s, max(end_s, start_s)))
     return plans
+
+
+def final_plans(
+    frame_times: np.ndarray, cuts: Iterable[float], segment_seconds: float, min_seconds: float = 1.0
+) -> list[SegmentPlan]:
+    """The first plans of ``segment_plans(frame_times, all_cuts, ...)``, known from ``cuts``
+    alone when those are every cut up to some point of the video and the later ones are not
+    known yet (a scan still under way): the segments of each shot that ends at a kept cut. A
+    shot's segments depend only on its two ends, and whether a cut is kept only on the cuts
+    before it and the duration (``shot_bounds`` is greedy from the start), so these never
+    change. ``[]`` while no cut is kept: the plan may still turn out to be the fixed one."""
+    times = np.asarray(frame_times, dtype=np.float64).reshape(-1, 2)
+    if len(times) == 0:
+        return []
+    t0 = float(times[0, 0])
+    starts = times[:, 0] - t0
+    duration = float(times[-1, 1] - t0)
+    cuts = list(cuts)
+    bounds = shot_bounds(duration, cuts, max(0.0, float(min_seconds)))
+    if len(bounds) == 2:
+        return []
+    edge = int(np.searchsorted(starts, bounds[-2] - 1e-6, side="left"))
+    return [p for p in segment_plans(times, cuts, segment_seconds, min_seconds) if p.end_frame <= edge]

@@ -244,31 +244,80 @@ def scan(read, num_frames: int, fps: float, frame_starts: np.ndarray, table: Key
     presentation order, which lets the keyframe-first scan skip GOPs of sustained motion
     (``gops_to_decode``) and the last frame. ``read_runs``: reads runs of consecutive frames
     (a decoder that keeps its state from one run to the next); default ``read``."""
+    steps_ = scan_stream(read, num_frames, fps, frame_starts, table, settings, sizes, read_runs)
+    while True:
+        try:
+            next(steps_)
+        except StopIteration as done:
+            return done.value
+
+
+def scan_stream(read, num_frames: int, fps: float, frame_starts: np.ndarray, table: KeyframeTable | None = None,
+                settings: ShotSettings = DEFAULT_SETTINGS, sizes: np.ndarray | None = None, read_runs=None):  # fmt: skip
+    """``scan`` as it goes: yields ``(frontier, cuts)`` whenever the cuts at frames up to
+    ``frontier`` are final (``cuts``: those frames, sorted), and returns the ``ShotScan``.
+
+    Why it is exact: a cut's tests look at most ``window_s`` and ``flash_s`` around it, so a
+    candidate is final once the frames that far past it are read; and ``select_cuts`` only lets
+    candidates closer than ``min_shot_s`` compete, so when no candidate lies in the last
+    ``min_shot_s`` before the frontier, no later candidate can change the choice among the
+    earlier ones. A segment plan can then be made for the shots before the frontier while the
+    rest of the file is still being read (``segmenting.final_plans``)."""
     result = ShotScan()
     if num_frames < 2:
         return result
     read_runs = read_runs or read
+    fps = fps if fps and np.isfinite(fps) and fps > 0 else 25.0
+    gap = max(1, int(round(settings.min_shot_s * fps)))
     if sizes is not None and len(sizes) != num_frames:
         sizes = None  # another numbering of the frames: decode every candidate
     points = keyframe_points(table, num_frames, fps, settings, last=sizes is None)
     candidates: list[tuple[int, float]] = []
+
+    def settled(frontier: int) -> list[int] | None:
+        """The final cuts up to ``frontier`` when no candidate is still open near it."""
+        if frontier >= num_frames - 1:
+            return select_cuts(candidates, num_frames, fps, settings)
+        if any(frontier - gap <= c <= frontier for c, _s in candidates):
+            return None
+        return select_cuts(candidates, num_frames, fps, settings)
+
     if points is None:
-        pieces = []
+        w = max(2, int(round(settings.window_s * fps)))
+        flash = max(1, int(round(settings.flash_s * fps)))
+        margin = w + flash + 2  # a step's tests look this far either side
+        hists = np.zeros((num_frames, 3 * BINS), np.uint32)
+        done = 0  # steps [0, done) are decided (step i: frame i to frame i + 1)
         for a in range(0, num_frames, settings.chunk):
             idx = list(range(a, min(num_frames, a + settings.chunk)))
-            pieces.append(histograms(read(idx)))
+            hists[a : a + len(idx)] = histograms(read(idx))
             result.decoded += len(idx)
-        candidates = find_cuts(np.concatenate(pieces), fps, settings)
+            read_to = a + len(idx)
+            end = num_frames - 1 if read_to == num_frames else read_to - margin
+            if end <= done:
+                continue
+            lo = max(0, done - margin)
+            found = find_cuts(hists[lo:read_to], fps, settings, first=lo)
+            candidates += [c for c in found if done < c[0] <= end]
+            done = end
+            cuts = settled(done)
+            if cuts is not None:
+                yield done, cuts
     else:
         result.method = "keyframes"
         hk = np.concatenate(
             [histograms(read(points[a : a + settings.chunk].tolist())) for a in range(0, len(points), settings.chunk)]
         )
         result.decoded += len(points)
-        for j in gops_to_decode(points, steps(hk), sizes, settings):
-            found, decoded = _scan_gop(read_runs, int(points[j]), int(points[j + 1]), hk[j + 1], fps, settings)
-            candidates += found
-            result.decoded += decoded
+        chosen = set(gops_to_decode(points, steps(hk), sizes, settings))
+        for j in range(len(points) - 1):
+            if j in chosen:
+                found, decoded = _scan_gop(read_runs, int(points[j]), int(points[j + 1]), hk[j + 1], fps, settings)
+                candidates += found
+                result.decoded += decoded
+            cuts = settled(int(points[j + 1]))
+            if cuts is not None:
+                yield int(points[j + 1]), cuts
         tail = int(points[-1])
         if tail < num_frames - 1 and _packets_show_an_event(sizes[tail + 1 :], settings):
             # (only without the last frame, i.e. with sizes: its GOP holds something; read it whole)
@@ -310,32 +359,51 @@ def detect_shots(path: str, table: KeyframeTable | None = None, *, threads: int 
     """Scan a file for cuts, decoding at ``settings.side`` pixels. ``table``: the file's keyframes
     as the caller's reader numbers them (None: read sequentially); used only when this reader
     counts the same frames. Raises ``DecodeError`` when the file cannot be read."""
+    steps_ = stream_shots(path, table, threads=threads, settings=settings)
+    while True:
+        try:
+            next(steps_)
+        except StopIteration as done:
+            return done.value
+
+
+def stream_shots(path: str, table: KeyframeTable | None = None, *, threads: int = 1,
+                 settings: ShotSettings = DEFAULT_SETTINGS):  # fmt: skip
+    """``detect_shots`` as it goes: yields ``(frontier, cut_times)`` whenever the cuts up to frame
+    ``frontier`` are final (``scan_stream``; times in seconds from the first frame), returns the
+    ``ShotScan``. Its readers stay open until it is exhausted or closed."""
     from .decode import VideoReader
     from .pyav_reader import sizes_from_index
 
     with VideoReader(path, settings.side, "squash", threads=threads) as reader:
         info = reader.info
+        starts = np.asarray(info.frame_times[:, 0], np.float64)
         if table is not None and table.num_frames != info.num_frames:
             table = None  # another decoder's numbering: do not guess, read sequentially
         reader.use_keyframes(table)
         sizes = None
         if table is not None:
             sizes = sizes_from_index(reader.decoder_path, reader.header.stream_index, info.num_frames, table.keys)
-        if table is None or not reader.read_by_gop(table):
-            return scan(reader.get, info.num_frames, info.fps, info.frame_times[:, 0], table, settings, sizes)
-        # Keyframes one by one through planned reads (a keyframe decodes alone: half decord's
-        # CPU on 1080p), runs of frames through the usual decoder, which keeps its state from
-        # one half-second piece to the next (planned reads would start each at its keyframe).
         runs: list[VideoReader] = []
-
-        def read_runs(idx: list[int]) -> np.ndarray:
-            if not runs:
-                runs.append(VideoReader(path, settings.side, "squash", threads=threads))
-                runs[0].use_keyframes(table)
-            return runs[0].get(idx)
+        read_runs = None
+        if table is not None and reader.read_by_gop(table):
+            # Keyframes one by one through planned reads (a keyframe decodes alone: half decord's
+            # CPU on 1080p), runs of frames through the usual decoder, which keeps its state from
+            # one half-second piece to the next (planned reads would start each at its keyframe).
+            def read_runs(idx: list[int]) -> np.ndarray:
+                if not runs:
+                    runs.append(VideoReader(path, settings.side, "squash", threads=threads))
+                    runs[0].use_keyframes(table)
+                return runs[0].get(idx)
 
         try:
-            return scan(reader.get, info.num_frames, info.fps, info.frame_times[:, 0], table, settings, sizes, read_runs)
+            gen = scan_stream(reader.get, info.num_frames, info.fps, starts, table, settings, sizes, read_runs)
+            while True:
+                try:
+                    frontier, cuts = next(gen)
+                except StopIteration as done:
+                    return done.value
+                yield frontier, [round(float(starts[c] - starts[0]), 3) for c in cuts]
         finally:
             for r in runs:
                 r.close()
