@@ -403,6 +403,8 @@ def stream_shots(path: str, table: KeyframeTable | None = None, *, threads: int 
                     frontier, cuts = next(gen)
                 except StopIteration as done:
                     return done.value
+                for r in (reader, *runs):
+                    r.park()  # the caller decodes meanwhile: no decord thread spinning beside it
                 yield frontier, [round(float(starts[c] - starts[0]), 3) for c in cuts]
         finally:
             for r in runs:
