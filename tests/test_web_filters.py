@@ -86,11 +86,12 @@ def test_page_carries_filters_in_the_url(server, browser):
         page.fill("#f-not", "a red circle")
         page.fill("#f-min", "1")
         page.click("button[type=submit]")
-        page.wait_for_function("location.search.includes('not=')")
+        page.wait_for_function("() => location.search.includes('not=')")
         q = parse_qs(urlparse(page.url).query)
         assert q["not"] == ["a red circle"] and q["min_duration"] == ["1"] and "in" not in q
         # The old cards stay until the new answer arrives: wait for the search to finish, not for a card.
-        page.wait_for_function("document.getElementById('results').getAttribute('aria-busy') === 'false'")
+        # (a function, not an expression: polling an expression evals it, which the page's CSP refuses)
+        page.wait_for_function("() => document.getElementById('results').getAttribute('aria-busy') === 'false'")
         first = page.query_selector("article.card").get_attribute("data-path")
         assert "red_circle" not in first
     finally:
