@@ -104,6 +104,11 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
             reader.read_by_gop(table)  # each sampled frame decodes with the reference frames it needs, no more
             trace(f"job {job.id}: opened, keyframes read")
+            if snap:
+                why = why or fast_unusable(table, reader.info.fps)
+                snap = why is None
+                if snap:
+                    reader.use_keyframes(table)
             if shots and job.stream_plans and job.known_plans is None:
                 yield from _streamed(job, reader, table, snap, why)
                 return
@@ -118,11 +123,6 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 plans = plan_segments(reader.info.frame_times, job.segment_seconds, job.min_tail_seconds)
             if not plans:
                 raise DecodeError(job.path, "no video frames")
-            if snap:
-                why = why or fast_unusable(table, reader.info.fps)
-                snap = why is None
-                if snap:
-                    reader.use_keyframes(table)
             info = {**reader.info.as_dict(), "sampling": "fast" if snap else "exact"}  # what was done, as recorded
             if shots:
                 info["cuts"] = cuts
@@ -195,13 +195,9 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
     (``DecodeJob.stream_plans``): ``info`` with no plans, then per settled stretch a ``plans``
     message and its segments, the last ``plans`` message carrying the cuts. The plans are those
     of the whole-file path (``segmenting.final_plans``); a scan that fails midway keeps the
-    segments already sent and plans the rest from the cuts found before it."""
+    segments already sent and plans the rest from the cuts found before it. ``snap``/``why``: the
+    job's fast-plan decision, made by ``decode_job``."""
     frame_times = reader.info.frame_times
-    if snap:
-        why = why or fast_unusable(table, reader.info.fps)
-        snap = why is None
-        if snap:
-            reader.use_keyframes(table)
     yield ("info", job.id, {**reader.info.as_dict(), "sampling": "fast" if snap else "exact"}, [])
     if why and job.sampling == "fast":
         yield ("note", job.id, why)
@@ -227,7 +223,7 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
                     sent = ready
         except DecodeError as exc:
             if not sent:
-                yield ("note", job.id, f"shot detection failed ({exc.reason}); cut into fixed windows")
+                yield ("note", job.id, scan_failed(exc.reason))
             else:
                 cuts = known
                 yield ("note", job.id, f"shot detection failed ({exc.reason}) after {sent[-1].end_s:.1f} s; the rest is cut at the cuts found before it")
@@ -258,7 +254,12 @@ def _cuts(job: DecodeJob, table: KeyframeTable | None) -> tuple[list[float] | No
     try:
         return detect_shots(job.path, table, threads=job.threads or 1).times, None
     except DecodeError as exc:
-        return None, f"shot detection failed ({exc.reason}); cut into fixed windows"
+        return None, scan_failed(exc.reason)
+
+
+def scan_failed(reason: str) -> str:
+    """The warning of a file whose cut scan failed before any segment was planned."""
+    return f"shot detection failed ({reason}); cut into fixed windows"
 
 
 class _Thumbnails:

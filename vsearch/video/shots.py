@@ -244,7 +244,11 @@ def scan(read, num_frames: int, fps: float, frame_starts: np.ndarray, table: Key
     presentation order, which lets the keyframe-first scan skip GOPs of sustained motion
     (``gops_to_decode``) and the last frame. ``read_runs``: reads runs of consecutive frames
     (a decoder that keeps its state from one run to the next); default ``read``."""
-    steps_ = scan_stream(read, num_frames, fps, frame_starts, table, settings, sizes, read_runs)
+    return _drain(scan_stream(read, num_frames, fps, frame_starts, table, settings, sizes, read_runs))
+
+
+def _drain(steps_):
+    """Run a generator to its end; its return value."""
     while True:
         try:
             next(steps_)
@@ -359,12 +363,7 @@ def detect_shots(path: str, table: KeyframeTable | None = None, *, threads: int 
     """Scan a file for cuts, decoding at ``settings.side`` pixels. ``table``: the file's keyframes
     as the caller's reader numbers them (None: read sequentially); used only when this reader
     counts the same frames. Raises ``DecodeError`` when the file cannot be read."""
-    steps_ = stream_shots(path, table, threads=threads, settings=settings)
-    while True:
-        try:
-            next(steps_)
-        except StopIteration as done:
-            return done.value
+    return _drain(stream_shots(path, table, threads=threads, settings=settings))
 
 
 def stream_shots(path: str, table: KeyframeTable | None = None, *, threads: int = 1,
