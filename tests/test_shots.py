@@ -168,6 +168,12 @@ def test_packet_sizes_skip_gops_of_sustained_motion():
     off_sizes[off_sizes > 4000 * 4] = 4000  # keyframes at the new places
     off_sizes[off[:-1]] = 4000 * 8
     assert gops_to_decode(off, np.full(6, 0.25), off_sizes) == [1]  # the GOP that ends at frame 50
+    # ... also when that keyframe is the file's last (the scan then stops its points there).
+    late = np.array([0, 30, 60, 90, 120, 140])
+    late_sizes = _gop_sizes(6)[:170]
+    late_sizes[late_sizes > 4000 * 4] = 4000
+    late_sizes[late] = 4000 * 8
+    assert gops_to_decode(late, np.full(5, 0.25), late_sizes) == [4]
     # Small changes are never decoded, whatever the packets say.
     assert gops_to_decode(points, np.full(6, 0.05), spiked) == []
 

@@ -220,14 +220,13 @@ def gops_to_decode(points: np.ndarray, key_steps: np.ndarray, sizes: np.ndarray 
     sizes = np.asarray(sizes)
     lengths = np.diff(points)
     regular = float(np.median(lengths))
-    last = int(points[-1])
     out = []
     for j in big:
         a, b = int(points[j]), int(points[j + 1])
         if _packets_show_an_event(sizes[a + 1 : b], settings):
             out.append(j)
             continue
-        if b != last and lengths[j] < 0.9 * regular:
+        if b < len(sizes) - 1 and lengths[j] < 0.9 * regular:  # (the file's last frame is no keyframe)
             out.append(j)  # a keyframe off the grid: the encoder saw a scene change there
             continue
         near = [steps_[k] for k in (j - 1, j + 1) if 0 <= k < len(steps_) and lengths[k] >= 0.5 * regular]
