@@ -12,28 +12,9 @@ from .orientation import scaled_as_upright
 from .readplan import KeyframeTable, plan_reads
 
 
-def keyframes_from_index(path: str, stream_index: int, frames: int | None = None) -> list[int] | None:
-    """Keyframes as presentation-order frame numbers, from the container's index (MP4/MOV sample
-    tables list every frame; formats without one, such as MPEG-TS, give None). With ``frames``,
-    an index that does not list that many frames gives None."""
-    import av
-
-    try:
-        with av.open(path) as container:
-            entries = container.streams[stream_index].index_entries
-            stamps = [(e.timestamp, bool(e.is_keyframe)) for e in entries]
-    except (av.FFmpegError, OSError, IndexError, AttributeError):
-        return None
-    if not stamps or (frames is not None and len(stamps) != frames):
-        return None  # (Matroska lists only the cues read so far: not a table of every frame)
-    order = sorted(range(len(stamps)), key=lambda i: stamps[i][0])
-    return [rank for rank, i in enumerate(order) if stamps[i][1]]
-
-
-def sizes_from_index(path: str, stream_index: int, frames: int, keys=None) -> np.ndarray | None:
-    """Every frame's packet size in bytes, presentation order, from the container's index (no
-    decoding: 17 ms for a 60 MB file); None without a full index, or when ``keys`` (keyframes
-    as the caller numbers them) are not the index's keyframes."""
+def _index_rows(path: str, stream_index: int) -> list[tuple[int, int, bool]] | None:
+    """The container index's entries as ``(timestamp, size, is_keyframe)`` in presentation order
+    (no decoding); None when the file cannot be opened."""
     import av
 
     try:
@@ -42,9 +23,26 @@ def sizes_from_index(path: str, stream_index: int, frames: int, keys=None) -> np
             rows = [(e.timestamp, int(e.size), bool(e.is_keyframe)) for e in entries]
     except (av.FFmpegError, OSError, IndexError, AttributeError):
         return None
-    if len(rows) != frames:
+    return sorted(rows, key=lambda r: r[0])
+
+
+def keyframes_from_index(path: str, stream_index: int, frames: int | None = None) -> list[int] | None:
+    """Keyframes as presentation-order frame numbers, from the container's index (MP4/MOV sample
+    tables list every frame; formats without one, such as MPEG-TS, give None). With ``frames``,
+    an index that does not list that many frames gives None."""
+    rows = _index_rows(path, stream_index)
+    if not rows or (frames is not None and len(rows) != frames):
+        return None  # (Matroska lists only the cues read so far: not a table of every frame)
+    return [rank for rank, r in enumerate(rows) if r[2]]
+
+
+def sizes_from_index(path: str, stream_index: int, frames: int, keys=None) -> np.ndarray | None:
+    """Every frame's packet size in bytes, presentation order, from the container's index (no
+    decoding: 17 ms for a 60 MB file); None without a full index, or when ``keys`` (keyframes
+    as the caller numbers them) are not the index's keyframes."""
+    rows = _index_rows(path, stream_index)
+    if rows is None or len(rows) != frames:
         return None
-    rows.sort(key=lambda r: r[0])
     if keys is not None:
         mine = [i for i, r in enumerate(rows) if r[2]]
         if not np.array_equal(np.asarray(mine, np.int64), np.asarray(keys, np.int64)):

@@ -95,13 +95,11 @@ def segment_plans(
     range (``frame_times``: (N, 2) start/end seconds). A range no frame starts in is dropped
     (its time goes to the segment before), so every plan has frames. With no cut left the
     result is exactly the ``fixed`` plan of ``vsearch.video.sampling``."""
-    times = np.asarray(frame_times, dtype=np.float64).reshape(-1, 2)
+    times, starts, duration = _timeline(frame_times)
     n = len(times)
     if n == 0:
         return []
     t0 = float(times[0, 0])
-    starts = times[:, 0] - t0
-    duration = float(times[-1, 1] - t0)
     cuts = list(cuts)
     if len(shot_bounds(duration, cuts, min_seconds)) == 2:
         return fixed_plans(times, segment_seconds, min_seconds)
@@ -127,15 +125,21 @@ def final_plans(
     shot's segments depend only on its two ends, and whether a cut is kept only on the cuts
     before it and the duration (``shot_bounds`` is greedy from the start), so these never
     change. ``[]`` while no cut is kept: the plan may still turn out to be the fixed one."""
-    times = np.asarray(frame_times, dtype=np.float64).reshape(-1, 2)
+    times, starts, duration = _timeline(frame_times)
     if len(times) == 0:
         return []
-    t0 = float(times[0, 0])
-    starts = times[:, 0] - t0
-    duration = float(times[-1, 1] - t0)
     cuts = list(cuts)
     bounds = shot_bounds(duration, cuts, max(0.0, float(min_seconds)))
     if len(bounds) == 2:
         return []
     edge = int(np.searchsorted(starts, bounds[-2] - 1e-6, side="left"))
     return [p for p in segment_plans(times, cuts, segment_seconds, min_seconds) if p.end_frame <= edge]
+
+
+def _timeline(frame_times) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(N, 2)`` start/end times, the starts from the first frame, and the duration."""
+    times = np.asarray(frame_times, dtype=np.float64).reshape(-1, 2)
+    if len(times) == 0:
+        return times, np.zeros(0), 0.0
+    t0 = float(times[0, 0])
+    return times, times[:, 0] - t0, float(times[-1, 1] - t0)
