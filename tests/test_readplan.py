@@ -339,23 +339,9 @@ def test_a_sampled_keyframe_gives_its_thumbnail_from_the_same_decode(tmp_path, r
 def test_gop_reads_of_hevc_are_the_frames_asked_for(tmp_path):
     """HEVC (decoded by PyAV) read GOP by GOP: short closed GOPs with B-frames, every frame
     identified by its timestamp (the pictures carry their own index)."""
-    import av
+    from tests.videos import frame_index, write_hevc_indexed
 
-    from tests.videos import frame_index, indexed_frames
-
-    path = tmp_path / "hevc.mp4"
-    try:
-        with av.open(str(path), "w") as c:
-            s = c.add_stream("libx265", rate=10)
-            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-            s.options = {"crf": "10", "x265-params": "keyint=8:min-keyint=8:scenecut=0:open-gop=0:bframes=3:log-level=error"}
-            for f in indexed_frames(40, 64, 48):
-                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                    c.mux(p)
-            for p in s.encode():
-                c.mux(p)
-    except (av.FFmpegError, ValueError) as exc:
-        pytest.skip(f"this PyAV build cannot write HEVC: {exc}")
+    path = write_hevc_indexed(tmp_path / "hevc.mp4", "keyint=8:min-keyint=8:scenecut=0:open-gop=0:bframes=3:log-level=error")
     idx = [0, 5, 7, 9, 14, 18, 23, 27, 31, 36, 39, 1]
     with VideoReader(str(path)) as r:
         assert r.info.backend == "pyav" and r.read_by_gop(r.keyframes())
