@@ -209,11 +209,14 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
     try:
         try:
             while True:
+                before = known
                 try:
                     _frontier, known = next(scan)
                 except StopIteration as done:
                     cuts = done.value.times
                     break
+                if known == before:
+                    continue  # no new cut, no new plan (planning reads the whole file's frame times)
                 ready = final_plans(frame_times, known, job.segment_seconds, job.min_tail_seconds)
                 new = ready[len(sent) :]
                 if new:
