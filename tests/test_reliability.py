@@ -24,6 +24,7 @@ from vsearch.store import Store
 from vsearch.synth.corrupt import write_corpus
 from vsearch_cli.main import app
 
+from .old_stores import engine_at
 from .procs import VSEARCH, kill_group, spawn
 from .test_ingest import consistent
 from .videos import write_video
@@ -119,17 +120,10 @@ def test_two_hour_video_streams_segments(tmp_path, tiny_encoder):
 
 
 def test_old_schema_is_migrated_on_open_with_data_intact(tmp_path):
-    from alembic import command
-
     from vsearch.store import db as dbmod
 
     root = tmp_path / "old"
-    root.mkdir()
-    engine = dbmod.make_engine(root / "vsearch.db")
-    cfg = dbmod.alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    engine = engine_at(root, "0001")
     vec = np.ones(4, np.float16).tobytes()
     with engine.begin() as c:  # a store as version 0001 wrote it
         for sql in [

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import run_cli
+from tests.old_stores import engine_at
 from tests.videos import write_video
 from vsearch.eval.moments import boundary_scores, cut_tolerance, match_cuts, render_films
 from vsearch.store import Store
@@ -269,7 +270,7 @@ def test_gops_of_a_zoom_are_not_decoded_to_look_for_cuts(tmp_path):
         check=True, timeout=120,
     )  # fmt: skip
     with VideoReader(str(path)) as r:
-        table, n = r.keyframes(), r.info.num_frames
+        table = r.keyframes()
     keyed, plain = detect_shots(str(path), table), detect_shots(str(path))
     assert keyed.method == "keyframes" and keyed.times == plain.times == [9.3]
     # 5 of the 6 GOPs change by more than the candidate threshold; without the packet sizes all
@@ -345,17 +346,10 @@ def test_a_plan_that_stays_is_not_decoded_again(films):
 
 # -- store and command line --------------------------------------------------------------------
 def test_a_store_at_0005_upgrades_as_fixed(tmp_path):
-    from alembic import command
-
     from vsearch.store import db as dbmod
 
     root = tmp_path / "old"
-    root.mkdir()
-    engine = dbmod.make_engine(root / "vsearch.db")
-    cfg = dbmod.alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0005")
+    engine = engine_at(root, "0005")
     with engine.begin() as c:  # a store as 0005 wrote it: settings, one video
         c.exec_driver_sql(
             "INSERT INTO meta VALUES ('generation','1'),('segment_seconds','10.0'),('min_tail_seconds','1.0')"
