@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -248,6 +249,30 @@ def test_an_open_gop_file_is_sampled_exactly_with_one_note(tmp_path):
     segs = [m for m in msgs if m[0] == "segment"]
     assert [m[3] for m in segs] == [uniform_indices(0, 100, 8), uniform_indices(100, 200, 8)]
     assert msgs[-1] == ("done", 0)
+
+
+@needs_ffmpeg
+def test_a_decoder_waiting_on_its_consumer_leaves_no_decord_reader_spinning(tmp_path):
+    """An open-GOP file is read with decord (segments and thumbnails), whose readers keep a core
+    spinning while idle after a read. Once the consumer has held a message past
+    ``CONSUMER_WAIT_S``, each next one is handed over with those readers parked; unwrapped, they
+    are not."""
+    from vsearch.video import decode
+    from vsearch.video.jobs import CONSUMER_WAIT_S, parking
+
+    path = camera_file(tmp_path / "open.mp4", seconds=12, gop=20, extra=("-x264-params", "open-gop=1:bframes=3"))
+    job = DecodeJob(0, path, 4, 32, "squash", 2.0, 1.0, sampling="fast", thumb_width=64)
+
+    def spinning_while_held(messages) -> list[bool]:
+        held = []
+        for msg in messages:
+            if msg[0] == "segment":
+                held.append(any(r._decord_dirty for r in list(decode._OPEN) if r.path == path))
+                time.sleep(2 * CONSUMER_WAIT_S)  # a consumer slower than decoding
+        return held
+
+    assert spinning_while_held(decode_job(job)) == [True] * 6
+    assert spinning_while_held(parking(decode_job(job))) == [True] + [False] * 5  # (the first had no wait before it)
 
 
 @needs_ffmpeg

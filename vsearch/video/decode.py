@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 
 import numpy as np
 
@@ -45,8 +46,24 @@ __all__ = [
     "decode_size",
     "orient",
     "orientation_from_matrix",
+    "park_idle_readers",
     "pick_video_stream",
 ]
+
+#: Every open reader of this process, for ``park_idle_readers``.
+_OPEN: weakref.WeakSet[VideoReader] = weakref.WeakSet()
+
+
+def park_idle_readers() -> int:
+    """Park every reader of this process that decord read with since it was last parked
+    (``VideoReader.park``); returns how many. For a decoder that is about to wait on its
+    consumer: an idle decord2 reader keeps a core busy for as long as it stays open."""
+    parked = 0
+    for reader in list(_OPEN):
+        if reader._decord_dirty:
+            reader.park()
+            parked += 1
+    return parked
 
 
 #: Codecs decord2 3.4 cannot seek in: HEVC with keyframes every 4 frames and B-frames came back
@@ -103,6 +120,9 @@ class VideoReader:
             )
         self._header_fps = fps
         self._vr = None
+        #: decord read since the last ``park`` (its thread is spinning).
+        self._decord_dirty = False
+        _OPEN.add(self)
         self._av = None
         self._gop: GopReader | None = None
         self._keyframes: KeyframeTable | None = None
@@ -278,6 +298,7 @@ class VideoReader:
         if self._vr is not None:
             import decord
 
+            self._decord_dirty = True
             try:
                 out = self._vr.get_batch(idx).asnumpy()
             except (RuntimeError, decord.DECORDError):
@@ -333,11 +354,14 @@ class VideoReader:
             return alias
 
     def park(self) -> None:
-        """Before this reader waits while other decoding goes on: decord2 keeps a thread busy for
-        about 1.5-2 s after each read (measured: 1.5-2.6 CPU s in 2-3 s of idling, with 1 or 2
-        threads), which took a core from the other reader of a streamed shots job (+30 CPU s on
-        an hour of 360p). A seek to frame 0 stops it at no cost; the next read seeks to what it
-        needs anyway, unless it would have continued the last one."""
+        """Before this reader waits while other work goes on. After a read, decord2 keeps a
+        thread spinning for as long as the reader stays open and idle (measured on 1080p H.264:
+        1.95-1.99 CPU s in every 2 s of 10 s of idling, one decoder thread). That took a core
+        from the other reader of a streamed shots job (+30 CPU s on an hour of 360p), and burns
+        one per reader while a decoder waits on a slower consumer (``jobs.parking``). A seek to
+        frame 0 stops it (8-9 ms); the next read seeks to what it needs anyway, unless it would
+        have continued the last one."""
+        self._decord_dirty = False
         if self._vr is not None:
             import decord
 
@@ -348,6 +372,7 @@ class VideoReader:
 
     def close(self) -> None:
         self._vr = None
+        self._decord_dirty = False
         if self._gop is not None:
             self._gop.close()
             self._gop = None

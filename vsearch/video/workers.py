@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
 
 from ..perf import trace
-from .jobs import FINAL, DecodeJob, decode_job, decoder_threads, default_workers
+from .jobs import FINAL, DecodeJob, decode_job, decoder_threads, default_workers, parking
 
 __all__ = ["FINAL", "DecodeJob", "DecodePool", "decode_job", "decoder_threads", "default_workers", "prestart", "release_spares"]
 
@@ -52,7 +52,7 @@ def _worker_main(task_fd: int, result_fd: int) -> None:
             os.kill(os.getpid(), signal.SIGSEGV)
         elif job.fault == "hang":
             time.sleep(10**6)
-        for msg in decode_job(job):
+        for msg in parking(decode_job(job)):
             try:
                 results.send(msg)
             except (BrokenPipeError, OSError):
@@ -213,7 +213,7 @@ class DecodePool:
         for job in jobs:
             if self._stop.is_set():
                 return
-            for msg in decode_job(job):
+            for msg in parking(decode_job(job)):
                 if msg[0] == "segment" and self.first_segment_at is None:
                     self.first_segment_at = time.perf_counter()
                 yield msg
