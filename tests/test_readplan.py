@@ -253,14 +253,20 @@ def test_an_open_gop_file_is_sampled_exactly_with_one_note(tmp_path):
 
 @needs_ffmpeg
 def test_a_decoder_waiting_on_its_consumer_leaves_no_decord_reader_spinning(tmp_path):
-    """An open-GOP file is read with decord (segments and thumbnails), whose readers keep a core
-    spinning while idle after a read. Once the consumer has held a message past
-    ``CONSUMER_WAIT_S``, each next one is handed over with those readers parked; unwrapped, they
-    are not."""
+    """An MPEG-TS file (a camcorder's .m2ts, a broadcast recording: no planned reads there) is
+    read with decord, segments and thumbnails, whose readers keep a core spinning while idle
+    after a read.
+    Once the consumer has held a message past ``CONSUMER_WAIT_S``, each next one is handed over
+    with those readers parked; unwrapped, they are not."""
     from vsearch.video import decode
     from vsearch.video.jobs import CONSUMER_WAIT_S, parking
 
-    path = camera_file(tmp_path / "open.mp4", seconds=12, gop=20, extra=("-x264-params", "open-gop=1:bframes=3"))
+    path = str(tmp_path / "broadcast.ts")
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10", "-t", "12",
+         "-c:v", "libx264", "-bf", "2", "-g", "20", "-f", "mpegts", path],
+        check=True, timeout=60,
+    )  # fmt: skip
     job = DecodeJob(0, path, 4, 32, "squash", 2.0, 1.0, sampling="fast", thumb_width=64)
 
     def spinning_while_held(messages) -> list[bool]:
@@ -273,6 +279,36 @@ def test_a_decoder_waiting_on_its_consumer_leaves_no_decord_reader_spinning(tmp_
 
     assert spinning_while_held(decode_job(job)) == [True] * 6
     assert spinning_while_held(parking(decode_job(job))) == [True] + [False] * 5  # (the first had no wait before it)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_open_gop_files_are_read_by_gop_with_the_frames_of_a_full_decode(tmp_path, codec):
+    """Open GOPs: planned with the keyframes as shown, every frame read (alone, in sets, and the
+    leading frames just before each keyframe, which refer to the GOP before) is the frame a full
+    decode in order gives, at full size."""
+    from vsearch.video.pyav_reader import PyAVSequential, has_open_gops
+
+    path = str(tmp_path / f"open-{codec}.mp4")
+    if codec == "h264":
+        camera_file(path, seconds=12, gop=20, extra=("-x264-params", "open-gop=1:bframes=3:b-pyramid=normal"))
+    else:
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10", "-t", "12",
+             "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
+             "-x265-params", "keyint=20:min-keyint=20:scenecut=0:open-gop=1:bframes=4:log-level=error", path],
+            check=True, timeout=120,
+        )  # fmt: skip
+    assert has_open_gops(path, 0)
+    every = PyAVSequential(path, None, 0).get(list(range(120)))
+    with VideoReader(path) as r:
+        table = r.read_by_gop_as_shown()
+        assert table is not None and table.keys.tolist() == list(range(0, 120, 20))
+        leading = [k - d for k in range(20, 120, 20) for d in (3, 2, 1)]
+        rng = np.random.default_rng(0)
+        sets = [leading, *([int(i)] for i in leading[::4]), *(sorted(set(rng.integers(0, 120, 6).tolist())) for _ in range(8))]
+        for idx in sets:
+            np.testing.assert_array_equal(r.get(idx), every[idx], err_msg=str(idx))
 
 
 @needs_ffmpeg

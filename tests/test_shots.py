@@ -278,6 +278,34 @@ def test_gops_of_a_zoom_are_not_decoded_to_look_for_cuts(tmp_path):
     assert keyed.decoded <= 2 * 61 + len(table.keys), keyed.decoded  # the keyframes, two GOPs (both ends)
 
 
+@needs_ffmpeg
+def test_an_open_gop_file_is_cut_where_its_shots_change(tmp_path):
+    """Open GOPs (x264's open-gop, B-frames): the frames shown just before a keyframe come after
+    it in the file. decord's seeks shifted such a file's frames by the leading ones, so its scan
+    put the cuts 2-3 frames early (7.233 and 16.3 s for 7.3 and 16.4). The keyframes as shown and
+    planned reads give the cuts where the pictures change, for the streamed job and the scan."""
+    size = "320x180"
+    path = tmp_path / "open.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
+         "-f", "lavfi", "-i", f"mandelbrot=size={size}:rate=30", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=30",
+         "-filter_complex",
+         "[0]trim=0:7.3,setpts=PTS-STARTPTS,format=yuv420p[a];[1]trim=0:9.1,setpts=PTS-STARTPTS,format=yuv420p[b];"
+         "[2]trim=0:4,setpts=PTS-STARTPTS,format=yuv420p[c];[a][b][c]concat=n=3:v=1[v]", "-map", "[v]",
+         "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-bf", "3",
+         "-x264-params", "open-gop=1", "-pix_fmt", "yuv420p", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    for stream in (False, True):
+        job = DecodeJob(0, str(path), 4, 32, "squash", 10.0, 1.0, segmenter="shots", sampling="fast", stream_plans=stream)
+        msgs = list(decode_job(job))
+        assert msgs[-1] == ("done", 0), msgs[-1]
+        info = {k: v for m in msgs if m[0] in ("info", "plans") for k, v in m[-1 if m[0] == "plans" else 2].items()}
+        plans = [p for m in msgs if m[0] in ("info", "plans") for p in m[3 if m[0] == "info" else 2]]
+        assert info["cuts"] == [7.3, 16.4], stream
+        assert {219, 492} <= {p[1] for p in plans}, plans  # shots start at the cut frames
+
+
 def test_streamed_plans_are_the_whole_files_and_come_before_the_scan_ends(films):
     """stream_plans: the same plans, cuts and frames as planning after the whole scan, but the
     first shot's segment is sent before the last shot's cut is known."""

@@ -239,19 +239,38 @@ class VideoReader:
         """Read frames GOP by GOP from now on (``gop_reader``: wanted frames and the reference
         frames they need, nothing else), when ``table`` is this reader's keyframe table and the
         file's packets number the frames as this reader does; else keep decoding as before.
-        Only for closed GOPs (the caller checks ``has_open_gops``). Returns whether it is on."""
+        Only for closed GOPs (the caller checks ``has_open_gops``; ``read_by_gop_as_shown`` for
+        open ones). Returns whether it is on."""
         if table is None or self._gop is not None:
             return self._gop is not None
-        # Scaled as the decoder it stands in for scales: decord bicubically, PyAV bilinearly.
-        gop = GopReader.open(
-            self._open_path, self.header.stream_index, self.info.num_frames, self._decode_size, self.threads,
-            interpolation="BICUBIC" if self._vr is not None else None, orientation=self.header.orientation,
-        )  # fmt: skip
+        gop = self._open_gop_reader()
         if gop is not None and not np.array_equal(gop.keys, table.keys):
             gop.close()  # another numbering of the frames: planned reads would fetch the wrong ones
             gop = None
         self._gop = gop
         return gop is not None
+
+    def read_by_gop_as_shown(self) -> KeyframeTable | None:
+        """For open GOPs: read GOP by GOP with the keyframes as the packets' timestamps rank them
+        (the order frames are shown in), and return that table; None when planned reads cannot
+        be trusted on this file (decoding stays as it was).
+
+        decord's table and the container index count keyframes in decode order, which open GOPs
+        reorder, but a plan made in presentation order stays right: a frame shown just before a
+        keyframe (a leading frame, which refers to the GOP before) is planned in the GOP before,
+        and its read decodes on through that keyframe to it. Every frame of real open-GOP
+        H.264 and HEVC files, read alone or in random sets, equals a full decode's
+        (tests/test_readplan.py)."""
+        if self._gop is None:
+            self._gop = self._open_gop_reader()
+        return None if self._gop is None else KeyframeTable.build(self._gop.keys.tolist(), self.info.num_frames)
+
+    def _open_gop_reader(self) -> GopReader | None:
+        # Scaled as the decoder it stands in for scales: decord bicubically, PyAV bilinearly.
+        return GopReader.open(
+            self._open_path, self.header.stream_index, self.info.num_frames, self._decode_size, self.threads,
+            interpolation="BICUBIC" if self._vr is not None else None, orientation=self.header.orientation,
+        )  # fmt: skip
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:

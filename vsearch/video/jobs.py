@@ -101,7 +101,9 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
             table = reader.keyframes()
             snap, why = job.sampling == "fast", None
             if table is not None and has_open_gops(reader.decoder_path, reader.header.stream_index):
-                table = None  # it counts keyframes in decode order, which open GOPs reorder
+                # The table counts keyframes in decode order, which open GOPs reorder: plan with
+                # the keyframes as shown instead (or read in order when that cannot be trusted).
+                table = reader.read_by_gop_as_shown()
                 why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
             reader.read_by_gop(table)  # each sampled frame decodes with the reference frames it needs, no more
             trace(f"job {job.id}: opened, keyframes read")

@@ -72,10 +72,13 @@ def middle(frames: np.ndarray) -> np.ndarray:
 
 def thumbnail_reader(path: str) -> VideoReader:
     """A reader of ``path`` that decodes upright frames at thumbnail size; it plans its reads
-    with the file's keyframes (PyAV then skips the GOPs between two requested frames)."""
+    with the file's keyframes (PyAV then skips the GOPs between two requested frames), as
+    shown when the GOPs are open (the table counts them in decode order, which those reorder)."""
     header = read_header(path)
     reader = VideoReader(path, thumbnail_decode_side(*header.display_size), "crop")
-    if not has_open_gops(reader.decoder_path, header.stream_index):  # (open GOPs reorder the table)
+    if has_open_gops(reader.decoder_path, header.stream_index):
+        reader.read_by_gop_as_shown()
+    else:
         reader.use_keyframes(reader.keyframes())
     return reader
 
