@@ -34,7 +34,7 @@ from .probe import (
     repair_times,
 )
 from .gop_reader import GopReader
-from .pyav_reader import PyAVSequential, keyframes_from_index
+from .pyav_reader import PyAVSequential, has_open_gops, keyframes_from_index
 from .readplan import KeyframeTable
 from .sampling import frame_times_from_fps
 
@@ -122,6 +122,7 @@ class VideoReader:
         self._vr = None
         #: decord read since the last ``park`` (its thread is spinning).
         self._decord_dirty = False
+        self._open_gops_checked = False
         _OPEN.add(self)
         self._av = None
         self._gop: GopReader | None = None
@@ -305,6 +306,12 @@ class VideoReader:
     def _get_stored(self, indices: list[int]) -> np.ndarray:
         n = self.info.num_frames
         idx = [min(max(int(i), 0), n - 1) for i in indices]
+        if self._vr is not None and self._gop is None and not self._open_gops_checked:
+            # decord's seeks shift an open-GOP file's frames by its leading frames (2-3 on x264's
+            # open-gop): every reader of such a file (training, re-ranking) reads by GOP instead.
+            self._open_gops_checked = True
+            if has_open_gops(self._open_path, self.header.stream_index):
+                self.read_by_gop_as_shown()
         if self._gop is not None:
             try:
                 out = self._gop.get(idx)
