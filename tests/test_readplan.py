@@ -253,46 +253,51 @@ def test_an_open_gop_file_is_sampled_exactly_with_one_note(tmp_path):
 
 @needs_ffmpeg
 def test_a_decoder_waiting_on_its_consumer_leaves_no_decord_reader_spinning(tmp_path):
-    """An MPEG-TS file (a camcorder's .m2ts, a broadcast recording: no planned reads there) is
-    read with decord, segments and thumbnails, whose readers keep a core spinning while idle
-    after a read.
-    Once the consumer has held a message past ``CONSUMER_WAIT_S``, each next one is handed over
-    with those readers parked; unwrapped, they are not."""
-    from vsearch.video import decode
+    """A decord reader keeps a core spinning while idle after a read. Once the consumer has held
+    a message past ``CONSUMER_WAIT_S``, each next one is handed over with the process's decord
+    readers parked; unwrapped, they are not. (Decode jobs read most files by GOP now; decord
+    reads what planned reads cannot be trusted on, and any reader that plans nothing.)"""
     from vsearch.video.jobs import CONSUMER_WAIT_S, parking
 
-    path = str(tmp_path / "broadcast.ts")
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10", "-t", "12",
-         "-c:v", "libx264", "-bf", "2", "-g", "20", "-f", "mpegts", path],
-        check=True, timeout=60,
-    )  # fmt: skip
-    job = DecodeJob(0, path, 4, 32, "squash", 2.0, 1.0, sampling="fast", thumb_width=64)
+    path = camera_file(tmp_path / "cam.mp4", seconds=6, gop=20)
 
-    def spinning_while_held(messages) -> list[bool]:
-        held = []
-        for msg in messages:
-            if msg[0] == "segment":
-                held.append(any(r._decord_dirty for r in list(decode._OPEN) if r.path == path))
+    def spinning_while_held(wrap) -> list[bool]:
+        with VideoReader(path, 32, "squash") as r:
+            assert r.info.backend == "decord" and r.decord_seeks_right
+
+            def messages():
+                for start in range(0, 60, 10):
+                    yield ("segment", r.get([start, start + 5]))
+
+            held = []
+            for _msg in wrap(messages()):
+                held.append(r._decord_dirty)
                 time.sleep(2 * CONSUMER_WAIT_S)  # a consumer slower than decoding
-        return held
+            return held
 
-    assert spinning_while_held(decode_job(job)) == [True] * 6
-    assert spinning_while_held(parking(decode_job(job))) == [True] + [False] * 5  # (the first had no wait before it)
+    assert spinning_while_held(lambda m: m) == [True] * 6
+    assert spinning_while_held(parking) == [True] + [False] * 5  # (the first had no wait before it)
 
 
 @needs_ffmpeg
-@pytest.mark.parametrize("codec", ["h264", "hevc"])
-def test_open_gop_files_are_read_by_gop_with_the_frames_of_a_full_decode(tmp_path, codec):
-    """Open GOPs: planned with the keyframes as shown, every frame read (alone, in sets, and the
-    leading frames just before each keyframe, which refer to the GOP before) is the frame a full
-    decode in order gives, at full size; a reader that plans nothing does the same (decord's
-    seeks returned other frames there: frames 99 and 100 of such a file, measured)."""
+@pytest.mark.parametrize("codec", ["h264", "hevc", "mpegts", "mpegts-open"])
+def test_files_decord_seeks_wrong_in_are_read_by_gop_with_the_frames_of_a_full_decode(tmp_path, codec):
+    """Open GOPs and MPEG-TS: planned with the keyframes as shown, every frame read (alone, in
+    sets, and the leading frames just before each keyframe, which refer to the GOP before in an
+    open GOP) is the frame a full decode in order gives, at full size; a reader that plans
+    nothing does the same (decord's seeks returned other frames there: frames 97-99 of the
+    open-GOP H.264 file; every frame of the MPEG-TS ones, a GOP late)."""
     from vsearch.video.pyav_reader import PyAVSequential, has_open_gops
 
     path = str(tmp_path / f"open-{codec}.mp4")
     if codec == "h264":
         camera_file(path, seconds=12, gop=20, extra=("-x264-params", "open-gop=1:bframes=3:b-pyramid=normal"))
+    elif codec.startswith("mpegts"):
+        # MPEG-TS (a camcorder's .m2ts, a broadcast recording): decord's seeks landed a GOP late
+        # (frame i came back as frame i + 20), closed GOPs or open.
+        path = path.replace(".mp4", ".ts")
+        params = "open-gop=1:bframes=3" if codec == "mpegts-open" else "bframes=3"
+        camera_file(path, seconds=12, gop=20, extra=("-x264-params", params, "-f", "mpegts"))
     else:
         subprocess.run(
             ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10", "-t", "12",
@@ -300,7 +305,7 @@ def test_open_gop_files_are_read_by_gop_with_the_frames_of_a_full_decode(tmp_pat
              "-x265-params", "keyint=20:min-keyint=20:scenecut=0:open-gop=1:bframes=4:log-level=error", path],
             check=True, timeout=120,
         )  # fmt: skip
-    assert has_open_gops(path, 0)
+    assert has_open_gops(path, 0) == (codec != "mpegts")
     every = PyAVSequential(path, None, 0).get(list(range(120)))
     with VideoReader(path) as r:
         table = r.read_by_gop_as_shown()

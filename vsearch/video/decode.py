@@ -122,7 +122,8 @@ class VideoReader:
         self._vr = None
         #: decord read since the last ``park`` (its thread is spinning).
         self._decord_dirty = False
-        self._open_gops_checked = False
+        self._seeks_checked = False
+        self._decord_seeks_right: bool | None = None
         _OPEN.add(self)
         self._av = None
         self._gop: GopReader | None = None
@@ -266,6 +267,18 @@ class VideoReader:
             self._gop = self._open_gop_reader()
         return None if self._gop is None else KeyframeTable.build(self._gop.keys.tolist(), self.info.num_frames)
 
+    @property
+    def decord_seeks_right(self) -> bool:
+        """False where decord's seeks were measured to return other frames than a full decode:
+        open GOPs (shifted by the leading frames: 2-3 on x264's open-gop) and MPEG-TS (a GOP
+        late: frame i came back as frame i + 20 of a 2 s-GOP file, and the last frames as the
+        last one). Those files read by GOP, planned with the keyframes as shown."""
+        if self._decord_seeks_right is None:
+            self._decord_seeks_right = not (
+                self.header.container == "mpegts" or has_open_gops(self._open_path, self.header.stream_index)
+            )
+        return self._decord_seeks_right
+
     def _open_gop_reader(self) -> GopReader | None:
         # Scaled as the decoder it stands in for scales: decord bicubically, PyAV bilinearly.
         return GopReader.open(
@@ -306,11 +319,11 @@ class VideoReader:
     def _get_stored(self, indices: list[int]) -> np.ndarray:
         n = self.info.num_frames
         idx = [min(max(int(i), 0), n - 1) for i in indices]
-        if self._vr is not None and self._gop is None and not self._open_gops_checked:
-            # decord's seeks shift an open-GOP file's frames by its leading frames (2-3 on x264's
-            # open-gop): every reader of such a file (training, re-ranking) reads by GOP instead.
-            self._open_gops_checked = True
-            if has_open_gops(self._open_path, self.header.stream_index):
+        if self._vr is not None and self._gop is None and not self._seeks_checked:
+            # Where decord's seeks return other frames, every reader (training, re-ranking) reads
+            # by GOP instead: from the first get, before decord has read anything.
+            self._seeks_checked = True
+            if not self.decord_seeks_right:
                 self.read_by_gop_as_shown()
         if self._gop is not None:
             try:

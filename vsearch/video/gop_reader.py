@@ -45,6 +45,8 @@ class GopReader:
         self._size, self._interpolation = size, interpolation
         #: A rotated file's frames are scaled as if upright (``orientation.scaled_as_upright``).
         self._orientation = orientation
+        #: Each keyframe's decode timestamp, by its presentation timestamp (what a seek targets).
+        self._key_dts: dict[int, int] = {}
         self._scale = VideoReformatter()  # one scaler for every frame (its context is reused)
         self._picture_scale = VideoReformatter()  # (and one for pictures: another size)
         self._picture: int | None = None
@@ -72,7 +74,7 @@ class GopReader:
             stream = container.streams[stream_index]
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = max(1, int(threads))
-            stamps, keys = [], []
+            stamps, keys, key_dts = [], [], {}
             for packet in container.demux(stream):  # packets only: no decoding (30 ms for 60 MB)
                 if packet.size == 0:
                     continue  # the demuxer's end-of-stream packet
@@ -81,11 +83,14 @@ class GopReader:
                 stamps.append(packet.pts)
                 if packet.is_keyframe:
                     keys.append(packet.pts)
+                    key_dts[packet.pts] = packet.dts if packet.dts is not None else packet.pts
             pts = np.sort(np.asarray(stamps, dtype=np.int64))
             if len(pts) != num_frames or len(np.unique(pts)) != len(pts) or not keys:
                 raise ValueError("frames do not match")
             key_idx = np.searchsorted(pts, np.sort(np.asarray(keys, dtype=np.int64)))
-            return cls(container, stream, pts, key_idx.astype(np.int64), size, interpolation, orientation)
+            reader = cls(container, stream, pts, key_idx.astype(np.int64), size, interpolation, orientation)
+            reader._key_dts = key_dts
+            return reader
         except (av.FFmpegError, OSError, IndexError, ValueError):
             container.close()
             return None
@@ -117,17 +122,26 @@ class GopReader:
         import av
 
         ctx = self._stream.codec_context
+        key_pts = int(self._pts[key])
+        key_dts = int(self._key_dts.get(key_pts, key_pts))
         try:
-            self._container.seek(int(self._pts[key]), stream=self._stream, backward=True, any_frame=False)
+            # Seek by the keyframe's decode timestamp: MPEG-TS seeks by those, and a seek to its
+            # presentation timestamp landed on the packets after it. Packets before the keyframe
+            # (a demuxer may land early) are passed over unread.
+            self._container.seek(key_dts, stream=self._stream, backward=True, any_frame=False)
             left = set(frames)
-            first = True
+            found = False
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:
                     break
                 i = self._rank.get(packet.pts)
-                if first and (i is None or i > key):
-                    return  # the seek landed past the keyframe: the frames stay missing (caller falls back)
-                first = False
+                if not found:
+                    if packet.pts == key_pts:
+                        found = True
+                    elif packet.dts is not None and packet.dts > key_dts:
+                        return  # the seek landed past the keyframe: the frames stay missing (caller falls back)
+                    else:
+                        continue
                 ctx.skip_frame = "DEFAULT" if i in left else "NONREF"  # a reference frame is never skipped
                 self._keep(ctx.decode(packet), frames, out)
                 left.discard(i)

@@ -105,6 +105,8 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 # the keyframes as shown instead (or read in order when that cannot be trusted).
                 table = reader.read_by_gop_as_shown()
                 why = "open GOPs (frames shown before a keyframe refer to the GOP before it); sampled exactly"
+            elif table is not None and not reader.decord_seeks_right:
+                table = reader.read_by_gop_as_shown() or table  # (MPEG-TS: decord's seeks land a GOP late)
             reader.read_by_gop(table)  # each sampled frame decodes with the reference frames it needs, no more
             trace(f"job {job.id}: opened, keyframes read")
             if snap:

@@ -88,6 +88,8 @@ class Header:
     orientation: str = ""
     #: The container's (or the stream's) creation_time tag as POSIX seconds; None when absent.
     created: float | None = None
+    #: The container format as FFmpeg names it ("mov,mp4,m4a,3gp,3g2,mj2", "mpegts", ...).
+    container: str = ""
 
     @property
     def transposed(self) -> bool:
@@ -186,6 +188,7 @@ def read_header(path: str) -> Header:
             header = Header(
                 ctx.name or "unknown", int(ctx.width or 0), int(ctx.height or 0), fps, int(stream.frames or 0), duration,
                 stream.index, sar if 0.1 < sar < 10 else 1.0, stream.index == container.streams.video[0].index,
+                container=container.format.name or "",
             )  # fmt: skip
             missing, until = _truncation(stream, path)
             if missing:

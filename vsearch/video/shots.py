@@ -371,7 +371,7 @@ def stream_shots(path: str, table: KeyframeTable | None = None, *, threads: int 
     ``frontier`` are final (``scan_stream``; times in seconds from the first frame), returns the
     ``ShotScan``. Its readers stay open until it is exhausted or closed."""
     from .decode import VideoReader
-    from .pyav_reader import has_open_gops, sizes_from_index
+    from .pyav_reader import sizes_from_index
 
     with VideoReader(path, settings.side, "squash", threads=threads) as reader:
         info = reader.info
@@ -384,8 +384,8 @@ def stream_shots(path: str, table: KeyframeTable | None = None, *, threads: int 
             sizes = sizes_from_index(reader.decoder_path, reader.header.stream_index, info.num_frames, table.keys)
         runs: list[VideoReader] = []
         read_runs = None
-        if table is not None and reader.read_by_gop(table) and has_open_gops(reader.decoder_path, reader.header.stream_index):
-            read_runs = reader.get  # planned reads for runs too: decord's seeks shift an open-GOP file's frames
+        if table is not None and reader.read_by_gop(table) and not reader.decord_seeks_right:
+            read_runs = reader.get  # planned reads for runs too: decord's seeks return other frames there
         elif table is not None and reader.read_by_gop(table):
             # Keyframes one by one through planned reads (a keyframe decodes alone: half decord's
             # CPU on 1080p), runs of frames through the usual decoder, which keeps its state from
