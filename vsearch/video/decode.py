@@ -123,7 +123,7 @@ class VideoReader:
         #: decord read since the last ``park`` (its thread is spinning).
         self._decord_dirty = False
         self._seeks_checked = False
-        self._decord_seeks_right: bool | None = None
+        self._open_gops: bool | None = None
         _OPEN.add(self)
         self._av = None
         self._gop: GopReader | None = None
@@ -241,8 +241,8 @@ class VideoReader:
         """Read frames GOP by GOP from now on (``gop_reader``: wanted frames and the reference
         frames they need, nothing else), when ``table`` is this reader's keyframe table and the
         file's packets number the frames as this reader does; else keep decoding as before.
-        Only for closed GOPs (the caller checks ``has_open_gops``; ``read_by_gop_as_shown`` for
-        open ones). Returns whether it is on."""
+        Only where decord's table numbers keyframes as shown (the caller checks ``open_gops``;
+        ``read_by_gop_as_shown`` otherwise). Returns whether it is on."""
         if table is None or self._gop is not None:
             return self._gop is not None
         gop = self._open_gop_reader()
@@ -253,16 +253,16 @@ class VideoReader:
         return gop is not None
 
     def read_by_gop_as_shown(self) -> KeyframeTable | None:
-        """For open GOPs: read GOP by GOP with the keyframes as the packets' timestamps rank them
-        (the order frames are shown in), and return that table; None when planned reads cannot
-        be trusted on this file (decoding stays as it was).
+        """Read GOP by GOP with the keyframes as the packets' timestamps rank them (the order
+        frames are shown in), and return that table; None when planned reads cannot be trusted
+        on this file (decoding stays as it was). For the files ``decord_seeks_right`` names.
 
         decord's table and the container index count keyframes in decode order, which open GOPs
         reorder, but a plan made in presentation order stays right: a frame shown just before a
         keyframe (a leading frame, which refers to the GOP before) is planned in the GOP before,
         and its read decodes on through that keyframe to it. Every frame of real open-GOP
-        H.264 and HEVC files, read alone or in random sets, equals a full decode's
-        (tests/test_readplan.py)."""
+        H.264 and HEVC files and of MPEG-TS files, read alone or in random sets, equals a full
+        decode's (tests/test_readplan.py)."""
         if self._gop is None:
             self._gop = self._open_gop_reader()
         return None if self._gop is None else KeyframeTable.build(self._gop.keys.tolist(), self.info.num_frames)
@@ -273,11 +273,15 @@ class VideoReader:
         open GOPs (shifted by the leading frames: 2-3 on x264's open-gop) and MPEG-TS (a GOP
         late: frame i came back as frame i + 20 of a 2 s-GOP file, and the last frames as the
         last one). Those files read by GOP, planned with the keyframes as shown."""
-        if self._decord_seeks_right is None:
-            self._decord_seeks_right = not (
-                self.header.container == "mpegts" or has_open_gops(self._open_path, self.header.stream_index)
-            )
-        return self._decord_seeks_right
+        return not (self.header.container == "mpegts" or self.open_gops)
+
+    @property
+    def open_gops(self) -> bool:
+        """Whether a frame after a keyframe in decode order is shown before it (``has_open_gops``,
+        read once per reader)."""
+        if self._open_gops is None:
+            self._open_gops = has_open_gops(self._open_path, self.header.stream_index)
+        return self._open_gops
 
     def _open_gop_reader(self) -> GopReader | None:
         # Scaled as the decoder it stands in for scales: decord bicubically, PyAV bilinearly.

@@ -33,7 +33,7 @@ class GopReader:
 
     def __init__(
         self, container, stream, pts: np.ndarray, keys: np.ndarray, size: tuple[int, int] | None, interpolation: str | None,
-        orientation: str = "",
+        orientation: str = "", key_dts: dict[int, int] | None = None,
     ):  # fmt: skip
         from av.video.reformatter import VideoReformatter
 
@@ -46,7 +46,7 @@ class GopReader:
         #: A rotated file's frames are scaled as if upright (``orientation.scaled_as_upright``).
         self._orientation = orientation
         #: Each keyframe's decode timestamp, by its presentation timestamp (what a seek targets).
-        self._key_dts: dict[int, int] = {}
+        self._key_dts: dict[int, int] = key_dts or {}
         self._scale = VideoReformatter()  # one scaler for every frame (its context is reused)
         self._picture_scale = VideoReformatter()  # (and one for pictures: another size)
         self._picture: int | None = None
@@ -88,9 +88,7 @@ class GopReader:
             if len(pts) != num_frames or len(np.unique(pts)) != len(pts) or not keys:
                 raise ValueError("frames do not match")
             key_idx = np.searchsorted(pts, np.sort(np.asarray(keys, dtype=np.int64)))
-            reader = cls(container, stream, pts, key_idx.astype(np.int64), size, interpolation, orientation)
-            reader._key_dts = key_dts
-            return reader
+            return cls(container, stream, pts, key_idx.astype(np.int64), size, interpolation, orientation, key_dts)
         except (av.FFmpegError, OSError, IndexError, ValueError):
             container.close()
             return None

@@ -20,7 +20,6 @@ from ..errors import DecodeError
 from ..perf import trace
 from .decode import VideoReader, center_crop, park_idle_readers
 from .pictures import encode_jpeg, thumbnail_decode_side
-from .pyav_reader import has_open_gops
 from .readplan import KeyframeTable, fast_unusable, snap_to_keyframes
 from .sampling import SegmentPlan, plan_segments, uniform_indices
 from .segmenting import final_plans, segment_plans
@@ -100,7 +99,7 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
             shots = job.segmenter == "shots" and job.segments is None
             table = reader.keyframes()
             snap, why = job.sampling == "fast", None
-            if table is not None and has_open_gops(reader.decoder_path, reader.header.stream_index):
+            if table is not None and reader.open_gops:
                 # The table counts keyframes in decode order, which open GOPs reorder: plan with
                 # the keyframes as shown instead (or read in order when that cannot be trusted).
                 table = reader.read_by_gop_as_shown()
@@ -170,9 +169,9 @@ def parking(messages: Iterator[tuple]) -> Iterator[tuple]:
     """``messages`` unchanged; once the consumer has been slower than decoding, each next
     message is handed over with this process's decord readers parked (``park_idle_readers``).
     An idle decord2 reader keeps a core spinning while its decoder waits: a worker on a full
-    pipe, or the inline pool while the encoder runs. Measured in one process on an open-GOP
-    1080p file (read by decord, segments and thumbnails): a consumer holding 12 segments for
-    0.5 s each left 12.0 CPU s of spinning; parked, 1.0 (the first, before any wait). A
+    pipe, or the inline pool while the encoder runs. Measured in one process on a 1080p file
+    that decord read then (open GOPs; segments and thumbnails): a consumer holding 12 segments
+    for 0.5 s each left 12.0 CPU s of spinning; parked, 1.0 (the first, before any wait). A
     decode-bound run hands each message over in about a millisecond and is never parked: a
     parked reader re-seeks."""
     waited = False

@@ -15,7 +15,6 @@ import numpy as np
 
 from .decode import VideoReader
 from .probe import read_header
-from .pyav_reader import has_open_gops
 
 #: Width of a stored thumbnail in pixels (cards are laid out 220-320 CSS px wide: 2x for HiDPI).
 THUMB_WIDTH = 640
@@ -73,10 +72,10 @@ def middle(frames: np.ndarray) -> np.ndarray:
 def thumbnail_reader(path: str) -> VideoReader:
     """A reader of ``path`` that decodes upright frames at thumbnail size; it plans its reads
     with the file's keyframes (PyAV then skips the GOPs between two requested frames), as
-    shown when the GOPs are open (the table counts them in decode order, which those reorder)."""
+    shown where decord's seeks cannot be trusted (open GOPs, MPEG-TS)."""
     header = read_header(path)
     reader = VideoReader(path, thumbnail_decode_side(*header.display_size), "crop")
-    if has_open_gops(reader.decoder_path, header.stream_index):
+    if not reader.decord_seeks_right:
         reader.read_by_gop_as_shown()
     else:
         reader.use_keyframes(reader.keyframes())
