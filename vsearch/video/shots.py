@@ -384,17 +384,21 @@ def stream_shots(path: str, table: KeyframeTable | None = None, *, threads: int 
             sizes = sizes_from_index(reader.decoder_path, reader.header.stream_index, info.num_frames, table.keys)
         runs: list[VideoReader] = []
         read_runs = None
-        if table is not None and reader.read_by_gop(table) and not reader.decord_seeks_right:
-            read_runs = reader.get  # planned reads for runs too: decord's seeks return other frames there
-        elif table is not None and reader.read_by_gop(table):
-            # Keyframes one by one through planned reads (a keyframe decodes alone: half decord's
-            # CPU on 1080p), runs of frames through the usual decoder, which keeps its state from
-            # one half-second piece to the next (planned reads would start each at its keyframe).
-            def read_runs(idx: list[int]) -> np.ndarray:
-                if not runs:
-                    runs.append(VideoReader(path, settings.side, "squash", threads=threads))
-                    runs[0].use_keyframes(table)
-                return runs[0].get(idx)
+        # Keyframes one by one through planned reads (a keyframe decodes alone: half decord's CPU
+        # on 1080p), runs of frames through the usual decoder, which keeps its state from one
+        # half-second piece to the next (planned reads would start each at its keyframe); where
+        # decord's seeks return other frames (open GOPs, MPEG-TS), runs through planned reads too.
+        if table is not None and reader.read_by_gop(table):
+            if reader.decord_seeks_right:
+
+                def read_runs(idx: list[int]) -> np.ndarray:
+                    if not runs:
+                        runs.append(VideoReader(path, settings.side, "squash", threads=threads))
+                        runs[0].use_keyframes(table)
+                    return runs[0].get(idx)
+
+            else:
+                read_runs = reader.get
 
         try:
             gen = scan_stream(reader.get, info.num_frames, info.fps, starts, table, settings, sizes, read_runs)
