@@ -253,22 +253,31 @@ def test_two_second_gops_decode_keyframes_and_only_the_gops_that_change(films, t
     assert match_cuts(keyed.times, [b for _a, b, _s in film.scenes[:-1]], 0.1)[2] <= 1
 
 
+def _spliced(path, scenes: list[tuple[str, float]], bframes: int, extra: tuple = ()) -> Path:
+    """Scenes of ffmpeg's test sources (``"name[=options]"``, seconds) cut together at 320x180,
+    30 fps, in H.264 with a keyframe exactly every 2 s (no scene-cut keyframes) and B-frames."""
+    inputs, chains = [], []
+    for i, (source, seconds) in enumerate(scenes):
+        name, _, options = source.partition("=")
+        inputs += ["-f", "lavfi", "-i", f"{name}=size=320x180:rate=30" + (f":{options}" if options else "")]
+        chains.append(f"[{i}]trim=0:{seconds:g},setpts=PTS-STARTPTS,format=yuv420p[s{i}]")
+    graph = ";".join(chains) + ";" + "".join(f"[s{i}]" for i in range(len(scenes))) + f"concat=n={len(scenes)}:v=1[v]"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", *inputs, "-filter_complex", graph, "-map", "[v]", "-c:v", "libx264",
+         "-preset", "veryfast", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-bf", str(bframes), *extra,
+         "-pix_fmt", "yuv420p", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return Path(path)
+
+
 @needs_ffmpeg
 def test_gops_of_a_zoom_are_not_decoded_to_look_for_cuts(tmp_path):
     """A fractal zoom changes every 2 s GOP's keyframes as much as a cut does; its packets show no
     cut, so only the GOP with the cut (at 9.3 s, inside a GOP) and keyframes are decoded."""
     from vsearch.video.decode import VideoReader
 
-    path = tmp_path / "zoom.mp4"
-    size = "320x180"
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"mandelbrot=size={size}:rate=30:start_scale=3",
-         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", "-filter_complex",
-         "[0]trim=0:9.3,setpts=PTS-STARTPTS,format=yuv420p[a];[1]trim=0:2.7,setpts=PTS-STARTPTS,format=yuv420p[b];"
-         "[a][b]concat=n=2:v=1[v]", "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-g", "60",
-         "-keyint_min", "60", "-sc_threshold", "0", "-bf", "2", "-pix_fmt", "yuv420p", str(path)],
-        check=True, timeout=120,
-    )  # fmt: skip
+    path = _spliced(tmp_path / "zoom.mp4", [("mandelbrot=start_scale=3", 9.3), ("testsrc2", 2.7)], bframes=2)
     with VideoReader(str(path)) as r:
         table = r.keyframes()
     keyed, plain = detect_shots(str(path), table), detect_shots(str(path))
@@ -284,18 +293,10 @@ def test_an_open_gop_file_is_cut_where_its_shots_change(tmp_path):
     it in the file. decord's seeks shifted such a file's frames by the leading ones, so its scan
     put the cuts 2-3 frames early (7.233 and 16.3 s for 7.3 and 16.4). The keyframes as shown and
     planned reads give the cuts where the pictures change, for the streamed job and the scan."""
-    size = "320x180"
-    path = tmp_path / "open.mp4"
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
-         "-f", "lavfi", "-i", f"mandelbrot=size={size}:rate=30", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=30",
-         "-filter_complex",
-         "[0]trim=0:7.3,setpts=PTS-STARTPTS,format=yuv420p[a];[1]trim=0:9.1,setpts=PTS-STARTPTS,format=yuv420p[b];"
-         "[2]trim=0:4,setpts=PTS-STARTPTS,format=yuv420p[c];[a][b][c]concat=n=3:v=1[v]", "-map", "[v]",
-         "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-bf", "3",
-         "-x264-params", "open-gop=1", "-pix_fmt", "yuv420p", str(path)],
-        check=True, timeout=120,
-    )  # fmt: skip
+    path = _spliced(
+        tmp_path / "open.mp4", [("testsrc2", 7.3), ("mandelbrot", 9.1), ("testsrc", 4)], bframes=3,
+        extra=("-x264-params", "open-gop=1"),
+    )
     for stream in (False, True):
         job = DecodeJob(0, str(path), 4, 32, "squash", 10.0, 1.0, segmenter="shots", sampling="fast", stream_plans=stream)
         msgs = list(decode_job(job))
