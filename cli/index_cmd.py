@@ -91,15 +91,12 @@ def index(
     default) ends segments at the footage's cuts and splits long shots evenly; fixed cuts windows.
     Example: [bold]vsearch index ~/Videos --model clip-b32[/]; [bold]vsearch index ~/Videos --resegment --segments shots[/]
     """
-    from functools import partial
-
     from vsearch.index_command import index_folders
-    from vsearch.models import load_encoder
 
     with graceful_stop("stopping after the files in progress") as stop:
         report = index_folders(
             store, [str(f) for f in folders], model=model, base=base, device=device, reembed=reembed_store,
-            load=partial(load_encoder, remember=True),  # later command-line searches may skip the full model
+            user_cache=True,  # later command-line searches and runs may skip the full model
             sampling=sampling, segmenter=segments, resegment=resegment, wait=wait, stop=stop, feedback=_Feedback(as_json),
             workers=workers, batch_size=batch_size, decode_timeout=decode_timeout, segment_seconds=segment_seconds,
             thumbnails=not no_thumbnails, ray=(ray_address or True) if use_ray else None,

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -63,6 +64,27 @@ def _loader(load: Callable | None) -> Callable:
     return load if load is not None else load_encoder
 
 
+def _indexing_model(
+    load: Callable | None, ref: str, *, family: str | None, fingerprint: str | None, device: str, base: str | None,
+    video_path: bool,
+) -> Callable[[], object]:  # fmt: skip
+    """How a lazy load gets the model that indexes: with ``video_path``, the plain-torch frame
+    encoder when the user's cache vouches for ``ref`` (and for ``fingerprint``, an existing
+    store's), else the full model."""
+
+    def run():
+        if video_path and base is None:
+            from .models import video_path as fast_path
+
+            fast = fast_path.load(ref, fingerprint=fingerprint, device=device)
+            if fast is not None:
+                trace("model: video path")
+                return fast
+        return _loader(load)(ref, family=family, device=device, base=base)
+
+    return run
+
+
 class Feedback(Protocol):
     """How a front end shows the slow steps of ``index_folders`` (both may do nothing)."""
 
@@ -96,6 +118,7 @@ def index_folders(
     stop: threading.Event | None = None,
     feedback: Feedback | None = None,
     load: Callable | None = None,
+    user_cache: bool = False,
     **options,
 ) -> IndexReport:
     """`vsearch index` as a function: open or create the store, choose and load the model only
@@ -111,6 +134,9 @@ def index_folders(
     ``segmenter``: "shots" or "fixed"; None keeps an existing store's and gives a new store
     ``DEFAULT_SEGMENTER``. ``resegment``: plan the stored videos again with the store's (or the
     given) segmenter and segment length, and re-embed those whose segments change.
+    ``user_cache`` (the command line's choice; a library call writes no user cache unasked): a
+    full load records the model in the user's cache, and a model that cache vouches for indexes
+    through the plain-torch video path (``models.video_path``: no transformers import).
     """
     trace("index: start")
     if sampling not in SAMPLING_MODES:
@@ -130,12 +156,15 @@ def index_folders(
         existing = None
         Store.check_creatable(store_dir)  # a file or an unwritable place: refused before any model load
     check_roots(roots, existing)  # a missing folder: one line, nothing created, nothing removed
+    if user_cache and load is None:
+        load = partial(load_encoder, remember=True)  # later searches may skip the full model (query_path)
     try:
         if existing is None:
             _prestart_decoders(options)  # a new store has everything to decode
         return _index_folders(
             store_dir, existing, roots, model=model, base=base, device=device, reembed=reembed, sampling=sampling,
-            segmenter=segmenter, resegment=resegment, wait=wait, stop=stop, feedback=feedback, load=load, **options,
+            segmenter=segmenter, resegment=resegment, wait=wait, stop=stop, feedback=feedback, load=load,
+            video_path=user_cache, **options,
         )  # fmt: skip
     finally:
         _release_decoders()
@@ -160,7 +189,7 @@ def _release_decoders() -> None:
 
 def _index_folders(
     store_dir, existing: Store | None, roots: list[str], *, model, base, device, reembed, sampling, segmenter, resegment,
-    wait, stop, feedback, load, **options,
+    wait, stop, feedback, load, video_path, **options,
 ) -> IndexReport:  # fmt: skip
     """``index_folders`` once the roots are checked (and a new store's decoders started)."""
 
@@ -177,7 +206,8 @@ def _index_folders(
             # A model folder says what decoding needs: create the store, decode while it loads.
             root = config_store_dir(store_dir)
             made_root = None if root.exists() else root
-            encoder = LazyEncoder(lambda: _loader(load)(ref, family=None, device=device, base=base), spec)
+            run = _indexing_model(load, ref, family=None, fingerprint=None, device=device, base=base, video_path=video_path)
+            encoder = LazyEncoder(run, spec)
         else:
             encoder = load_model(ref)
         store = Store.open(store_dir)
@@ -189,7 +219,7 @@ def _index_folders(
         return _index_open_store(
             store, existing is None, roots, encoder, model=model, load_model=load_model, load=load, device=device,
             base=base, reembed=reembed, sampling=sampling, segmenter=segmenter, resegment=resegment, wait=wait,
-            stop=stop, feedback=feedback, **options,
+            stop=stop, feedback=feedback, video_path=video_path, **options,
         )  # fmt: skip
     except BaseException:
         if made_root is not None and isinstance(encoder, LazyEncoder) and encoder.failed:
@@ -201,7 +231,7 @@ def _index_folders(
 
 def _index_open_store(
     store: Store, new: bool, roots: list[str], encoder, *, model, load_model, load, device, base, reembed, sampling,
-    segmenter, resegment, wait, stop, feedback, **options,
+    segmenter, resegment, wait, stop, feedback, video_path, **options,
 ) -> IndexReport:  # fmt: skip
     """The rest of ``index_folders`` once the store is open (and, if new, its model chosen)."""
     with store, store.lock("index", wait=wait):  # refuse (or wait) before loading a model
@@ -223,7 +253,10 @@ def _index_open_store(
             family = rec.spec.get("family") if (rec and not model) else None
             if rec is not None and not reembed and not options.get("ray") and _same_source(ref, rec.source):
                 # The store's own model: load it while the first files decode.
-                encoder = LazyEncoder(lambda: _loader(load)(ref, family=family, device=device, base=base), rec.spec)
+                run = _indexing_model(
+                    load, ref, family=family, fingerprint=rec.fingerprint, device=device, base=base, video_path=video_path
+                )
+                encoder = LazyEncoder(run, rec.spec)
             else:
                 encoder = load_model(ref, family)
         from .ingest import index as run_index

@@ -29,49 +29,26 @@ from torch import nn
 from ..atomic import atomic_write_text
 from ..config import cache_dir
 from .encoder import EncoderSpec
+from .plain_clip import activation, layer_names, layers_for, load_renamed
 from .tokenizer import clean_text
 
 CACHE_NAME = "query-path.json"
 TEXT_PREFIXES = ("text_model.", "text_projection.")
 
 
-def _act(name: str):
-    if name == "quick_gelu":
-        return lambda x: x * torch.sigmoid(1.702 * x)
-    if name in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
-        return (lambda x: F.gelu(x, approximate="tanh")) if name != "gelu" else F.gelu
-    raise ValueError(f"unsupported activation {name!r}")
-
-
 class TextTower(nn.Module):
-    """CLIP's text transformer and projection (names as in ``CLIPModel``'s state dict)."""
+    """CLIP's text transformer and projection (``plain_clip`` layers, loaded from ``CLIPModel``'s names)."""
 
     def __init__(self, text_config: dict, projection_dim: int):
         super().__init__()
         d = text_config["hidden_size"]
         self.heads = text_config["num_attention_heads"]
-        self.eps = text_config.get("layer_norm_eps", 1e-5)
-        self.act = _act(text_config.get("hidden_act", "quick_gelu"))
+        self.act = activation(text_config.get("hidden_act", "quick_gelu"))
         self.eos_token_id = text_config.get("eos_token_id", 49407)
         self.token = nn.Embedding(text_config["vocab_size"], d)
         self.position = nn.Embedding(text_config["max_position_embeddings"], d)
-        inner = text_config["intermediate_size"]
-        self.layers = nn.ModuleList(
-            nn.ModuleDict(
-                {
-                    "ln1": nn.LayerNorm(d, eps=self.eps),
-                    "q": nn.Linear(d, d),
-                    "k": nn.Linear(d, d),
-                    "v": nn.Linear(d, d),
-                    "out": nn.Linear(d, d),
-                    "ln2": nn.LayerNorm(d, eps=self.eps),
-                    "fc1": nn.Linear(d, inner),
-                    "fc2": nn.Linear(inner, d),
-                }
-            )
-            for _ in range(text_config["num_hidden_layers"])
-        )
-        self.final = nn.LayerNorm(d, eps=self.eps)
+        self.layers = layers_for(text_config)
+        self.final = nn.LayerNorm(d, eps=text_config.get("layer_norm_eps", 1e-5))
         self.proj = nn.Linear(d, projection_dim, bias=False)
 
     def load_clip_weights(self, sd: dict[str, torch.Tensor]) -> None:
@@ -79,25 +56,15 @@ class TextTower(nn.Module):
                  "position.weight": "text_model.embeddings.position_embedding.weight",
                  "final.weight": "text_model.final_layer_norm.weight", "final.bias": "text_model.final_layer_norm.bias",
                  "proj.weight": "text_projection.weight"}  # fmt: skip
-        parts = {"ln1": "layer_norm1", "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-                 "out": "self_attn.out_proj", "ln2": "layer_norm2", "fc1": "mlp.fc1", "fc2": "mlp.fc2"}  # fmt: skip
-        for i in range(len(self.layers)):
-            for ours, theirs in parts.items():
-                for p in ("weight", "bias"):
-                    names[f"layers.{i}.{ours}.{p}"] = f"text_model.encoder.layers.{i}.{theirs}.{p}"
-        self.load_state_dict({ours: sd[theirs].float() for ours, theirs in names.items()}, strict=True)
+        names.update(layer_names(len(self.layers), "text_model.encoder.layers."))
+        load_renamed(self, sd, names)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(N, L) ids of unpadded texts (or padded after their end token) → (N, E) projections."""
         n, length = input_ids.shape
         x = self.token(input_ids) + self.position(torch.arange(length, device=input_ids.device))[None]
-        hd = x.shape[-1] // self.heads
         for layer in self.layers:
-            h = layer["ln1"](x)
-            q, k, v = (layer[m](h).view(n, length, self.heads, hd).transpose(1, 2) for m in ("q", "k", "v"))
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + layer["out"](a.transpose(1, 2).reshape(n, length, -1))
-            x = x + layer["fc2"](self.act(layer["fc1"](layer["ln2"](x))))
+            x = layer(x, self.heads, self.act, causal=True)
         x = self.final(x)
         if self.eos_token_id == 2:
             # Configs written before transformers PR #24773 say 2; transformers then pools at the
@@ -165,7 +132,12 @@ def remember(encoder) -> None:
         data = json.loads(path.read_text()) if path.exists() else {}
         key = _weights_key(weights)
         known = data.get(key, {})
-        if known.get("fingerprint") == encoder.fingerprint and _tokenizer_path(known.get("tokenizer", "")).is_file():
+        digest = folder_digest(weights)
+        if (
+            known.get("fingerprint") == encoder.fingerprint
+            and known.get("folder") == digest
+            and _tokenizer_path(known.get("tokenizer", "")).is_file()
+        ):
             return
         data[key] = {
             "fingerprint": encoder.fingerprint,
@@ -174,7 +146,9 @@ def remember(encoder) -> None:
             "family": encoder.family,
             "spec": encoder.spec.as_dict(),
             "text_config": config.text_config.to_dict(),
+            "vision_config": config.vision_config.to_dict(),  # (``video_path``)
             "projection_dim": config.projection_dim,
+            "folder": digest,
             "weights": str(weights.resolve()),
             "tokenizer": _save_tokenizer(backend.to_str()),
         }
@@ -183,8 +157,9 @@ def remember(encoder) -> None:
         pass
 
 
-def load(source: str, fingerprint: str) -> QueryEncoder | None:
-    """The fast query encoder for ``source`` if a cache entry vouches for ``fingerprint``."""
+def cached_entry(source: str) -> tuple[Path, dict] | None:
+    """``source``'s weights file and the cache entry that vouches for it as it is now (path,
+    size, mtime), or None."""
     weights = _weights_file(source)
     if weights is None:
         return None
@@ -193,7 +168,30 @@ def load(source: str, fingerprint: str) -> QueryEncoder | None:
         entry = data.get(_weights_key(weights))
     except (OSError, ValueError):
         return None
-    if not entry or entry["fingerprint"] != fingerprint:
+    return (weights, entry) if isinstance(entry, dict) else None
+
+
+def folder_digest(weights: Path) -> str:
+    """A digest of the files beside ``weights`` that decide the model with it (config.json,
+    vsearch.json): an entry vouches for a folder only as it was when the model was loaded."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    for name in ("config.json", "vsearch.json"):
+        try:
+            h.update((weights.parent / name).read_bytes())
+        except OSError:
+            h.update(b"-")
+    return h.hexdigest()
+
+
+def load(source: str, fingerprint: str) -> QueryEncoder | None:
+    """The fast query encoder for ``source`` if a cache entry vouches for ``fingerprint``."""
+    found = cached_entry(source)
+    if found is None:
+        return None
+    weights, entry = found
+    if entry.get("fingerprint") != fingerprint:
         return None
     from safetensors import safe_open
     from tokenizers import Tokenizer

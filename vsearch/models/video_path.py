@@ -1,0 +1,143 @@
+"""A fast path for indexing: frames to vectors without importing transformers' model code.
+
+`vsearch index` on a changed folder loads its model while the first files decode, and on two
+cores that load competes with the decoders for the CPU. Most of it is imports: torch (1.5 CPU
+s here) and transformers' CLIP modelling code (3.0 CPU s more, ``plain_clip``), measured as
+the largest part of the command's own CPU on 4 x 30 s of 1080p (6.3 CPU s of the 16.6 the
+command and its decoders spent).
+
+A mean-pool model (frame CLIP + temporal mean: CLIP4Clip meanP, ViFi-CLIP, the sample model)
+needs only CLIP's image tower to index: patch embedding, class token, positions, pre-LN
+transformer layers, the class token's final LN, the projection. ``VisionTower`` computes that
+in plain torch from the same weights; ``tests/test_video_path.py`` holds it equal to
+``CLIPModel.get_image_features`` and the whole encoder equal to ``MeanPoolEncoder``.
+
+It is used under the query path's rule (``query_path``): only when a cache entry, written by a
+full load of the same weights file (path, size, mtime) with the same config.json and
+vsearch.json beside it, vouches for it; the entry gives the fingerprint the store records. An
+existing store's model must have the store's fingerprint. Anything else (other families, a
+checkpoint file, a changed folder, no entry) loads the full model as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import resolve_device
+from .encoder import EncoderSpec
+from .plain_clip import activation, layer_names, layers_for, load_renamed
+from .query_path import cached_entry, folder_digest
+
+#: Families whose video vector is a function of CLIP's image tower alone.
+FAMILIES = ("mean-pool",)
+VISION_PREFIXES = ("vision_model.", "visual_projection.")
+
+
+class VisionTower(nn.Module):
+    """CLIP's image transformer and projection (names as in ``CLIPModel``'s state dict)."""
+
+    def __init__(self, vision_config: dict, projection_dim: int):
+        super().__init__()
+        d = vision_config["hidden_size"]
+        patch = vision_config["patch_size"]
+        self.image_size = int(vision_config["image_size"])
+        self.heads = vision_config["num_attention_heads"]
+        self.act = activation(vision_config.get("hidden_act", "quick_gelu"))
+        eps = vision_config.get("layer_norm_eps", 1e-5)
+        self.patch = nn.Conv2d(vision_config.get("num_channels", 3), d, patch, patch, bias=False)
+        self.cls = nn.Parameter(torch.zeros(d))
+        self.position = nn.Embedding((self.image_size // patch) ** 2 + 1, d)
+        self.pre = nn.LayerNorm(d, eps=eps)
+        self.layers = layers_for(vision_config)
+        self.post = nn.LayerNorm(d, eps=eps)
+        self.proj = nn.Linear(d, projection_dim, bias=False)
+
+    def load_clip_weights(self, sd: dict[str, torch.Tensor]) -> None:
+        e = "vision_model.embeddings."
+        names = {"patch.weight": f"{e}patch_embedding.weight", "cls": f"{e}class_embedding",
+                 "position.weight": f"{e}position_embedding.weight", "pre.weight": "vision_model.pre_layrnorm.weight",
+                 "pre.bias": "vision_model.pre_layrnorm.bias", "post.weight": "vision_model.post_layernorm.weight",
+                 "post.bias": "vision_model.post_layernorm.bias", "proj.weight": "visual_projection.weight"}  # fmt: skip
+        names.update(layer_names(len(self.layers), "vision_model.encoder.layers."))
+        load_renamed(self, sd, names)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalised pixels → (N, E) projected image features."""
+        if pixels.shape[-1] != self.image_size or pixels.shape[-2] != self.image_size:
+            raise ValueError(f"the image tower takes {self.image_size} px frames, not {tuple(pixels.shape[-2:])}")
+        x = self.patch(pixels.to(self.patch.weight.dtype)).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], 1, -1).to(x.dtype), x], dim=1) + self.position.weight[None]
+        x = self.pre(x)
+        for layer in self.layers:
+            x = layer(x, self.heads, self.act, causal=False)
+        return self.proj(self.post(x[:, 0]))
+
+
+class FrameMeanEncoder:
+    """What indexing needs of a mean-pool encoder (identity, spec, ``encode_videos``), computed
+    as ``MeanPoolEncoder.video_features`` computes it."""
+
+    def __init__(self, entry: dict, tower: VisionTower, device: str):
+        self.name = entry["name"]
+        self.source = entry["source"]
+        self.family = entry["family"]
+        self.fingerprint = entry["fingerprint"]
+        self.spec = EncoderSpec.from_dict(entry["spec"])
+        self.device = torch.device(device)
+        self.tower = tower.to(self.device).eval()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """As ``VideoTextEncoder.autocast``: bf16 on CUDA, nothing on the CPU."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def encode_videos(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 3, S, S)`` pixels → ``(B, D)`` float32 unit vectors on the CPU."""
+        b, t, c, h, w = pixels.shape
+        with self.autocast():
+            frames = self.tower(pixels.to(self.device, non_blocking=True).reshape(b * t, c, h, w)).view(b, t, -1)
+        if self.spec.options.get("frame_norm", True):
+            frames = F.normalize(frames, dim=-1)
+        return F.normalize(frames.mean(dim=1).float(), dim=-1).cpu()
+
+
+def load(source: str, *, fingerprint: str | None = None, device: str | None = None) -> FrameMeanEncoder | None:
+    """The index-time encoder of ``source`` when a cache entry vouches for it (and for
+    ``fingerprint``, when given: an existing store's model); None otherwise."""
+    found = cached_entry(source)
+    if found is None:
+        return None
+    weights, entry = found
+    if (
+        entry.get("family") not in FAMILIES
+        or "vision_config" not in entry
+        or entry.get("folder") != folder_digest(weights)
+        or (fingerprint is not None and entry.get("fingerprint") != fingerprint)
+    ):
+        return None
+    try:
+        tower = VisionTower(entry["vision_config"], entry["projection_dim"])
+        tower.load_clip_weights(_vision_weights(weights))
+    except (KeyError, ValueError, RuntimeError, OSError):  # not the file the entry describes: the full load says why
+        return None
+    if tower.image_size != int(entry["spec"]["pixels"]["image_size"]):
+        return None
+    return FrameMeanEncoder(entry, tower, resolve_device(device))
+
+
+def _vision_weights(weights: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    sd = {}
+    with safe_open(str(weights), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open has no items()
+            if key.startswith(VISION_PREFIXES):
+                sd[key] = f.get_tensor(key)
+    return sd
