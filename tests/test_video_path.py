@@ -11,6 +11,7 @@ import torch
 from transformers import CLIPModel
 
 from tests.videos import write_indexed
+from vsearch.index_command import index_folders
 from vsearch.models import load_encoder, video_path
 from vsearch.models.mean_pool import MeanPoolEncoder
 from vsearch.models.registry import on_clip
@@ -69,23 +70,8 @@ def test_other_families_take_the_full_model(tmp_path, tiny_encoder):
     assert video_path.load(str(out)) is None
 
 
-def _index_probe(folder: Path, store: Path, model: Path | None) -> dict:
-    """`vsearch index` in a fresh interpreter; whether it imported transformers' CLIP code."""
-    argv = ["vsearch", "index", str(folder), "--store", str(store), "--json", "--workers", "1", "--segments", "fixed",
-            "--segment-seconds", "1"]  # fmt: skip
-    argv += ["--model", str(model)] if model else []
-    probe = (
-        "import sys, json, runpy\n"
-        f"sys.argv = {argv!r}\n"
-        "try:\n"
-        "    runpy.run_module('vsearch_cli.main', run_name='__main__')\n"
-        "except SystemExit as exc:\n"
-        "    assert not exc.code, exc.code\n"
-        "print(json.dumps({'clip_code': 'transformers.models.clip.modeling_clip' in sys.modules}), file=sys.stderr)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=170)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return {**json.loads(done.stderr.strip().splitlines()[-1]), "report": json.loads(done.stdout)}
+def _forbidden(ref, **kwargs):
+    raise AssertionError(f"the full model was loaded for {ref}")
 
 
 def _scores(store: Path) -> dict[tuple[str, int], float]:
@@ -98,21 +84,48 @@ def _scores(store: Path) -> dict[tuple[str, int], float]:
     return {(Path(h.path).name, h.segment): h.score for h in hits}
 
 
-@pytest.mark.slow
 def test_index_takes_the_video_path_once_the_model_was_loaded_with_the_same_vectors(tmp_path):
+    model = MeanPoolEncoder.from_config(tiny_clip_config(), frames=4).save_pretrained(tmp_path / "model")
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    write_indexed(vids / "a.mp4", n=40)
+    opts = {"workers": 0, "segmenter": "fixed", "segment_seconds": 1.0}
+    with pytest.raises(AssertionError, match="full model"):  # nothing vouches for it yet
+        index_folders(tmp_path / "never", [vids], model=str(model), user_cache=True, load=_forbidden, **opts)
+    assert not (tmp_path / "never").exists()  # (a refused model leaves no store)
+    index_folders(tmp_path / "full", [vids], model=str(model), user_cache=True, **opts)  # loads, records it
+    report = index_folders(tmp_path / "fast", [vids], model=str(model), user_cache=True, load=_forbidden, **opts)
+    full, fast = _scores(tmp_path / "full"), _scores(tmp_path / "fast")
+    assert report.counts()["segments"] == len(full) >= 2 and full.keys() == fast.keys()
+    assert all(abs(full[k] - fast[k]) < 1e-5 for k in full)
+    # An existing store's model, a file added: the store's fingerprint is vouched for.
+    write_indexed(vids / "b.mp4", n=30)
+    added = index_folders(tmp_path / "full", [vids], user_cache=True, load=_forbidden, **opts)
+    assert added.counts()["indexed"] == 1
+    # Without the user cache (a library call's default) the full model loads, as before.
+    write_indexed(vids / "c.mp4", n=30)
+    with pytest.raises(AssertionError, match="full model"):
+        index_folders(tmp_path / "full", [vids], load=_forbidden, **opts)
+
+
+def test_the_command_line_index_imports_no_transformers_model_code_once_the_model_was_loaded(tmp_path):
     model = tmp_path / "model"
     shutil.copytree(ROOT / "sample_data" / "model", model)  # (its own mtime: the entry is this test's)
     vids = tmp_path / "vids"
     vids.mkdir()
     write_indexed(vids / "a.mp4", n=40)
-    first = _index_probe(vids, tmp_path / "full", model)
-    assert first["clip_code"]  # the first load is the full model, and records it
-    again = _index_probe(vids, tmp_path / "fast", model)
-    assert not again["clip_code"] and again["report"]["counts"]["segments"] == first["report"]["counts"]["segments"]
-    full, fast = _scores(tmp_path / "full"), _scores(tmp_path / "fast")
-    assert full.keys() == fast.keys() and len(full) >= 2
-    assert all(abs(full[k] - fast[k]) < 1e-5 for k in full)
-    # An existing store's model, with a file added: the store's fingerprint is vouched for.
-    write_indexed(vids / "b.mp4", n=30)
-    added = _index_probe(vids, tmp_path / "full", None)
-    assert not added["clip_code"] and added["report"]["counts"]["indexed"] == 1
+    load_encoder(model, cache=False, remember=True)  # a first run's full load records it
+    argv = ["vsearch", "index", str(vids), "--store", str(tmp_path / "s"), "--json", "--workers", "0", "--model", str(model)]
+    probe = (
+        "import sys, json, runpy\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n"
+        "    runpy.run_module('vsearch_cli.main', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(json.dumps('transformers.models.clip.modeling_clip' in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stderr.strip().splitlines()[-1]) is False
+    assert json.loads(done.stdout)["counts"]["indexed"] == 1
