@@ -47,7 +47,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
 
-    from vsearch.models.clip_vip import ClipVipConfig, ClipVipEncoder, flops_per_layer
+    from vsearch.models.clip_vip import ClipVipEncoder, flops_per_layer
+    from vsearch.models.proxies import ClipVipConfig
     from vsearch.models.mean_pool import MeanPoolEncoder
 
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.frames} frames per segment")

@@ -7,13 +7,8 @@ from transformers import CLIPModel
 
 from vsearch.errors import CheckpointError
 from vsearch.models import load_encoder
-from vsearch.models.clip_vip import (
-    ClipVipConfig,
-    ClipVipEncoder,
-    proxy_guided_attention,
-    proxy_mask,
-    resample_temporal,
-)
+from vsearch.models.clip_vip import ClipVipEncoder
+from vsearch.models.proxies import ClipVipConfig, proxy_guided_attention, proxy_mask, resample_temporal
 from vsearch.models.registry import convert_checkpoint
 from vsearch.models.tiny import tiny_clip_config
 

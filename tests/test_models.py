@@ -157,7 +157,8 @@ def _architecture(entry) -> torch.nn.Module:
     in code; hub models on the meta device from the config their hub id names."""
     from transformers import CLIPConfig, CLIPModel, XCLIPConfig, XCLIPModel
 
-    from vsearch.models.clip_vip import ClipVipConfig, ClipVipEncoder
+    from vsearch.models.clip_vip import ClipVipEncoder
+    from vsearch.models.proxies import ClipVipConfig
     from vsearch.models.stan import StanConfig, StanEncoder
     from vsearch.models.xclip import XClipEncoder
 

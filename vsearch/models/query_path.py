@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import torch
@@ -136,6 +137,7 @@ def remember(encoder) -> None:
         if (
             known.get("fingerprint") == encoder.fingerprint
             and known.get("folder") == digest
+            and "video_settings" in known
             and _tokenizer_path(known.get("tokenizer", "")).is_file()
         ):
             return
@@ -147,6 +149,7 @@ def remember(encoder) -> None:
             "spec": encoder.spec.as_dict(),
             "text_config": config.text_config.to_dict(),
             "vision_config": config.vision_config.to_dict(),  # (``video_path``)
+            "video_settings": asdict(encoder.vip) if is_dataclass(getattr(encoder, "vip", None)) else None,
             "projection_dim": config.projection_dim,
             "folder": digest,
             "weights": str(weights.resolve()),

@@ -6,11 +6,14 @@ s here) and transformers' CLIP modelling code (3.0 CPU s more, ``plain_clip``), 
 the largest part of the command's own CPU on 4 x 30 s of 1080p (6.3 CPU s of the 16.6 the
 command and its decoders spent).
 
-A mean-pool model (frame CLIP + temporal mean: CLIP4Clip meanP, ViFi-CLIP, the sample model)
-needs only CLIP's image tower to index: patch embedding, class token, positions, pre-LN
-transformer layers, the class token's final LN, the projection. ``VisionTower`` computes that
-in plain torch from the same weights; ``tests/test_video_path.py`` holds it equal to
-``CLIPModel.get_image_features`` and the whole encoder equal to ``MeanPoolEncoder``.
+Indexing needs only the video side of a model. For mean pooling (frame CLIP + temporal mean:
+CLIP4Clip meanP, ViFi-CLIP, the sample model) that is CLIP's image tower: patch embedding, class
+token, positions, pre-LN transformer layers, the class token's final LN, the projection.
+``VisionTower`` computes it in plain torch from the same weights. CLIP-ViP (the default family)
+is that tower over a whole clip with its video proxies, temporal table and proxy-guided
+attention (``ClipVipTower``, the very functions ``clip_vip`` runs, from ``proxies``).
+``tests/test_video_path.py`` holds the towers equal to ``CLIPModel.get_image_features`` and the
+encoders equal to ``MeanPoolEncoder`` and ``ClipVipEncoder``.
 
 It is used under the query path's rule (``query_path``): only when a cache entry, written by a
 full load of the same weights file (path, size, mtime) with the same config.json and
@@ -31,10 +34,9 @@ from torch import nn
 from ..config import resolve_device
 from .encoder import EncoderSpec
 from .plain_clip import activation, layer_names, layers_for, load_renamed
+from .proxies import ClipVipConfig, proxy_guided_attention, resample_temporal
 from .query_path import cached_entry, folder_digest
 
-#: Families whose video vector is a function of CLIP's image tower alone.
-FAMILIES = ("mean-pool",)
 VISION_PREFIXES = ("vision_model.", "visual_projection.")
 
 
@@ -57,30 +59,99 @@ class VisionTower(nn.Module):
         self.post = nn.LayerNorm(d, eps=eps)
         self.proj = nn.Linear(d, projection_dim, bias=False)
 
-    def load_clip_weights(self, sd: dict[str, torch.Tensor]) -> None:
+    def weight_names(self) -> dict[str, str]:
+        """Our parameter names → ``CLIPModel``'s."""
         e = "vision_model.embeddings."
         names = {"patch.weight": f"{e}patch_embedding.weight", "cls": f"{e}class_embedding",
                  "position.weight": f"{e}position_embedding.weight", "pre.weight": "vision_model.pre_layrnorm.weight",
                  "pre.bias": "vision_model.pre_layrnorm.bias", "post.weight": "vision_model.post_layernorm.weight",
                  "post.bias": "vision_model.post_layernorm.bias", "proj.weight": "visual_projection.weight"}  # fmt: skip
-        names.update(layer_names(len(self.layers), "vision_model.encoder.layers."))
-        load_renamed(self, sd, names)
+        return names | layer_names(len(self.layers), "vision_model.encoder.layers.")
+
+    def load_clip_weights(self, sd: dict[str, torch.Tensor]) -> None:
+        load_renamed(self, sd, self.weight_names())
+
+    def patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalised pixels → (N, L, D) patch embeddings, positions not yet added."""
+        if pixels.shape[-1] != self.image_size or pixels.shape[-2] != self.image_size:
+            raise ValueError(f"the image tower takes {self.image_size} px frames, not {tuple(pixels.shape[-2:])}")
+        return self.patch(pixels.to(self.patch.weight.dtype)).flatten(2).transpose(1, 2)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) normalised pixels → (N, E) projected image features."""
-        if pixels.shape[-1] != self.image_size or pixels.shape[-2] != self.image_size:
-            raise ValueError(f"the image tower takes {self.image_size} px frames, not {tuple(pixels.shape[-2:])}")
-        x = self.patch(pixels.to(self.patch.weight.dtype)).flatten(2).transpose(1, 2)
+        x = self.patches(pixels)
         x = torch.cat([self.cls.expand(x.shape[0], 1, -1).to(x.dtype), x], dim=1) + self.position.weight[None]
         x = self.pre(x)
         for layer in self.layers:
             x = layer(x, self.heads, self.act, causal=False)
         return self.proj(self.post(x[:, 0]))
 
+    def video_features(self, pixels: torch.Tensor, frame_norm: bool = True) -> torch.Tensor:
+        """``MeanPoolEncoder.video_features``: (B, T, 3, S, S) → (B, E), the mean of the frames'
+        projections (each L2-normalised first with ``frame_norm``)."""
+        b, t, c, h, w = pixels.shape
+        frames = self(pixels.reshape(b * t, c, h, w)).view(b, t, -1)
+        if frame_norm:
+            frames = F.normalize(frames, dim=-1)
+        return frames.mean(dim=1)
 
-class FrameMeanEncoder:
-    """What indexing needs of a mean-pool encoder (identity, spec, ``encode_videos``), computed
-    as ``MeanPoolEncoder.video_features`` computes it."""
+
+class _Attention:
+    """A plain layer's projections under the names ``proxies.proxy_guided_attention`` reads."""
+
+    def __init__(self, layer, heads: int):
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = layer.q, layer.k, layer.v, layer.out
+        self.num_heads, self.head_dim = heads, layer.q.in_features // heads
+        self.dropout, self.training = 0.0, False
+
+
+class ClipVipTower(VisionTower):
+    """CLIP-ViP's video tower (``ClipVipEncoder.video_features``): proxies, temporal table,
+    proxy-guided attention, over the image tower's weights."""
+
+    def __init__(self, vision_config: dict, projection_dim: int, vip: ClipVipConfig):
+        super().__init__(vision_config, projection_dim)
+        self.vip = vip
+        d = vision_config["hidden_size"]
+        self.added_cls = nn.Parameter(torch.zeros(vip.add_cls_num, d))
+        self.temporal = nn.Parameter(torch.zeros(1, vip.temporal_size, d))
+
+    def weight_names(self) -> dict[str, str]:
+        e = "vision_model.embeddings."
+        return super().weight_names() | {"added_cls": f"{e}added_cls", "temporal": f"{e}temporal_embedding"}
+
+    def video_features(self, pixels: torch.Tensor, frame_norm: bool = True) -> torch.Tensor:
+        """(B, T, 3, S, S) → (B, E): ``vision_tokens``, ``vision_hidden`` and the projection of
+        proxy 0, as ``ClipVipEncoder`` computes them."""
+        b, t, c, h, w = pixels.shape
+        x = self.patches(pixels.reshape(b * t, c, h, w))
+        lp, d = x.shape[1], x.shape[2]
+        pos = self.position.weight
+        x = (x + pos[1:]).view(b, t, lp, d)
+        if self.vip.use_temporal_embed:
+            x = x + resample_temporal(self.temporal, t)[0][None, :, None, :]
+        proxies = torch.cat([self.cls[None], self.added_cls], 0) + pos[0]
+        x = self.pre(torch.cat([proxies.expand(b, -1, -1), x.reshape(b, t * lp, d)], 1))
+        m = self.vip.num_proxies
+        for layer in self.layers:
+            attn = _Attention(layer, self.heads)
+            x = x + proxy_guided_attention(attn, layer.ln1(x), m, t, lp, self.vip.attention)
+            x = x + layer.fc2(self.act(layer.fc1(layer.ln2(x))))
+        return self.proj(self.post(x[:, 0]))
+
+
+def _tower(entry: dict) -> VisionTower | None:
+    """The tower an entry's family indexes with, or None for a family it cannot stand in for."""
+    if entry.get("family") == "mean-pool":
+        return VisionTower(entry["vision_config"], entry["projection_dim"])
+    if entry.get("family") == "clip-vip" and isinstance(entry.get("video_settings"), dict):
+        return ClipVipTower(entry["vision_config"], entry["projection_dim"], ClipVipConfig(**entry["video_settings"]))
+    return None
+
+
+class IndexEncoder:
+    """What indexing needs of an encoder (identity, spec, ``encode_videos``), computed by a
+    plain-torch tower as the family's ``video_features`` computes it."""
 
     def __init__(self, entry: dict, tower: VisionTower, device: str):
         self.name = entry["name"]
@@ -100,15 +171,14 @@ class FrameMeanEncoder:
     @torch.inference_mode()
     def encode_videos(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, S, S)`` pixels → ``(B, D)`` float32 unit vectors on the CPU."""
-        b, t, c, h, w = pixels.shape
+        if self.spec.frame_rule == "fixed" and pixels.shape[1] != self.spec.frames:
+            raise ValueError(f"{self.family} needs exactly {self.spec.frames} frames per clip, got {pixels.shape[1]}")
         with self.autocast():
-            frames = self.tower(pixels.to(self.device, non_blocking=True).reshape(b * t, c, h, w)).view(b, t, -1)
-        if self.spec.options.get("frame_norm", True):
-            frames = F.normalize(frames, dim=-1)
-        return F.normalize(frames.mean(dim=1).float(), dim=-1).cpu()
+            out = self.tower.video_features(pixels.to(self.device, non_blocking=True), self.spec.options.get("frame_norm", True))
+        return F.normalize(out.float(), dim=-1).cpu()
 
 
-def load(source: str, *, fingerprint: str | None = None, device: str | None = None) -> FrameMeanEncoder | None:
+def load(source: str, *, fingerprint: str | None = None, device: str | None = None) -> IndexEncoder | None:
     """The index-time encoder of ``source`` when a cache entry vouches for it (and for
     ``fingerprint``, when given: an existing store's model); None otherwise."""
     found = cached_entry(source)
@@ -116,20 +186,21 @@ def load(source: str, *, fingerprint: str | None = None, device: str | None = No
         return None
     weights, entry = found
     if (
-        entry.get("family") not in FAMILIES
-        or "vision_config" not in entry
+        "vision_config" not in entry
         or entry.get("folder") != folder_digest(weights)
         or (fingerprint is not None and entry.get("fingerprint") != fingerprint)
     ):
         return None
     try:
-        tower = VisionTower(entry["vision_config"], entry["projection_dim"])
+        tower = _tower(entry)
+        if tower is None:
+            return None
         tower.load_clip_weights(_vision_weights(weights))
-    except (KeyError, ValueError, RuntimeError, OSError):  # not the file the entry describes: the full load says why
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError):  # not what the entry describes: the full load says why
         return None
     if tower.image_size != int(entry["spec"]["pixels"]["image_size"]):
         return None
-    return FrameMeanEncoder(entry, tower, resolve_device(device))
+    return IndexEncoder(entry, tower, resolve_device(device))
 
 
 def _vision_weights(weights: Path) -> dict[str, torch.Tensor]:
