@@ -100,6 +100,19 @@ class EncoderSpec:
         return replace(self, frames=frames)
 
 
+def device_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing on CPU (fp32 is exact there and bf16 rarely pays)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def check_frame_count(spec: EncoderSpec, t: int) -> None:
+    """Refuse ``t`` frames per clip for a family that takes exactly ``spec.frames``."""
+    if spec.frame_rule == "fixed" and t != spec.frames:
+        raise ValueError(f"{spec.family} needs exactly {spec.frames} frames per clip, got {t}")
+
+
 class VideoTextEncoder(nn.Module):
     """Base class: subclasses implement ``video_features``, ``text_features`` and saving."""
 
@@ -174,10 +187,7 @@ class VideoTextEncoder(nn.Module):
         return F.normalize(self.text_features(input_ids, attention_mask).float(), dim=-1)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA, nothing on CPU (fp32 is exact there and bf16 rarely pays)."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return device_autocast(self.device)
 
     @torch.inference_mode()
     def encode_videos(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -216,8 +226,7 @@ class VideoTextEncoder(nn.Module):
         return hit
 
     def _check_frames(self, t: int) -> None:
-        if self.spec.frame_rule == "fixed" and t != self.spec.frames:
-            raise ValueError(f"{self.family} needs exactly {self.spec.frames} frames per clip, got {t}")
+        check_frame_count(self.spec, t)
 
     def train(self, mode: bool = True) -> VideoTextEncoder:
         if mode:  # weights may change from here on: forget what was derived from them

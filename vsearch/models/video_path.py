@@ -24,7 +24,6 @@ checkpoint file, a changed folder, no entry) loads the full model as before.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import resolve_device
-from .encoder import EncoderSpec
+from .encoder import EncoderSpec, check_frame_count, device_autocast
 from .plain_clip import activation, layer_names, layers_for, load_renamed
 from .proxies import ClipVipConfig, proxy_guided_attention, resample_temporal
 from .query_path import cached_entry, folder_digest
@@ -162,18 +161,11 @@ class IndexEncoder:
         self.device = torch.device(device)
         self.tower = tower.to(self.device).eval()
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """As ``VideoTextEncoder.autocast``: bf16 on CUDA, nothing on the CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     @torch.inference_mode()
     def encode_videos(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, S, S)`` pixels → ``(B, D)`` float32 unit vectors on the CPU."""
-        if self.spec.frame_rule == "fixed" and pixels.shape[1] != self.spec.frames:
-            raise ValueError(f"{self.family} needs exactly {self.spec.frames} frames per clip, got {pixels.shape[1]}")
-        with self.autocast():
+        check_frame_count(self.spec, pixels.shape[1])
+        with device_autocast(self.device):
             out = self.tower.video_features(pixels.to(self.device, non_blocking=True), self.spec.options.get("frame_norm", True))
         return F.normalize(out.float(), dim=-1).cpu()
 
