@@ -26,10 +26,17 @@ from vsearch.store import Store  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+RAY_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def cli(*args, timeout=600, env=ENV):
+def env_now(**extra: str) -> dict[str, str]:
+    """The environment as the test sees it now (its own VSEARCH_HOME: a command-line run writes
+    the user cache there, not in the real home), with Ray's settings."""
+    return {**os.environ, **RAY_ENV, **extra}
+
+
+def cli(*args, timeout=600, env=None):
+    env = env or env_now()
     res = run([sys.executable, "-m", "vsearch", *map(str, args)], timeout=timeout, env=env)  # kills Ray's children too
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(next(line for line in reversed(res.stdout.splitlines()) if line.startswith("{")))
@@ -64,7 +71,7 @@ def local_store(sample_store):
 def test_ray_indexes_sample_data_like_the_local_pipeline(local_store, tmp_path):
     # One segment per task: each 30 s compilation is a first task (its plan, its first segment)
     # and two more, whose segments must land in the same video rows as the local pipeline's.
-    env = {**ENV, "VSEARCH_RAY_SEGMENTS_PER_TASK": "1"}
+    env = env_now(VSEARCH_RAY_SEGMENTS_PER_TASK="1")
     report = cli("index", SAMPLE / "videos", "--model", SAMPLE / "model", "--store", tmp_path / "ray", "--ray", "--json", env=env)
     assert report["counts"]["indexed"] == 40 and report["counts"]["segments"] == 48
     enc = load_encoder(SAMPLE / "model")
@@ -106,7 +113,7 @@ def test_a_dead_worker_is_retried_then_its_file_recorded_as_failed(tmp_path):
             """
         )
     )
-    res = run([sys.executable, str(script)], timeout=600, env=ENV)
+    res = run([sys.executable, str(script)], timeout=600, env=env_now())
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(next(line for line in reversed(res.stdout.splitlines()) if line.startswith("{")))
     assert [p for p, _r in out["failed"]] == [victim] and "worker" in out["failed"][0][1]
