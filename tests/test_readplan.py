@@ -93,14 +93,20 @@ def test_decoder_threads_share_the_cores():
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="Debian's ffmpeg writes the GOP test files")
 
 
-def camera_file(path, seconds: int, fps: int = 10, gop: int = 20, size: str = "320x180", extra: tuple = ()) -> str:
-    """testsrc2 (motion) in H.264 with a keyframe exactly every ``gop`` frames and B-frames."""
+def camera_file(
+    path, seconds: int, fps: int = 10, gop: int = 20, size: str = "320x180", extra: tuple = (), hevc: str | None = None
+) -> str:
+    """testsrc2 (motion) with a keyframe exactly every ``gop`` frames and B-frames: H.264, or
+    HEVC (in an ``hvc1`` MP4) with ``hevc`` added to its x265 parameters."""
+    if hevc is None:
+        codec = ["-c:v", "libx264", "-preset", "veryfast", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+                 "-bf", "2"]  # fmt: skip
+    else:
+        params = f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error:{hevc}"
+        codec = ["-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-x265-params", params]
     subprocess.run(
-        [
-            "ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
-            "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", str(gop), "-keyint_min", str(gop),
-            "-sc_threshold", "0", "-bf", "2", "-pix_fmt", "yuv420p", *extra, str(path),
-        ],
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}", "-t", str(seconds),
+         *codec, "-pix_fmt", "yuv420p", *extra, str(path)],
         check=True, timeout=120,
     )  # fmt: skip
     return str(path)
@@ -299,12 +305,7 @@ def test_files_decord_seeks_wrong_in_are_read_by_gop_with_the_frames_of_a_full_d
         params = "open-gop=1:bframes=3" if codec == "mpegts-open" else "bframes=3"
         camera_file(path, seconds=12, gop=20, extra=("-x264-params", params, "-f", "mpegts"))
     else:
-        subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10", "-t", "12",
-             "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
-             "-x265-params", "keyint=20:min-keyint=20:scenecut=0:open-gop=1:bframes=4:log-level=error", path],
-            check=True, timeout=120,
-        )  # fmt: skip
+        camera_file(path, seconds=12, gop=20, hevc="open-gop=1:bframes=4")
     assert has_open_gops(path, 0) == (codec != "mpegts")
     every = PyAVSequential(path, None, 0).get(list(range(120)))
     with VideoReader(path) as r:
