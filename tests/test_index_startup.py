@@ -84,8 +84,7 @@ def test_another_model_is_not_a_quick_run(tmp_path):
 def test_cli_noop_imports_neither_torch_nor_faiss(tmp_path):
     vids, store = _folder(tmp_path), tmp_path / "store"
     cmd = [sys.executable, "-m", "vsearch_cli.main", "index", str(vids), "--store", str(store), "--workers", "0", "--json"]
-    first = subprocess.run([*cmd, "--model", str(SAMPLE_MODEL)], capture_output=True, text=True, timeout=170)
-    assert first.returncode == 0, first.stderr
+    index_folders(store, [vids], model=str(SAMPLE_MODEL), workers=0)  # the store, built in-process
     probe = (
         "import sys, json, runpy\n"
         f"sys.argv = {['vsearch', *cmd[3:]]!r}\n"

@@ -8,6 +8,7 @@ import sys
 import torch
 from transformers import CLIPModel
 
+from vsearch.index_command import index_folders
 from vsearch.models import load_encoder, query_path
 from vsearch.models.tiny import tiny_clip_config, tiny_xclip_config
 from vsearch.models.xclip import XClipEncoder
@@ -52,10 +53,8 @@ def test_command_line_search_takes_the_fast_path_with_the_same_results(tmp_path,
     model = tiny_encoder.save_pretrained(tmp_path / "model")
     videos = tmp_path / "v"
     shutil.copytree(synth_dir / "videos", videos)
-    exe = str(__import__("pathlib").Path(sys.executable).parent / "vsearch")
-    subprocess.run(
-        [exe, "index", str(videos), "--model", str(model), "--store", str(tmp_path / "s")], check=True, capture_output=True
-    )
+    # Indexed as the command line indexes (it records the model in the user cache), in-process.
+    index_folders(tmp_path / "s", [videos], model=str(model), user_cache=True, workers=0)
     code = (
         "import sys, json; from vsearch_cli.main import app; from typer.testing import CliRunner; "
         f"r = CliRunner().invoke(app, ['search', 'a red circle', '--store', {str(tmp_path / 's')!r}, '--json', '-k', '5']); "
