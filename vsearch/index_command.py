@@ -68,9 +68,9 @@ def _indexing_model(
     load: Callable | None, ref: str, *, family: str | None, fingerprint: str | None, device: str, base: str | None,
     video_path: bool,
 ) -> Callable[[], object]:  # fmt: skip
-    """How a lazy load gets the model that indexes: with ``video_path``, the plain-torch frame
-    encoder when the user's cache vouches for ``ref`` (and for ``fingerprint``, an existing
-    store's), else the full model."""
+    """How a lazy load gets the model that indexes: with ``video_path``, the plain-torch video
+    tower (``models.video_path``: mean-pool, CLIP-ViP) when the user's cache vouches for ``ref``
+    (and for ``fingerprint``, an existing store's), else the full model."""
 
     def run():
         if video_path and base is None:

@@ -9,10 +9,11 @@ the same weights; ``tests/test_query_path.py`` holds it equal to ``CLIPTextModel
 ``text_projection``.
 
 It is used only when it is certainly the same model: loading a full encoder from a file with
-``load_encoder(..., remember=True)`` writes a cache entry (weights file path, size and mtime → fingerprint, text config, the tokenizer as
-serialised by transformers' own fast tokenizer). A search uses the fast path when the store's
-encoder source has such an entry whose fingerprint is the store's; otherwise it loads the full
-model as usual. Every family here shares CLIP's text tower: mean-pool, CLIP-ViP and STAN use it
+``load_encoder(..., remember=True)`` writes a cache entry (weights file path, size and mtime →
+fingerprint, text config, the tokenizer as serialised by transformers' own fast tokenizer; and
+for ``video_path``, the same entry's vision config, the family's video settings and a digest of
+config.json and vsearch.json). A search uses the fast path when the store's encoder source has
+such an entry whose fingerprint is the store's; otherwise it loads the full model as usual. Every family here shares CLIP's text tower: mean-pool, CLIP-ViP and STAN use it
 unchanged, and X-CLIP's ``XCLIPTextModel`` is the same architecture under the same names.
 """
 
