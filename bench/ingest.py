@@ -8,8 +8,9 @@
    testsrc2, mandelbrot, life), the mean-pool sample model, the whole `vsearch index` command in
    a fresh process: fast and exact sampling with a new store's segments (shots), fast with fixed
    windows (no cut scan), and the no-op re-run, each started as a user's second run with the
-   model (its first load recorded it in the user cache; ``..._cold_s`` times that first run); wall and CPU seconds (user + system of the
-   command and its workers: a shared machine inflates wall time, not CPU). Baseline, measured in
+   model (its first load recorded it in the user cache; ``..._cold_s`` times that first run);
+   wall and CPU seconds (user + system of the command and its workers: a shared machine
+   inflates wall time, not CPU). Baseline, measured in
    the same run: PyAV decoding every frame (thread_type AUTO) of the same files on both cores
    (one process per core). Goal: >= 3x faster than the baseline, or >= 30 video-seconds per second.
    Also 10 s of 4K HEVC 10-bit and a 1-hour 360p file (fast sampling), same baseline.
