@@ -35,7 +35,7 @@ from .checkpoints import WEIGHTS_NAME, base_clip_config, from_pretrained_hf, loa
 from .constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .encoder import EncoderSpec, source_of
 from .mean_pool import ClipBackedEncoder, ClipSettingsConfig
-from .proxies import ClipVipConfig, proxy_guided_attention, resample_temporal
+from .proxies import ClipVipConfig, proxy_layer, proxy_sequence
 from .tokenizer import load_tokenizer
 
 OFFICIAL_PREFIX = "clipmodel."
@@ -171,25 +171,14 @@ class ClipVipEncoder(ClipBackedEncoder):
         return enc
 
     # -- forward -----------------------------------------------------------------------------
-    def temporal(self, frames: int) -> torch.Tensor:
-        table = self.clip.vision_model.embeddings.temporal_embedding
-        return resample_temporal(table, frames)
-
     def vision_tokens(self, pixels: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """Embedded input sequence (B, M + T·L, D) before ``pre_layrnorm``, and (T, L)."""
-        vm = self.clip.vision_model
-        emb = vm.embeddings
+        emb = self.clip.vision_model.embeddings
         b, t, c, h, w = pixels.shape  # (B, T, 3, S, S)
         x = emb.patch_embedding(pixels.reshape(b * t, c, h, w).to(emb.patch_embedding.weight.dtype))  # (B*T, D, g, g)
-        x = x.flatten(2).transpose(1, 2)  # (B*T, L, D)
-        lp, d = x.shape[1], x.shape[2]
-        pos = emb.position_embedding.weight  # (1 + L, D)
-        x = (x + pos[1:]).view(b, t, lp, d)
-        if self.vip.use_temporal_embed:
-            x = x + self.temporal(t)[0][None, :, None, :]  # (1, T, 1, D)
-        proxies = torch.cat([emb.class_embedding[None], emb.added_cls], 0) + pos[0]  # (M, D)
-        seq = torch.cat([proxies.expand(b, -1, -1), x.reshape(b, t * lp, d)], 1)
-        return seq, t, lp
+        temporal = emb.temporal_embedding if self.vip.use_temporal_embed else None
+        return proxy_sequence(x.flatten(2).transpose(1, 2), emb.position_embedding.weight, emb.class_embedding,
+                              emb.added_cls, temporal, b)  # fmt: skip
 
     def vision_hidden(self, pixels: torch.Tensor, layers: int | None = None) -> torch.Tensor:
         """Hidden states after ``layers`` vision layers (all by default): (B, M + T·L, D)."""
@@ -198,9 +187,7 @@ class ClipVipEncoder(ClipBackedEncoder):
         x = vm.pre_layrnorm(x)
         m = self.vip.num_proxies
         for layer in vm.encoder.layers[:layers]:
-            residual = x
-            x = residual + proxy_guided_attention(layer.self_attn, layer.layer_norm1(x), m, t, lp, self.vip.attention)
-            x = x + layer.mlp(layer.layer_norm2(x))
+            x = proxy_layer(x, layer.self_attn, layer.layer_norm1, layer.layer_norm2, layer.mlp, m, t, lp, self.vip.attention)
         return x
 
     def video_features(self, pixels: torch.Tensor) -> torch.Tensor:

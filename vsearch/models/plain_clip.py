@@ -50,7 +50,10 @@ class Layer(nn.Module):
         q, k, v = (m(h).view(n, length, heads, width // heads).transpose(1, 2) for m in (self.q, self.k, self.v))
         a = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         x = x + self.out(a.transpose(1, 2).reshape(n, length, width))
-        return x + self.fc2(act(self.fc1(self.ln2(x))))
+        return x + self.mlp(self.ln2(x), act)
+
+    def mlp(self, x: torch.Tensor, act: Callable) -> torch.Tensor:
+        return self.fc2(act(self.fc1(x)))
 
 
 def layers_for(config: Mapping) -> nn.ModuleList:

@@ -84,3 +84,32 @@ def resample_temporal(table: torch.Tensor, frames: int) -> torch.Tensor:
     if table.shape[1] == frames:
         return table
     return F.interpolate(table.transpose(1, 2), size=frames, mode="linear", align_corners=False).transpose(1, 2)
+
+
+def proxy_sequence(
+    patches: torch.Tensor, position: torch.Tensor, cls: torch.Tensor, added_cls: torch.Tensor,
+    temporal: torch.Tensor | None, clips: int,
+) -> tuple[torch.Tensor, int, int]:  # fmt: skip
+    """The input sequence (B, M + T·L, D) before ``pre_layrnorm``, and (T, L).
+
+    ``patches``: (B·T, L, D) patch embeddings of ``clips`` clips; ``position``: the (1 + L, D)
+    position table (slot 0 for every proxy); ``cls``, ``added_cls``: the proxies; ``temporal``:
+    the (1, S, D) temporal table, resampled to T, or None when the model uses none."""
+    bt, lp, d = patches.shape
+    t = bt // clips
+    x = (patches + position[1:]).view(clips, t, lp, d)
+    if temporal is not None:
+        x = x + resample_temporal(temporal, t)[0][None, :, None, :]  # (1, T, 1, D)
+    proxies = torch.cat([cls[None], added_cls], 0) + position[0]  # (M, D)
+    return torch.cat([proxies.expand(clips, -1, -1), x.reshape(clips, t * lp, d)], 1), t, lp
+
+
+def proxy_layer(
+    x: torch.Tensor, attn, norm1: nn.Module, norm2: nn.Module, mlp, num_proxies: int, frames: int, patches: int,
+    form: str = "two-pass",
+) -> torch.Tensor:  # fmt: skip
+    """One vision layer under the proxy rule: attention (``proxy_guided_attention``), then the
+    MLP, each with its residual."""
+    x = x + proxy_guided_attention(attn, norm1(x), num_proxies, frames, patches, form)
+    return x + mlp(norm2(x))
+

@@ -24,6 +24,7 @@ checkpoint file, a changed folder, no entry) loads the full model as before.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from torch import nn
 from ..config import resolve_device
 from .encoder import EncoderSpec, check_frame_count, device_autocast
 from .plain_clip import activation, layer_names, layers_for, load_renamed
-from .proxies import ClipVipConfig, proxy_guided_attention, resample_temporal
+from .proxies import ClipVipConfig, proxy_layer, proxy_sequence
 from .query_path import cached_entry, folder_digest
 
 VISION_PREFIXES = ("vision_model.", "visual_projection.")
@@ -85,12 +86,21 @@ class VisionTower(nn.Module):
             x = layer(x, self.heads, self.act, causal=False)
         return self.proj(self.post(x[:, 0]))
 
-    def video_features(self, pixels: torch.Tensor, frame_norm: bool = True) -> torch.Tensor:
-        """``MeanPoolEncoder.video_features``: (B, T, 3, S, S) → (B, E), the mean of the frames'
-        projections (each L2-normalised first with ``frame_norm``)."""
+
+
+class MeanPoolTower(VisionTower):
+    """The mean-pool family's video tower (``MeanPoolEncoder.video_features``): the mean of the
+    frames' projections, each L2-normalised first with ``frame_norm``."""
+
+    def __init__(self, vision_config: dict, projection_dim: int, frame_norm: bool):
+        super().__init__(vision_config, projection_dim)
+        self.frame_norm = frame_norm
+
+    def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, S, S) → (B, E)."""
         b, t, c, h, w = pixels.shape
         frames = self(pixels.reshape(b * t, c, h, w)).view(b, t, -1)
-        if frame_norm:
+        if self.frame_norm:
             frames = F.normalize(frames, dim=-1)
         return frames.mean(dim=1)
 
@@ -119,30 +129,25 @@ class ClipVipTower(VisionTower):
         e = "vision_model.embeddings."
         return super().weight_names() | {"added_cls": f"{e}added_cls", "temporal": f"{e}temporal_embedding"}
 
-    def video_features(self, pixels: torch.Tensor, frame_norm: bool = True) -> torch.Tensor:
-        """(B, T, 3, S, S) → (B, E): ``vision_tokens``, ``vision_hidden`` and the projection of
-        proxy 0, as ``ClipVipEncoder`` computes them."""
+    def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, S, S) → (B, E): ``ClipVipEncoder.vision_tokens`` and ``vision_hidden`` (the
+        same ``proxies`` functions), then the projection of proxy 0."""
         b, t, c, h, w = pixels.shape
-        x = self.patches(pixels.reshape(b * t, c, h, w))
-        lp, d = x.shape[1], x.shape[2]
-        pos = self.position.weight
-        x = (x + pos[1:]).view(b, t, lp, d)
-        if self.vip.use_temporal_embed:
-            x = x + resample_temporal(self.temporal, t)[0][None, :, None, :]
-        proxies = torch.cat([self.cls[None], self.added_cls], 0) + pos[0]
-        x = self.pre(torch.cat([proxies.expand(b, -1, -1), x.reshape(b, t * lp, d)], 1))
-        m = self.vip.num_proxies
+        temporal = self.temporal if self.vip.use_temporal_embed else None
+        x, t, lp = proxy_sequence(self.patches(pixels.reshape(b * t, c, h, w)), self.position.weight, self.cls,
+                                  self.added_cls, temporal, b)  # fmt: skip
+        x = self.pre(x)
         for layer in self.layers:
-            attn = _Attention(layer, self.heads)
-            x = x + proxy_guided_attention(attn, layer.ln1(x), m, t, lp, self.vip.attention)
-            x = x + layer.fc2(self.act(layer.fc1(layer.ln2(x))))
+            mlp = partial(layer.mlp, act=self.act)
+            x = proxy_layer(x, _Attention(layer, self.heads), layer.ln1, layer.ln2, mlp, self.vip.num_proxies, t, lp,
+                            self.vip.attention)  # fmt: skip
         return self.proj(self.post(x[:, 0]))
 
 
 def _tower(entry: dict) -> VisionTower | None:
     """The tower an entry's family indexes with, or None for a family it cannot stand in for."""
     if entry.get("family") == "mean-pool":
-        return VisionTower(entry["vision_config"], entry["projection_dim"])
+        return MeanPoolTower(entry["vision_config"], entry["projection_dim"], entry["spec"].get("options", {}).get("frame_norm", True))
     if entry.get("family") == "clip-vip" and isinstance(entry.get("video_settings"), dict):
         return ClipVipTower(entry["vision_config"], entry["projection_dim"], ClipVipConfig(**entry["video_settings"]))
     return None
@@ -152,7 +157,7 @@ class IndexEncoder:
     """What indexing needs of an encoder (identity, spec, ``encode_videos``), computed by a
     plain-torch tower as the family's ``video_features`` computes it."""
 
-    def __init__(self, entry: dict, tower: VisionTower, device: str):
+    def __init__(self, entry: dict, tower: MeanPoolTower | ClipVipTower, device: str):
         self.name = entry["name"]
         self.source = entry["source"]
         self.family = entry["family"]
@@ -166,7 +171,7 @@ class IndexEncoder:
         """``(B, T, 3, S, S)`` pixels → ``(B, D)`` float32 unit vectors on the CPU."""
         check_frame_count(self.spec, pixels.shape[1])
         with device_autocast(self.device):
-            out = self.tower.video_features(pixels.to(self.device, non_blocking=True), self.spec.options.get("frame_norm", True))
+            out = self.tower.video_features(pixels.to(self.device, non_blocking=True))
         return F.normalize(out.float(), dim=-1).cpu()
 
 
