@@ -241,7 +241,8 @@ def timed_index(
 
 def remember_model(model: Path, home: Path) -> None:
     """Load ``model`` in full once, as a user's first `vsearch index` with it does, so that the
-    user cache in ``home`` holds it (a no-op when it already does)."""
+    user cache in ``home`` holds it (an entry it already holds is left as it is; the load itself
+    still takes its seconds, outside every timed run)."""
     code = f"from vsearch.models import load_encoder; load_encoder({str(model)!r}, remember=True)"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "VSEARCH_HOME": str(home)})
 
