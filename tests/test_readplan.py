@@ -63,6 +63,20 @@ def test_fast_moves_frames_to_keyframes_within_half_a_gop():
     assert decoded_frames(plan_reads(uniform_indices(0, 300, 8), table)) == 214
 
 
+def test_an_open_end_lets_the_last_frame_take_the_next_segments_keyframe():
+    """Frame 299 lies one frame before keyframe 300, which starts the next segment; with the end
+    open (no cut there) it moves on to it and the segment's dearest read goes: 89 decoded frames
+    become 1 + 26 + 1 + 1 + 17 + 1."""
+    table = camera_table()
+    exact = uniform_indices(0, 300, 8)
+    opened = snap_to_keyframes(exact, 0, 300, table, open_end=True)
+    assert opened == [0, 60, 85, 120, 180, 240, 256, 300]
+    assert decoded_frames(plan_reads(opened, table)) == 47
+    assert snap_to_keyframes(exact, 0, 300, table)[-1] == 299  # closed (a cut may follow): never past the end
+    last = uniform_indices(600, 900, 8)  # the file's last segment: no keyframe after it
+    assert snap_to_keyframes(last, 600, 900, table, open_end=True) == snap_to_keyframes(last, 600, 900, table)
+
+
 def test_fast_keeps_exact_frames_when_the_gop_exceeds_the_frame_budget():
     """12 s GOPs against 1.4 s between samples: moving frames would show one moment eight times."""
     table = KeyframeTable.build(range(0, 900, 360), 900)
@@ -133,7 +147,9 @@ def test_fast_job_reads_keyframes_and_their_pixels_match_exact_decoding(tmp_path
     f_segs = [m for m in fast if m[0] == "segment"]
     e_segs = [m for m in exact if m[0] == "segment"]
     assert [m[3] for m in e_segs] == [uniform_indices(0, 100, 8), uniform_indices(100, 200, 8)]
-    assert f_segs[0][3] == [0, 20, 28, 40, 60, 70, 80, 99]  # 28 and 70: their nearest keyframe is taken
+    # 28 and 70: their nearest keyframe is taken; 99: keyframe 100, which starts the next segment
+    # (the same moving picture: no cut between), and which that segment does not decode again.
+    assert f_segs[0][3] == [0, 20, 28, 40, 60, 70, 80, 100] and f_segs[1][3][0] == 100
     assert fast[0][2]["sampling"] == "fast" and exact[0][2]["sampling"] == "exact"
     assert not [m for m in fast if m[0] == "note"]  # good GOPs: nothing to warn about
     for idx, frames in ((f_segs[0][3], f_segs[0][4]), (e_segs[0][3], e_segs[0][4])):
@@ -443,3 +459,42 @@ def test_a_keyframe_may_serve_two_frames_when_asked():
     two = snap_to_keyframes(uniform_indices(0, 300, 8), 0, 300, table, share=2)
     assert two == [0, 60, 60, 120, 180, 240, 240, 299]
     assert decoded_frames(plan_reads(two, table)) == 1 + 1 + 1 + 1 + 60
+
+
+@needs_ffmpeg
+def test_a_segments_last_frame_crosses_into_the_next_only_where_no_cut_lies_between(tmp_path):
+    """A 20 s film cut at 10 s (a keyframe, on the 2 s grid) and a 20 s film in one take, both
+    in 10 s segments sampled ``fast``. Without a cut the first segment's last frame is keyframe
+    300, which starts the second segment; at the cut it stays frame 299: fixed windows know no
+    cuts and compare the two pictures, shots know the cut. Explicit segments (Ray's later
+    tasks, a re-embedding) given the cuts sample the frames the whole-file job sampled."""
+    from tests.test_shots import _spliced
+
+    cut = _spliced(tmp_path / "cut.mp4", [("testsrc2", 10.0), ("smptebars", 10.0)], bframes=2)
+    take = _spliced(tmp_path / "take.mp4", [("testsrc2", 20.0)], bframes=2)
+
+    def sampled(path, segmenter, **kw):
+        msgs = _messages(DecodeJob(0, str(path), 8, 32, "squash", 10.0, 2.0, sampling="fast", segmenter=segmenter, **kw))
+        info = next(m[2] for m in msgs if m[0] == "info")
+        plans = [p for m in msgs if m[0] in ("info", "plans") for p in m[3 if m[0] == "info" else 2]]
+        segs = [m for m in msgs if m[0] == "segment"]
+        return [m[3] for m in segs], [m[4] for m in segs], info, plans
+
+    for segmenter, cuts in (("fixed", None), ("shots", [])):
+        idx, frames, info, _ = sampled(take, segmenter)
+        assert info.get("cuts") == cuts
+        assert idx[0][-1] == 300 and idx[1][0] == 300, segmenter
+        np.testing.assert_array_equal(frames[0][-1], _every_frame(str(take), (32, 32), "BICUBIC")[300])  # the very frame
+    for segmenter, cuts in (("fixed", None), ("shots", [10.0])):
+        idx, _, info, _ = sampled(cut, segmenter)
+        assert info.get("cuts") == cuts
+        assert idx[0][-1] == 299 and idx[1][0] == 300, segmenter  # the cut is never crossed
+    # The segments on their own, as Ray's later tasks and `reembed` read them, given the cuts.
+    for path in (take, cut):
+        whole, _, info, plans = sampled(path, "shots")
+        alone, _, _, _ = sampled(path, "shots", segments=tuple(tuple(p) for p in plans), cuts=tuple(info["cuts"]))
+        assert alone == whole
+    # A known cut is never crossed, however alike the pictures (here: a cut claimed in one take).
+    _, _, _, plans = sampled(take, "shots")
+    claimed, _, _, _ = sampled(take, "shots", segments=tuple(tuple(p) for p in plans), cuts=(10.0,))
+    assert claimed[0][-1] == 299

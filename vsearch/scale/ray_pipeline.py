@@ -158,8 +158,10 @@ def ray_messages(ray, jobs: Iterable, *, max_inflight: int) -> Iterator[tuple]:
                 plans = [tuple(p) for p in msgs[0][3]][per_task:]
                 parts = [plans[i : i + per_task] for i in range(0, len(plans), per_task)]
                 left[job.id] = len(parts)
+                cuts = msgs[0][2].get("cuts")  # (the tasks sample the frames the local pool would)
+                cuts = None if cuts is None else tuple(cuts)
                 for part in parts:
-                    chunks[decode.remote(replace(job, segments=tuple(part)))] = job.id
+                    chunks[decode.remote(replace(job, segments=tuple(part), cuts=cuts))] = job.id
         else:
             job_id = chunks.pop(ref)
             try:

@@ -22,8 +22,8 @@ from .decode import VideoReader, center_crop, park_idle_readers
 from .pictures import encode_jpeg, thumbnail_decode_side
 from .readplan import KeyframeTable, fast_unusable, snap_to_keyframes
 from .sampling import SegmentPlan, plan_segments, uniform_indices
-from .segmenting import final_plans, segment_plans
-from .shots import detect_shots, stream_shots
+from .segmenting import cut_frames, final_plans, segment_plans
+from .shots import DEFAULT_SETTINGS, detect_shots, distance, histograms, stream_shots
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ class DecodeJob:
     #: then comes after its first shot, not after its last). Consumers must read ``"plans"``
     #: messages (``embedding.encode_stream`` does; Ray's tasks do not ask for it).
     stream_plans: bool = False
+    #: With explicit ``segments``: the file's cut times (seconds from its first frame) when its
+    #: segments were planned from a shot scan, else None (not known). Where a segment does not
+    #: end at a cut, its last frame may be the next segment's first keyframe (``fast``).
+    cuts: tuple[float, ...] | None = None
     #: Fault injection for tests of crash handling: "segfault" or "hang" in a worker process.
     #: Ignored when decoding in-process. Never set by vsearch itself.
     fault: str | None = None
@@ -145,7 +149,8 @@ def decode_job(job: DecodeJob) -> Iterator[tuple]:
                 yield ("note", job.id, why)
             thumbs = _Thumbnails(job, table, reader.header.display_size) if job.thumb_width else None
             try:
-                yield from _decode_segments(job, reader, plans, snap, table, thumbs)
+                known = cut_frames(reader.info.frame_times, job.cuts if job.segments is not None else cuts)
+                yield from _decode_segments(job, reader, plans, snap, table, thumbs, known)
             finally:
                 if thumbs:
                     thumbs.close()
@@ -183,27 +188,77 @@ def parking(messages: Iterator[tuple]) -> Iterator[tuple]:
         waited = time.monotonic() - t0 >= CONSUMER_WAIT_S
 
 
-def _decode_segments(job: DecodeJob, reader: VideoReader, plans, snap: bool, table, thumbs) -> Iterator[tuple]:
+#: Where a file's cuts are not known (fixed windows), a segment's last sampled frame moves on to
+#: the keyframe that starts the next segment (``readplan.snap_to_keyframes(open_end=True)``) only
+#: when that keyframe's picture is this close to the segment's sampled frame before it
+#: (``shots.distance`` of colour histograms); else it stays exact. The shot scan's own rule for
+#: two keyframes with no cut between them (``ShotSettings.candidate``): a stricter one turned
+#: down every crossing on moving pictures (testsrc2 at 32 px: 0.05 between consecutive frames),
+#: while cuts between scenes measured 0.6 and more.
+CROSSING_CHANGE = DEFAULT_SETTINGS.candidate
+
+
+def _decode_segments(
+    job: DecodeJob, reader: VideoReader, plans, snap: bool, table, thumbs, cuts: frozenset[int] | None,
+    carried: dict[int, np.ndarray] | None = None,
+) -> Iterator[tuple]:  # fmt: skip
     """The ``segment`` (or ``segment_error``) message of each plan: its sampled frames at the
-    encoder's size, and its thumbnail."""
+    encoder's size, and its thumbnail.
+
+    ``fast``: a segment's last frame may be the keyframe that starts the next segment when no
+    cut lies between: ``cuts`` (the frames that start a shot; None where they are not known)
+    does not hold the segment's end, and where the cuts are not known the two pictures are
+    alike (``CROSSING_CHANGE``). ``carried``: frames a segment decoded past its end, kept for
+    the next segment; a caller that decodes its plans in several calls passes the same dict."""
+    carried = {} if carried is None else carried
     for p in plans:
-        idx = uniform_indices(p.start_frame, p.end_frame, job.frames)
-        if snap:
-            idx = snap_to_keyframes(idx, p.start_frame, p.end_frame, table)
+        exact = uniform_indices(p.start_frame, p.end_frame, job.frames)
+        open_end = snap and (cuts is None or p.end_frame not in cuts)
+        idx = snap_to_keyframes(exact, p.start_frame, p.end_frame, table, open_end=open_end) if snap else list(exact)
         shown = thumbs.frame_for(idx[len(idx) // 2], p) if thumbs else None
         try:
-            if shown is not None and shown in idx:  # (fast: a sampled keyframe) decoded once for both
-                got, picture = reader.get_with_picture(idx, shown, thumbs.side)
-            else:
-                got, picture = reader.get(idx), None
+            got, picture = _read(reader, idx, carried, shown, thumbs.side if thumbs else None)
+            crossed = [j for j, i in enumerate(idx) if i >= p.end_frame]
+            carried.clear()
+            carried.update((idx[j], got[j].copy()) for j in crossed)
+            if crossed and cuts is None and not _unchanged_across(got, crossed):
+                for j in crossed:
+                    idx[j] = exact[j]  # the picture changed (a cut, or fast motion): the frame itself
+                got[crossed] = _read(reader, [exact[j] for j in crossed], {}, None, None)[0]
             frames = center_crop(got, job.image_size)
         except DecodeError as exc:
+            carried.clear()
             yield ("segment_error", job.id, p.index, exc.reason)
             continue
         trace(f"job {job.id}: segment {p.index} decoded")
         thumb = thumbs.make(shown, picture) if thumbs else None
         trace(f"job {job.id}: segment {p.index} thumbnail")
         yield ("segment", job.id, p.index, idx, frames, thumb)
+
+
+def _read(
+    reader: VideoReader, idx: list[int], carried: dict[int, np.ndarray], shown: int | None, side: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frames ``idx`` as decoded (before cropping), those in ``carried`` not decoded again, and
+    the picture of ``shown`` at ``side`` when it is one of the frames decoded (else None)."""
+    need = sorted({i for i in idx if i not in carried})
+    decoded: dict[int, np.ndarray] = {}
+    picture = None
+    if need:
+        if shown is not None and shown in need:  # (fast: a sampled keyframe) decoded once for both
+            arr, picture = reader.get_with_picture(need, shown, side)
+        else:
+            arr = reader.get(need)
+        decoded = dict(zip(need, arr))
+    return np.stack([carried[i] if i in carried else decoded[i] for i in idx]), picture
+
+
+def _unchanged_across(frames: np.ndarray, crossed: list[int]) -> bool:
+    """Whether each frame at a position of ``crossed`` looks like the sampled frame before it."""
+    if crossed[0] == 0:
+        return False  # nothing before it to compare with
+    hists = histograms(frames)
+    return all(float(distance(hists[j - 1], hists[j])) < CROSSING_CHANGE for j in crossed)
 
 
 def _reader_notes(job: DecodeJob, reader: VideoReader) -> Iterator[tuple]:
@@ -230,7 +285,9 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
         yield ("note", job.id, why)
     thumbs = _Thumbnails(job, table, reader.header.display_size) if job.thumb_width else None
     sent: list = []
+    carried: dict[int, np.ndarray] = {}  # (``_decode_segments``: one segment's frames for the next)
     known: list[float] = []
+    failed = False
     cuts: list[float] | None = None
     scan = stream_shots(job.path, table, threads=job.threads or 1)
     try:
@@ -249,9 +306,10 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
                 if new:
                     trace(f"job {job.id}: {len(new)} segments settled")
                     yield ("plans", job.id, _as_tuples(new), {})
-                    yield from _decode_segments(job, reader, new, snap, table, thumbs)
+                    yield from _decode_segments(job, reader, new, snap, table, thumbs, cut_frames(frame_times, known), carried)
                     sent = ready
         except DecodeError as exc:
+            failed = True
             if not sent:
                 yield ("note", job.id, scan_failed(exc.reason))
             else:
@@ -268,7 +326,9 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
             raise RuntimeError("the streamed segment plans differ from the file's plan")  # (an invariant: never expected)
         rest = plans[len(sent) :]
         yield ("plans", job.id, _as_tuples(rest), {"cuts": cuts})
-        yield from _decode_segments(job, reader, rest, snap, table, thumbs)
+        # (after a failed scan the cuts past its end are not known)
+        known_cuts = None if failed else cut_frames(frame_times, cuts)
+        yield from _decode_segments(job, reader, rest, snap, table, thumbs, known_cuts, carried)
     finally:
         scan.close()  # (its readers, when the scan did not run to its end)
         if thumbs:

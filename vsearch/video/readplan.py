@@ -94,13 +94,19 @@ def fast_unusable(table: KeyframeTable | None, fps: float) -> str | None:
 
 
 def snap_to_keyframes(
-    indices: list[int], start: int, end: int, table: KeyframeTable, share: int = KEYFRAME_SHARE
+    indices: list[int], start: int, end: int, table: KeyframeTable, share: int = KEYFRAME_SHARE, *, open_end: bool = False
 ) -> list[int]:
     """The ``fast`` plan for one segment ``[start, end)``: each sampled frame moves to the nearest
     keyframe at most half a GOP away inside the segment, when the GOP is at most two sampling
     intervals long; otherwise it stays. A keyframe serves at most ``share`` sampled frames: a
     further frame nearest to it stays exact (see ``KEYFRAME_SHARE`` for what duplicates cost).
-    Never past the segment's end: the next frame may lie beyond a cut.
+
+    Never past the segment's end, unless ``open_end``: then a frame may also move to a keyframe
+    at or after ``end`` (the same half-GOP rule; in practice the keyframe that starts the next
+    segment, for the segment's last frame). The caller must make sure that no cut lies in
+    between (``jobs`` compares the pictures): the next frame may lie beyond a cut. The last frame
+    of a segment is its dearest read (a whole GOP's reference frames when segments and GOPs
+    align), and the next segment decodes that keyframe anyway.
     """
     if not indices:
         return []
@@ -113,7 +119,7 @@ def snap_to_keyframes(
         size = nxt - key
         best = i
         if size <= 2 * interval:
-            options = [k for k in (key, nxt) if start <= k < end and table.is_key(k)]
+            options = [k for k in (key, nxt) if start <= k and (k < end or open_end) and table.is_key(k)]
             if options:
                 near = min(options, key=lambda k: (abs(k - i), k))
                 if abs(near - i) * 2 <= size and (near == i or used.get(near, 0) < share):

@@ -116,6 +116,15 @@ def segment_plans(
     return plans
 
 
+def cut_frames(frame_times: np.ndarray, cuts: Iterable[float] | None) -> frozenset[int] | None:
+    """The frames that start a new shot, for cut times in seconds (as ``segment_plans`` maps
+    them: the first frame starting at or after the cut); None when the cuts are not known."""
+    if cuts is None:
+        return None
+    _times, starts, _duration = _timeline(frame_times)
+    return frozenset(int(np.searchsorted(starts, float(c) - 1e-6, side="left")) for c in cuts)
+
+
 def final_plans(
     frame_times: np.ndarray, cuts: Iterable[float], segment_seconds: float, min_seconds: float = 1.0
 ) -> list[SegmentPlan]:
