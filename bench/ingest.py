@@ -13,7 +13,9 @@
    inflates wall time, not CPU). Baseline, measured in
    the same run: PyAV decoding every frame (thread_type AUTO) of the same files on both cores
    (one process per core). Goal: >= 3x faster than the baseline, or >= 30 video-seconds per second.
-   Also 10 s of 4K HEVC 10-bit and a 1-hour 360p file (fast sampling), same baseline.
+   The same again with one take per file (a camera's footage: no cuts, so segment ends that
+   no cut falls on). Also 10 s of 4K HEVC 10-bit and a 1-hour 360p file (fast sampling), same
+   baseline.
    ``--footage DIR`` keeps the generated files for the next run (writing them takes minutes).
    **Quality:** the sample data re-encoded with 2 s GOPs; fast against exact, mean pool and
    CLIP-ViP: cosine per segment, same top-1 on the sample queries, R@1 of each.
@@ -145,19 +147,22 @@ SCENES = (
 
 
 def camera_footage(
-    path: Path, seconds: int, size: str, fps: int = 30, gop_s: float = 2.0, codec: str = "h264", variant: int = 0
-) -> Path:
+    path: Path, seconds: int, size: str, fps: int = 30, gop_s: float = 2.0, codec: str = "h264", variant: int = 0,
+    take: bool = False,
+) -> Path:  # fmt: skip
     """Like a camera writes it: a keyframe every ``gop_s`` seconds, B-frames, motion and cuts.
     ``codec`` "hevc10": HEVC Main 10. ``variant`` changes the fractal's zoom and the game of
-    life's seed, so files of one case differ. Kept when ``path`` already exists (--footage)."""
+    life's seed, so files of one case differ. ``take``: one scene the whole time (the
+    ``variant``-th), as a camera records it: no cuts. Kept when ``path`` already exists (--footage)."""
     if path.exists():
         return path
-    third = seconds / 3
+    scenes = [SCENES[variant % len(SCENES)]] if take else list(SCENES)
+    part_s = seconds / len(scenes)
     inputs, chains = [], []
-    for i, src in enumerate(SCENES):
+    for i, src in enumerate(scenes):
         inputs += ["-f", "lavfi", "-i", src.format(size=size, fps=fps, scale=3.0 + 0.5 * variant, seed=variant + 1)]
-        chains.append(f"[{i}]trim=0:{third:g},setpts=PTS-STARTPTS,format=yuv420p[s{i}]")
-    graph = ";".join(chains) + ";[s0][s1][s2]concat=n=3:v=1[v]"
+        chains.append(f"[{i}]trim=0:{part_s:g},setpts=PTS-STARTPTS,format=yuv420p[s{i}]")
+    graph = ";".join(chains) + ";" + "".join(f"[s{i}]" for i in range(len(scenes))) + f"concat=n={len(scenes)}:v=1[v]"
     gop = str(round(gop_s * fps))
     if codec == "hevc10":
         enc = ["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-tag:v", "hvc1",
@@ -338,26 +343,38 @@ def decoder_rows(path: str, frames: int = 8, seg_s: float = 10.0) -> list[dict]:
 
 
 #: (name, size, files, seconds each, codec): the issue-24 cases.
+#: (name, size, files, seconds, codec, one take per file). The first case's scenes change at 10 and
+#: 20 s, where fixed windows end too; the takes (``--skip takes``) are what a camera records, and
+#: show what a segment end that no cut falls on saves (``jobs.CROSSING_CHANGE``).
 CASES = (
-    ("1080p30 H.264, 2 s GOP, 4 x 30 s", "1920x1080", 4, 30, "h264"),
-    ("4K HEVC 10-bit, 2 s GOP (closed), 10 s", "3840x2160", 1, 10, "hevc10"),
-    ("360p30 H.264, 2 s GOP, 1 hour", "640x360", 1, 3600, "h264"),
+    ("1080p30 H.264, 2 s GOP, 4 x 30 s", "1920x1080", 4, 30, "h264", False),
+    ("1080p30 H.264, 2 s GOP, 4 x 30 s, one take each", "1920x1080", 4, 30, "h264", True),
+    ("4K HEVC 10-bit, 2 s GOP (closed), 10 s", "3840x2160", 1, 10, "hevc10", False),
+    ("360p30 H.264, 2 s GOP, 1 hour", "640x360", 1, 3600, "h264", False),
 )
+
+
+def _skipped(skip: set[str], count: int, seconds: int, codec: str, take: bool) -> bool:
+    return (("4k" in skip and codec == "hevc10") or ("hour" in skip and seconds > 60)
+            or ("1080p" in skip and count > 1 and not take) or ("takes" in skip and take))  # fmt: skip
 
 
 def write_footage(store: Path, skip: set[str] = frozenset()) -> dict[str, list[Path]]:
     """The cases' files under ``store`` (kept there: written once, ffmpeg takes minutes)."""
     store.mkdir(parents=True, exist_ok=True)
     out = {}
-    for name, size, count, seconds, codec in CASES:
-        if ("4k" in skip and codec == "hevc10") or ("hour" in skip and seconds > 60) or ("1080p" in skip and count > 1):
+    for name, size, count, seconds, codec, take in CASES:
+        if _skipped(skip, count, seconds, codec, take):
             continue
         if seconds > 60:  # an hour: one minute written, copied 60 times
             piece = camera_footage(store / f"piece-{size}-{codec}.mp4", 60, size, codec=codec)
             out[name] = [long_file(store / f"hour-{size}-{codec}.mp4", piece, seconds // 60)]
         else:
+            kind = "take" if take else "cam"
             out[name] = [
-                camera_footage(store / f"cam-{size}-{codec}-{seconds}s-{i}.mp4", seconds, size, codec=codec, variant=i)
+                camera_footage(
+                    store / f"{kind}-{size}-{codec}-{seconds}s-{i}.mp4", seconds, size, codec=codec, variant=i, take=take
+                )
                 for i in range(count)
             ]
     return out
@@ -379,17 +396,17 @@ def footage_rows(work: Path, out, skip: set[str], footage: Path | None = None, b
     t0 = time.perf_counter()
     files = write_footage(footage or work / "footage", skip)
     print(f"footage ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    for name, size, count, seconds, codec in CASES:
+    for name, size, count, seconds, codec, take in CASES:
         if name not in files:
             continue
-        folder = work / f"footage-{size}-{codec}-{seconds}"
+        folder = work / f"footage-{size}-{codec}-{seconds}{'-takes' if take else ''}"
         folder.mkdir(parents=True)
         paths = []
         for src in files[name]:
             os.link(src, folder / src.name)  # the case's own folder, without copying gigabytes
             paths.append(str(folder / src.name))
         video_s = _video_seconds(paths)
-        if count > 1 and "decoders" not in skip:
+        if count > 1 and not take and "decoders" not in skip:
             for row in decoder_rows(paths[0]):
                 out.write(json.dumps({"case": f"decoders on one file of {name}", **row}) + "\n")
         frames, base_s, base_cpu = pyav_baseline(paths)
@@ -529,7 +546,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="length of each synthetic video (2 segments of 10 s)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--b32-videos", type=int, default=24, help="videos for the ViT-B/32 part (2 segments each)")
-    p.add_argument("--skip", default="", help="parts to leave out: footage, decoders, 1080p, 4k, hour, quality, tiny, b32, memory")
+    p.add_argument("--skip", default="", help="parts to leave out: footage, decoders, 1080p, takes, 4k, hour, quality, tiny, b32, memory")
     p.add_argument("--only", default="", help="run only these parts (same names)")
     p.add_argument("--rows", default="bench-ingest-rows.jsonl", help="each finished row is appended here")
     p.add_argument("--footage", type=Path, default=None, help="keep (and reuse) the generated footage in this folder")
