@@ -244,12 +244,16 @@ def timed_index(
     return seconds, report
 
 
-def remember_model(model: Path, home: Path) -> None:
+def remember_model(model: Path, home: Path, code: Path | None = None) -> None:
     """Load ``model`` in full once, as a user's first `vsearch index` with it does, so that the
     user cache in ``home`` holds it (an entry it already holds is left as it is; the load itself
-    still takes its seconds, outside every timed run)."""
-    code = f"from vsearch.models import load_encoder; load_encoder({str(model)!r}, remember=True)"
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "VSEARCH_HOME": str(home)})
+    still takes its seconds, outside every timed run). ``code``: another revision's source tree,
+    which loads it its own way (a revision without a user cache has nothing to remember)."""
+    load = f"from vsearch.models import load_encoder; load_encoder({str(model)!r}, remember=True)"
+    done = subprocess.run([sys.executable, "-c", load], cwd=code, capture_output=True, text=True,
+                          env={**os.environ, "VSEARCH_HOME": str(home)})  # fmt: skip
+    if done.returncode and code is None:
+        raise SystemExit(f"loading {model} failed: {done.stderr.strip()[-500:]}")
 
 
 def _video_seconds(paths: list[str]) -> float:
@@ -418,6 +422,7 @@ def footage_rows(work: Path, out, skip: set[str], footage: Path | None = None, b
         # run starts as a user's second run does.
         home, home_old = work / "home", work / "home-before"
         if old is not None and count > 1:
+            remember_model(SAMPLE / "model", home_old, code=old)  # (its timed runs start warm too)
             store = work / "store-before"
             secs, rep = timed_index(folder, store, *model, code=old, home=home_old)
             noop_s, _ = timed_index(folder, store, code=old, home=home_old)
