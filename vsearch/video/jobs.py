@@ -190,9 +190,9 @@ def parking(messages: Iterator[tuple]) -> Iterator[tuple]:
 
 #: Where a file's cuts are not known (fixed windows), a segment's last sampled frame moves on to
 #: the keyframe that starts the next segment (``readplan.snap_to_keyframes(open_end=True)``) only
-#: when that keyframe's picture is this close to the segment's sampled frame before it
-#: (``shots.distance`` of colour histograms); else it stays exact. The shot scan's own rule for
-#: two keyframes with no cut between them (``ShotSettings.candidate``): a stricter one turned
+#: when that keyframe and the keyframe its exact frame decodes from are this close
+#: (``shots.distance`` of colour histograms); else it stays exact. It is the shot scan's own rule
+#: for two keyframes with no cut between them (``ShotSettings.candidate``): a stricter one turned
 #: down every crossing on moving pictures (testsrc2 at 32 px: 0.05 between consecutive frames),
 #: while cuts between scenes measured 0.6 and more.
 CROSSING_CHANGE = DEFAULT_SETTINGS.candidate
@@ -207,41 +207,61 @@ def _decode_segments(
 
     ``fast``: a segment's last frame may be the keyframe that starts the next segment when no
     cut lies between: ``cuts`` (the frames that start a shot; None where they are not known)
-    does not hold the segment's end, and where the cuts are not known the two pictures are
-    alike (``CROSSING_CHANGE``). ``carried``: frames a segment decoded past its end, kept for
-    the next segment; a caller that decodes its plans in several calls passes the same dict."""
+    does not hold the segment's end, and where the cuts are not known the keyframes on either
+    side of the boundary are alike (``CROSSING_CHANGE``). Those two keyframes are read alone
+    first (a keyframe decodes alone), so that the last GOP is read once, with or without its
+    last frame. ``carried``: the keyframe a segment read past its end, kept for the next
+    segment; a caller that decodes its plans in several calls passes the same dict."""
     carried = {} if carried is None else carried
     for p in plans:
         exact = uniform_indices(p.start_frame, p.end_frame, job.frames)
         open_end = snap and (cuts is None or p.end_frame not in cuts)
         idx = snap_to_keyframes(exact, p.start_frame, p.end_frame, table, open_end=open_end) if snap else list(exact)
         shown = thumbs.frame_for(idx[len(idx) // 2], p) if thumbs else None
+        have = dict(carried)
+        crossed = [j for j, i in enumerate(idx) if i >= p.end_frame]
+        if crossed and cuts is None and not _no_cut_across(reader, table, [(exact[j], idx[j]) for j in crossed], have):
+            for j in crossed:
+                idx[j] = exact[j]  # the picture changed (a cut, or fast motion): the frame itself
         try:
-            got, picture = _read(reader, idx, carried, shown, thumbs.side if thumbs else None)
-            crossed = [j for j, i in enumerate(idx) if i >= p.end_frame]
-            carried.clear()
-            carried.update((idx[j], got[j].copy()) for j in crossed)
-            if crossed and cuts is None and not _unchanged_across(got, crossed):
-                for j in crossed:
-                    idx[j] = exact[j]  # the picture changed (a cut, or fast motion): the frame itself
-                got[crossed] = _read(reader, [exact[j] for j in crossed], {}, None, None)[0]
+            got, picture = _read(reader, idx, have, shown, thumbs.side if thumbs else None)
             frames = center_crop(got, job.image_size)
         except DecodeError as exc:
             carried.clear()
             yield ("segment_error", job.id, p.index, exc.reason)
             continue
+        carried.clear()  # (the next segment's first frame, when this one read it)
+        carried.update((i, f.copy()) for i, f in zip(idx, got) if i >= p.end_frame)
+        if p.end_frame in have:
+            carried[p.end_frame] = have[p.end_frame]
         trace(f"job {job.id}: segment {p.index} decoded")
         thumb = thumbs.make(shown, picture) if thumbs else None
         trace(f"job {job.id}: segment {p.index} thumbnail")
         yield ("segment", job.id, p.index, idx, frames, thumb)
 
 
+def _no_cut_across(reader: VideoReader, table, moves: list[tuple[int, int]], have: dict[int, np.ndarray]) -> bool:
+    """Whether each ``(exact frame, keyframe past the segment's end)`` move crosses no cut by the
+    shot scan's keyframe rule: the keyframe the exact frame decodes from and the keyframe it
+    would move to differ by less than ``CROSSING_CHANGE``. The keyframes are read alone and
+    added to ``have``; one that cannot be read keeps the frame exact."""
+    pairs = [(table.gop(e)[0], k) for e, k in moves]
+    keys = sorted({k for pair in pairs for k in pair} - have.keys())
+    try:
+        if keys:
+            have.update(zip(keys, reader.get(keys)))
+    except DecodeError:
+        return False
+    hists = {k: histograms(have[k][None])[0] for pair in pairs for k in pair}
+    return all(float(distance(hists[a], hists[b])) < CROSSING_CHANGE for a, b in pairs)
+
+
 def _read(
-    reader: VideoReader, idx: list[int], carried: dict[int, np.ndarray], shown: int | None, side: int | None
+    reader: VideoReader, idx: list[int], have: dict[int, np.ndarray], shown: int | None, side: int | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Frames ``idx`` as decoded (before cropping), those in ``carried`` not decoded again, and
-    the picture of ``shown`` at ``side`` when it is one of the frames decoded (else None)."""
-    need = sorted({i for i in idx if i not in carried})
+    """Frames ``idx`` as decoded (before cropping), those in ``have`` not decoded again, and the
+    picture of ``shown`` at ``side`` when it is one of the frames decoded (else None)."""
+    need = sorted({i for i in idx if i not in have})
     decoded: dict[int, np.ndarray] = {}
     picture = None
     if need:
@@ -250,15 +270,7 @@ def _read(
         else:
             arr = reader.get(need)
         decoded = dict(zip(need, arr))
-    return np.stack([carried[i] if i in carried else decoded[i] for i in idx]), picture
-
-
-def _unchanged_across(frames: np.ndarray, crossed: list[int]) -> bool:
-    """Whether each frame at a position of ``crossed`` looks like the sampled frame before it."""
-    if crossed[0] == 0:
-        return False  # nothing before it to compare with
-    hists = histograms(frames)
-    return all(float(distance(hists[j - 1], hists[j])) < CROSSING_CHANGE for j in crossed)
+    return np.stack([have[i] if i in have else decoded[i] for i in idx]), picture
 
 
 def _reader_notes(job: DecodeJob, reader: VideoReader) -> Iterator[tuple]:
