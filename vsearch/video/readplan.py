@@ -10,7 +10,8 @@ decoding the 24 sampled frames of a 30 s file took 46% of decoding all 900. Two 
   intervals, and the keyframe serves no other sampled frame of the segment
   (``KEYFRAME_SHARE``). Keyframes decode alone (33x faster than a full decode on a
   high-bitrate file); frames that cannot move stay exact, decoded from their keyframe as in
-  ``exact``.
+  ``exact``. A segment's last frame may also move on to the keyframe that starts the next
+  segment, where the caller knows that no cut lies between (``open_end``).
 
 ``exact`` and ``fast`` are two plans over the same decoder, not two decoders. Pure functions of
 frame indices: tested on synthetic tables without decoding anything.
@@ -104,7 +105,8 @@ def snap_to_keyframes(
     Never past the segment's end, unless ``open_end``: then a frame may also move to a keyframe
     at or after ``end`` (the same half-GOP rule; in practice the keyframe that starts the next
     segment, for the segment's last frame). The caller must make sure that no cut lies in
-    between (``jobs`` compares the pictures): the next frame may lie beyond a cut. The last frame
+    between (``jobs._decode_segments``: the shot scan found none there, or the keyframes either
+    side of the boundary are alike): the next frame may lie beyond a cut. The last frame
     of a segment is its dearest read (a whole GOP's reference frames when segments and GOPs
     align), and the next segment decodes that keyframe anyway.
     """
