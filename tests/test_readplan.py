@@ -301,16 +301,8 @@ def test_a_decoder_waiting_on_its_consumer_leaves_no_decord_reader_spinning(tmp_
     assert spinning_while_held(parking) == [True] + [False] * 5  # (the first had no wait before it)
 
 
-@needs_ffmpeg
-@pytest.mark.parametrize("codec", ["h264", "hevc", "mpegts", "mpegts-open"])
-def test_files_decord_seeks_wrong_in_are_read_by_gop_with_the_frames_of_a_full_decode(tmp_path, codec):
-    """Open GOPs and MPEG-TS: planned with the keyframes as shown, every frame read (alone, in
-    sets, and the leading frames just before each keyframe, which refer to the GOP before in an
-    open GOP) is the frame a full decode in order gives, at full size; a reader that plans
-    nothing does the same (decord's seeks returned other frames there: frames 97-99 of the
-    open-GOP H.264 file; every frame of the MPEG-TS ones, a GOP late)."""
-    from vsearch.video.pyav_reader import PyAVSequential, has_open_gops
-
+def _seeks_wrong_file(tmp_path, codec: str) -> str:
+    """12 s at 10 fps, a keyframe every 20 frames: open GOPs (H.264, HEVC) or MPEG-TS."""
     path = str(tmp_path / f"open-{codec}.mp4")
     if codec == "h264":
         camera_file(path, seconds=12, gop=20, extra=("-x264-params", "open-gop=1:bframes=3:b-pyramid=normal"))
@@ -322,6 +314,45 @@ def test_files_decord_seeks_wrong_in_are_read_by_gop_with_the_frames_of_a_full_d
         camera_file(path, seconds=12, gop=20, extra=("-x264-params", params, "-f", "mpegts"))
     else:
         camera_file(path, seconds=12, gop=20, hevc="open-gop=1:bframes=4")
+    return path
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("codec", ["h264", "hevc", "mpegts", "mpegts-open"])
+def test_forward_runs_go_on_where_the_last_stopped_and_give_a_full_decodes_frames(tmp_path, codec):
+    """A shot scan's half-second pieces (``get_run``): consecutive runs across keyframes go on
+    from where the decoder stopped (each frame decoded once, not each piece from its keyframe
+    again), and every frame is a full decode's, open GOPs' leading frames included; a jump to a
+    later GOP, a run that goes back, or a planned read in between starts afresh, right too."""
+    from vsearch.video.pyav_reader import PyAVSequential
+
+    path = _seeks_wrong_file(tmp_path, codec)
+    every = PyAVSequential(path, None, 0).get(list(range(120)))
+    with VideoReader(path) as r:
+        assert r.read_by_gop_as_shown() is not None
+        gop = r._gop
+        before = gop.decoded
+        for a, b in ((20, 34), (35, 49), (50, 64)):  # across keyframes 40 and 60
+            np.testing.assert_array_equal(r.get_run(list(range(a, b + 1))), every[a : b + 1], err_msg=f"{a}-{b}")
+        assert gop.decoded - before <= 45 + 4, gop.decoded - before  # 45 frames, a few of them early
+        for a, b in ((95, 104), (30, 36), (37, 45)):  # a jump, a run back, then on from there
+            np.testing.assert_array_equal(r.get_run(list(range(a, b + 1))), every[a : b + 1], err_msg=f"{a}-{b}")
+        np.testing.assert_array_equal(r.get([5, 71]), every[[5, 71]])  # a planned read in between
+        np.testing.assert_array_equal(r.get_run(list(range(46, 60))), every[46:60])
+        np.testing.assert_array_equal(r.get_run(list(range(100, 120))), every[100:120])  # to the end of the file
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("codec", ["h264", "hevc", "mpegts", "mpegts-open"])
+def test_files_decord_seeks_wrong_in_are_read_by_gop_with_the_frames_of_a_full_decode(tmp_path, codec):
+    """Open GOPs and MPEG-TS: planned with the keyframes as shown, every frame read (alone, in
+    sets, and the leading frames just before each keyframe, which refer to the GOP before in an
+    open GOP) is the frame a full decode in order gives, at full size; a reader that plans
+    nothing does the same (decord's seeks returned other frames there: frames 97-99 of the
+    open-GOP H.264 file; every frame of the MPEG-TS ones, a GOP late)."""
+    from vsearch.video.pyav_reader import PyAVSequential, has_open_gops
+
+    path = _seeks_wrong_file(tmp_path, codec)
     assert has_open_gops(path, 0) == (codec != "mpegts")
     every = PyAVSequential(path, None, 0).get(list(range(120)))
     with VideoReader(path) as r:

@@ -301,6 +301,22 @@ class VideoReader:
         clamped to the last frame."""
         return orient(self._get_stored(indices), self.header.orientation)
 
+    def get_run(self, indices: list[int]) -> np.ndarray:
+        """``get`` for runs of frames read forward one after another (a shot scan's half-second
+        pieces): reading by GOP, the decoder goes on from where the last run stopped instead of
+        decoding the GOP again from its keyframe (``GopReader.get_run``); else ``get``."""
+        if self._gop is None:
+            return self.get(indices)
+        n = self.info.num_frames
+        idx = [min(max(int(i), 0), n - 1) for i in indices]
+        try:
+            out = self._gop.get_run(idx)
+            if out.shape[1:] == self.frame_shape:
+                return orient(out, self.header.orientation)
+        except DecodeError:
+            pass
+        return self.get(indices)  # (planned reads, and their fallbacks)
+
     def get_with_picture(self, indices: list[int], picture: int, side: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``get(indices)`` and, when reading by GOP and ``picture`` is one of ``indices``, that
         frame from the same decode at ``side`` pixels on its short side, aspect kept, upright

@@ -387,7 +387,8 @@ def stream_shots(path: str, table: KeyframeTable | None = None, *, threads: int 
         # Keyframes one by one through planned reads (a keyframe decodes alone: half decord's CPU
         # on 1080p), runs of frames through the usual decoder, which keeps its state from one
         # half-second piece to the next (planned reads would start each at its keyframe); where
-        # decord's seeks return other frames (open GOPs, MPEG-TS), runs through planned reads too.
+        # decord's seeks return other frames (open GOPs, MPEG-TS), through the planned reader's
+        # forward runs, which keep theirs too (``GopReader.get_run``).
         if table is not None and reader.read_by_gop(table):
             if reader.decord_seeks_right:
 
@@ -398,7 +399,7 @@ def stream_shots(path: str, table: KeyframeTable | None = None, *, threads: int 
                     return runs[0].get(idx)
 
             else:
-                read_runs = reader.get
+                read_runs = reader.get_run  # (the decoder goes on from one piece to the next)
 
         try:
             gen = scan_stream(reader.get, info.num_frames, info.fps, starts, table, settings, sizes, read_runs)
