@@ -162,6 +162,7 @@ class GopReader:
             if run is None:
                 raise DecodeError(self._container.name, f"frames {wanted[:3]} did not decode")
         out = {i: run.ahead.pop(i) for i in wanted if i in run.ahead}
+        run.ahead = {i: f for i, f in run.ahead.items() if i > wanted[-1]}  # (those before: never asked for now)
         ctx = self._stream.codec_context
         left = set(wanted) - out.keys()
         try:
@@ -213,8 +214,8 @@ class GopReader:
             self._stream.codec_context.flush_buffers()
 
     def _packets_from(self, key: int) -> Iterator | None:
-        """The stream's packets from keyframe ``key`` on (the decoder flushed), or None when the
-        seek landed past it (the caller falls back).
+        """The stream's packets from keyframe ``key`` on, or None when the seek landed past it
+        (the caller falls back). The decoder holds nothing then: every read flushes it as it ends.
 
         Seeks by the keyframe's decode timestamp: MPEG-TS seeks by those, and a seek to its
         presentation timestamp landed on the packets after it. Packets before the keyframe (a
