@@ -529,3 +529,38 @@ def test_a_segments_last_frame_crosses_into_the_next_only_where_no_cut_lies_betw
     _, _, _, plans = sampled(take, "shots")
     claimed, _, _, _ = sampled(take, "shots", segments=tuple(tuple(p) for p in plans), cuts=(10.0,))
     assert claimed[0][-1] == 299
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("hevc", [False, True])
+def test_the_shot_scans_keyframes_are_shared_with_the_segments_pixel_for_pixel(tmp_path, hevc):
+    """A streamed shots job hands the keyframes its scan decodes to its own reader's segments
+    (``stream_shots(share=...)``): each shared keyframe is the very frame that reader returns,
+    and the job's segments are those of a job that shares nothing, to the last pixel. HEVC reads
+    through PyAV (bilinear), H.264 as decord scales (bicubic)."""
+    from tests.test_shots import _spliced
+    from vsearch.video.shots import stream_shots
+
+    if hevc:
+        path = camera_file(tmp_path / "hevc.mp4", seconds=12, gop=20, hevc="open-gop=0")
+    else:
+        path = str(_spliced(tmp_path / "cut.mp4", [("testsrc2", 6.0), ("smptebars", 6.0)], bframes=2))
+    with VideoReader(path, 48, "crop") as r:
+        table = r.keyframes()
+        assert r.read_by_gop(table)
+        kept: dict = {}
+        scan = stream_shots(path, table, share=(r, kept))
+        for _ in scan:
+            pass
+        assert sorted(kept) == table.keys.tolist()
+        np.testing.assert_array_equal(np.stack([kept[k] for k in sorted(kept)]), r.get(table.keys.tolist()))
+
+    def segments(streamed: bool) -> dict:
+        job = DecodeJob(0, path, 8, 48, "crop", 4.0, 1.0, sampling="fast", segmenter="shots", stream_plans=streamed)
+        return {m[2]: (m[3], m[4]) for m in _messages(job) if m[0] == "segment"}
+
+    whole, streamed = segments(False), segments(True)
+    assert whole.keys() == streamed.keys() and len(whole) >= 3
+    for k in whole:
+        assert whole[k][0] == streamed[k][0]
+        np.testing.assert_array_equal(whole[k][1], streamed[k][1])

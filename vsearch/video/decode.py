@@ -317,6 +317,27 @@ class VideoReader:
             pass
         return self.get(indices)  # (planned reads, and their fallbacks)
 
+    def get_also(self, indices: list[int], other: VideoReader) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """``get(indices)`` and, from the same decode, each of those frames as ``other`` (another
+        reader of this file, at another size) returns it, by frame index: the same pixels,
+        because both read by GOP and scale alike. ``{}`` for them when that cannot be promised."""
+        mine, theirs = self._gop, other._gop
+        n = self.info.num_frames
+        idx = [min(max(int(i), 0), n - 1) for i in indices]
+        if (
+            mine is None or theirs is None or other.info.num_frames != n or not np.array_equal(mine.keys, theirs.keys)
+            or (mine._interpolation, mine._orientation) != (theirs._interpolation, theirs._orientation)
+        ):  # fmt: skip
+            return self.get(indices), {}
+        try:
+            frames, pics = mine.get_with_pictures(idx, idx, other._decode_size)
+        except DecodeError:
+            return self.get(indices), {}
+        if frames.shape[1:] != self.frame_shape or any(p.shape != other.frame_shape for p in pics.values()):
+            return self.get(indices), {}
+        orientation = self.header.orientation
+        return orient(frames, orientation), {i: orient(p[None], orientation)[0] for i, p in pics.items()}
+
     def get_with_picture(self, indices: list[int], picture: int, side: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``get(indices)`` and, when reading by GOP and ``picture`` is one of ``indices``, that
         frame from the same decode at ``side`` pixels on its short side, aspect kept, upright

@@ -68,9 +68,9 @@ class GopReader:
         self._key_dts: dict[int, int] = key_dts or {}
         self._scale = VideoReformatter()  # one scaler for every frame (its context is reused)
         self._picture_scale = VideoReformatter()  # (and one for pictures: another size)
-        self._picture: int | None = None
+        self._pictures: frozenset[int] = frozenset()
         self._picture_size: tuple[int, int] | None = None
-        self._picture_out: np.ndarray | None = None
+        self._picture_out: dict[int, np.ndarray] = {}
         self._run: _Run | None = None
         #: Frames the decoder produced (a plan's cost).
         self.decoded = 0
@@ -122,20 +122,29 @@ class GopReader:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Frames ``idx`` and, from the same decode, frame ``picture`` (one of ``idx``) scaled to
         ``size`` (a thumbnail at display resolution: no second read of that frame)."""
+        frames, pictures = self.get_with_pictures(idx, () if picture is None else (picture,), size)
+        return frames, pictures.get(picture) if picture is not None else None
+
+    def get_with_pictures(
+        self, idx: list[int], pictures, size: tuple[int, int] | None
+    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Frames ``idx`` and, from the same decode, each frame of ``pictures`` (some of ``idx``)
+        scaled to ``size`` too, by frame index: a second size without a second read (a
+        thumbnail; keyframes for another reader of the file)."""
         self._end_run()  # (planned reads seek)
         wanted = sorted(set(int(i) for i in idx))
         out: dict[int, np.ndarray] = {}
-        self._picture, self._picture_size, self._picture_out = picture, size, None
+        self._pictures, self._picture_size, self._picture_out = frozenset(int(i) for i in pictures), size, {}
         try:
             for read in plan_reads(wanted, KeyframeTable(self.keys, len(self._pts))):
                 self._read_gop(read.key, set(read.frames), out)
-            pic = self._picture_out
+            pics = self._picture_out
         finally:
-            self._picture, self._picture_out = None, None
+            self._pictures, self._picture_out = frozenset(), {}
         missing = [i for i in wanted if i not in out]
         if missing:
             raise DecodeError(self._container.name, f"frames {missing[:3]} did not decode")
-        return np.stack([out[int(i)] for i in idx]), pic
+        return np.stack([out[int(i)] for i in idx]), pics
 
     def get_run(self, idx: list[int]) -> np.ndarray:
         """Frames ``idx`` (uint8 ``(n, h, w, 3)``) of a forward run, like ``get``, but the decoder
@@ -264,8 +273,8 @@ class GopReader:
             i = self._rank.get(frame.pts)
             if i in frames and i not in out:
                 out[i] = self._to_array(frame, self._size, self._scale)
-                if i == self._picture:
-                    self._picture_out = self._to_array(frame, self._picture_size, self._picture_scale)
+                if i in self._pictures:
+                    self._picture_out[i] = self._to_array(frame, self._picture_size, self._picture_scale)
 
     def _to_array(self, frame, size: tuple[int, int] | None, scaler) -> np.ndarray:
         if size is None:

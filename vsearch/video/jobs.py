@@ -200,7 +200,7 @@ CROSSING_CHANGE = DEFAULT_SETTINGS.candidate
 
 def _decode_segments(
     job: DecodeJob, reader: VideoReader, plans, snap: bool, table, thumbs, cuts: frozenset[int] | None,
-    carried: dict[int, np.ndarray] | None = None,
+    carried: dict[int, np.ndarray] | None = None, shared: dict[int, np.ndarray] | None = None,
 ) -> Iterator[tuple]:  # fmt: skip
     """The ``segment`` (or ``segment_error``) message of each plan: its sampled frames at the
     encoder's size, and its thumbnail.
@@ -211,14 +211,16 @@ def _decode_segments(
     side of the boundary are alike (``CROSSING_CHANGE``). Those two keyframes are read alone
     first (a keyframe decodes alone), so that the last GOP is read once, with or without its
     last frame. ``carried``: the keyframe a segment read past its end, kept for the next
-    segment; a caller that decodes its plans in several calls passes the same dict."""
+    segment; a caller that decodes its plans in several calls passes the same dict. ``shared``:
+    frames decoded elsewhere exactly as ``reader`` returns them (the shot scan's keyframes)."""
     carried = {} if carried is None else carried
+    shared = {} if shared is None else shared
     for p in plans:
         exact = uniform_indices(p.start_frame, p.end_frame, job.frames)
         open_end = snap and (cuts is None or p.end_frame not in cuts)
         idx = snap_to_keyframes(exact, p.start_frame, p.end_frame, table, open_end=open_end) if snap else list(exact)
         shown = thumbs.frame_for(idx[len(idx) // 2], p) if thumbs else None
-        have = dict(carried)
+        have = {**shared, **carried}
         crossed = [j for j, i in enumerate(idx) if i >= p.end_frame]
         if crossed and cuts is None and not _no_cut_across(reader, table, [(exact[j], idx[j]) for j in crossed], have):
             for j in crossed:
@@ -301,7 +303,8 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
     known: list[float] = []
     failed = False
     cuts: list[float] | None = None
-    scan = stream_shots(job.path, table, threads=job.threads or 1)
+    shared: dict[int, np.ndarray] = {}  # keyframes the scan decoded, as this reader returns them
+    scan = stream_shots(job.path, table, threads=job.threads or 1, share=(reader, shared) if snap else None)
     try:
         try:
             while True:
@@ -318,8 +321,12 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
                 if new:
                     trace(f"job {job.id}: {len(new)} segments settled")
                     yield ("plans", job.id, _as_tuples(new), {})
-                    yield from _decode_segments(job, reader, new, snap, table, thumbs, cut_frames(frame_times, known), carried)
+                    yield from _decode_segments(
+                        job, reader, new, snap, table, thumbs, cut_frames(frame_times, known), carried, shared
+                    )
                     sent = ready
+                    for i in [i for i in shared if i < sent[-1].end_frame]:
+                        del shared[i]  # (behind every segment still to come)
         except DecodeError as exc:
             failed = True
             if not sent:
@@ -340,7 +347,7 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
         yield ("plans", job.id, _as_tuples(rest), {"cuts": cuts})
         # (after a failed scan the cuts past its end are not known)
         known_cuts = None if failed else cut_frames(frame_times, cuts)
-        yield from _decode_segments(job, reader, rest, snap, table, thumbs, known_cuts, carried)
+        yield from _decode_segments(job, reader, rest, snap, table, thumbs, known_cuts, carried, shared)
     finally:
         scan.close()  # (its readers, when the scan did not run to its end)
         if thumbs:
