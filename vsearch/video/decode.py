@@ -326,7 +326,7 @@ class VideoReader:
         idx = [min(max(int(i), 0), n - 1) for i in indices]
         if (
             mine is None or theirs is None or other.info.num_frames != n or not np.array_equal(mine.keys, theirs.keys)
-            or (mine._interpolation, mine._orientation) != (theirs._interpolation, theirs._orientation)
+            or mine.scaling != theirs.scaling
         ):  # fmt: skip
             return self.get(indices), {}
         try:

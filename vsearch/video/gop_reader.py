@@ -113,6 +113,12 @@ class GopReader:
             container.close()
             return None
 
+    @property
+    def scaling(self) -> tuple[str | None, str]:
+        """How frames are scaled: swscale's interpolation and the orientation scaled for. Two
+        readers that agree on it give the same pixels for a frame at the same size."""
+        return self._interpolation, self._orientation
+
     def get(self, idx: list[int]) -> np.ndarray:
         """Frames ``idx`` (uint8 ``(n, h, w, 3)``); ``DecodeError`` if any did not come out."""
         return self.get_with_picture(idx, None, None)[0]

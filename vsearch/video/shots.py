@@ -34,10 +34,14 @@ motion and is not decoded. The sizes come from the container's index (MP4/MOV): 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .readplan import KeyframeTable
+
+if TYPE_CHECKING:
+    from .decode import VideoReader
 
 #: Histogram bins per colour channel (a power of two: a pixel's bin is a shift).
 BINS = 32
@@ -371,7 +375,8 @@ SHARED_KEYFRAMES = 64
 
 
 def stream_shots(path: str, table: KeyframeTable | None = None, *, threads: int = 1,
-                 settings: ShotSettings = DEFAULT_SETTINGS, share=None):  # fmt: skip
+                 settings: ShotSettings = DEFAULT_SETTINGS,
+                 share: tuple[VideoReader, dict[int, np.ndarray]] | None = None):  # fmt: skip
     """``detect_shots`` as it goes: yields ``(frontier, cut_times)`` whenever the cuts up to frame
     ``frontier`` are final (``scan_stream``; times in seconds from the first frame), returns the
     ``ShotScan``. Its readers stay open until it is exhausted or closed.
