@@ -79,3 +79,16 @@ def load_renamed(module: nn.Module, sd: Mapping[str, torch.Tensor], names: Mappi
     """Load ``sd`` (transformers' names) into ``module`` through ``names`` (ours → theirs),
     strictly: a missing or left-over parameter is an error, never a silent default."""
     module.load_state_dict({ours: sd[theirs].float() for ours, theirs in names.items()}, strict=True)
+
+
+def tensors_with_prefix(weights, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file whose names start with one of ``prefixes`` (one tower of
+    a ``CLIPModel``), read without loading the rest."""
+    from safetensors import safe_open
+
+    sd = {}
+    with safe_open(str(weights), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open has no items()
+            if key.startswith(prefixes):
+                sd[key] = f.get_tensor(key)
+    return sd

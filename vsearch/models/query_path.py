@@ -31,7 +31,7 @@ from torch import nn
 from ..atomic import atomic_write_text
 from ..config import cache_dir
 from .encoder import EncoderSpec
-from .plain_clip import activation, layer_names, layers_for, load_renamed
+from .plain_clip import activation, layer_names, layers_for, load_renamed, tensors_with_prefix
 from .tokenizer import clean_text
 
 CACHE_NAME = "query-path.json"
@@ -197,16 +197,10 @@ def load(source: str, fingerprint: str) -> QueryEncoder | None:
     weights, entry = found
     if entry.get("fingerprint") != fingerprint:
         return None
-    from safetensors import safe_open
     from tokenizers import Tokenizer
 
-    sd = {}
-    with safe_open(str(weights), framework="pt") as f:
-        for key in f.keys():  # noqa: SIM118 - safe_open has no items()
-            if key.startswith(TEXT_PREFIXES):
-                sd[key] = f.get_tensor(key)
     tower = TextTower(entry["text_config"], entry["projection_dim"])
-    tower.load_clip_weights(sd)
+    tower.load_clip_weights(tensors_with_prefix(weights, TEXT_PREFIXES))
     try:
         tokenizer = Tokenizer.from_file(str(_tokenizer_path(entry["tokenizer"])))
     except Exception:  # noqa: BLE001 - a missing or damaged cached tokenizer: take the slow path

@@ -25,7 +25,6 @@ checkpoint file, a changed folder, no entry) loads the full model as before.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +32,7 @@ from torch import nn
 
 from ..config import resolve_device
 from .encoder import EncoderSpec, check_frame_count, device_autocast
-from .plain_clip import activation, layer_names, layers_for, load_renamed
+from .plain_clip import activation, layer_names, layers_for, load_renamed, tensors_with_prefix
 from .proxies import ClipVipConfig, proxy_layer, proxy_sequence
 from .query_path import cached_entry, folder_digest
 
@@ -85,7 +84,6 @@ class VisionTower(nn.Module):
         for layer in self.layers:
             x = layer(x, self.heads, self.act, causal=False)
         return self.proj(self.post(x[:, 0]))
-
 
 
 class MeanPoolTower(VisionTower):
@@ -192,20 +190,9 @@ def load(source: str, *, fingerprint: str | None = None, device: str | None = No
         tower = _tower(entry)
         if tower is None:
             return None
-        tower.load_clip_weights(_vision_weights(weights))
+        tower.load_clip_weights(tensors_with_prefix(weights, VISION_PREFIXES))
     except (KeyError, TypeError, ValueError, RuntimeError, OSError):  # not what the entry describes: the full load says why
         return None
     if tower.image_size != int(entry["spec"]["pixels"]["image_size"]):
         return None
     return IndexEncoder(entry, tower, resolve_device(device))
-
-
-def _vision_weights(weights: Path) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-
-    sd = {}
-    with safe_open(str(weights), framework="pt") as f:
-        for key in f.keys():  # noqa: SIM118 - safe_open has no items()
-            if key.startswith(VISION_PREFIXES):
-                sd[key] = f.get_tensor(key)
-    return sd
