@@ -301,14 +301,18 @@ class VideoReader:
         clamped to the last frame."""
         return orient(self._get_stored(indices), self.header.orientation)
 
+    def _clamped(self, indices: list[int]) -> list[int]:
+        """``indices`` inside the video: out-of-range ones clamped to the first or last frame."""
+        n = self.info.num_frames
+        return [min(max(int(i), 0), n - 1) for i in indices]
+
     def get_run(self, indices: list[int]) -> np.ndarray:
         """``get`` for runs of frames read forward one after another (a shot scan's half-second
         pieces): reading by GOP, the decoder goes on from where the last run stopped instead of
         decoding the GOP again from its keyframe (``GopReader.get_run``); else ``get``."""
         if self._gop is None:
             return self.get(indices)
-        n = self.info.num_frames
-        idx = [min(max(int(i), 0), n - 1) for i in indices]
+        idx = self._clamped(indices)
         try:
             out = self._gop.get_run(idx)
             if out.shape[1:] == self.frame_shape:
@@ -322,10 +326,9 @@ class VideoReader:
         reader of this file, at another size) returns it, by frame index: the same pixels,
         because both read by GOP and scale alike. ``{}`` for them when that cannot be promised."""
         mine, theirs = self._gop, other._gop
-        n = self.info.num_frames
-        idx = [min(max(int(i), 0), n - 1) for i in indices]
+        idx = self._clamped(indices)
         if (
-            mine is None or theirs is None or other.info.num_frames != n or not np.array_equal(mine.keys, theirs.keys)
+            mine is None or theirs is None or other.info.num_frames != self.info.num_frames or not np.array_equal(mine.keys, theirs.keys)
             or mine.scaling != theirs.scaling
         ):  # fmt: skip
             return self.get(indices), {}
@@ -346,8 +349,7 @@ class VideoReader:
             return self.get(indices), None
         w, h = decode_size(*self.header.display_size, side, "crop")
         stored = (h, w) if self.header.transposed else (w, h)
-        n = self.info.num_frames
-        idx = [min(max(int(i), 0), n - 1) for i in indices]
+        idx = self._clamped(indices)
         try:
             frames, pic = self._gop.get_with_picture(idx, int(picture), stored)
         except DecodeError:
@@ -358,8 +360,7 @@ class VideoReader:
         return orient(frames, orientation), None if pic is None else orient(pic[None], orientation)[0]
 
     def _get_stored(self, indices: list[int]) -> np.ndarray:
-        n = self.info.num_frames
-        idx = [min(max(int(i), 0), n - 1) for i in indices]
+        idx = self._clamped(indices)
         if self._vr is not None and self._gop is None and not self._seeks_checked:
             # Where decord's seeks return other frames, every reader (training, re-ranking) reads
             # by GOP instead: from the first get, before decord has read anything.
