@@ -103,10 +103,7 @@ def segment_plans(
     cuts = list(cuts)
     if len(shot_bounds(duration, cuts, min_seconds)) == 2:
         return fixed_plans(times, segment_seconds, min_seconds)
-    edges = [
-        int(np.searchsorted(starts, a - 1e-6, side="left"))
-        for a, _b in plan_segments(duration, cuts, segment_seconds, min_seconds)
-    ]
+    edges = [_frame_at(starts, a) for a, _b in plan_segments(duration, cuts, segment_seconds, min_seconds)]
     edges = sorted(set(min(e, n) for e in edges) | {0}) + [n]
     plans = []
     for a, b in zip(edges[:-1], edges[1:]):
@@ -122,7 +119,7 @@ def cut_frames(frame_times: np.ndarray, cuts: Iterable[float] | None) -> frozens
     if cuts is None:
         return None
     _times, starts, _duration = _timeline(frame_times)
-    return frozenset(int(np.searchsorted(starts, float(c) - 1e-6, side="left")) for c in cuts)
+    return frozenset(_frame_at(starts, float(c)) for c in cuts)
 
 
 def final_plans(
@@ -141,8 +138,13 @@ def final_plans(
     bounds = shot_bounds(duration, cuts, max(0.0, float(min_seconds)))
     if len(bounds) == 2:
         return []
-    edge = int(np.searchsorted(starts, bounds[-2] - 1e-6, side="left"))
+    edge = _frame_at(starts, bounds[-2])
     return [p for p in segment_plans(times, cuts, segment_seconds, min_seconds) if p.end_frame <= edge]
+
+
+def _frame_at(starts: np.ndarray, t: float) -> int:
+    """The first frame starting at or after ``t`` seconds (``starts``: from the first frame)."""
+    return int(np.searchsorted(starts, t - 1e-6, side="left"))
 
 
 def _timeline(frame_times) -> tuple[np.ndarray, np.ndarray, float]:
