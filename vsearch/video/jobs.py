@@ -200,7 +200,7 @@ CROSSING_CHANGE = DEFAULT_SETTINGS.candidate
 
 def _decode_segments(
     job: DecodeJob, reader: VideoReader, plans, snap: bool, table, thumbs, cuts: frozenset[int] | None,
-    carried: dict[int, np.ndarray] | None = None, shared: dict[int, np.ndarray] | None = None,
+    decoded: dict[int, np.ndarray] | None = None,
 ) -> Iterator[tuple]:  # fmt: skip
     """The ``segment`` (or ``segment_error``) message of each plan: its sampled frames at the
     encoder's size, and its thumbnail.
@@ -210,17 +210,16 @@ def _decode_segments(
     does not hold the segment's end, and where the cuts are not known the keyframes on either
     side of the boundary are alike (``CROSSING_CHANGE``). Those two keyframes are read alone
     first (a keyframe decodes alone), so that the last GOP is read once, with or without its
-    last frame. ``carried``: the keyframe a segment read past its end, kept for the next
-    segment; a caller that decodes its plans in several calls passes the same dict. ``shared``:
-    frames decoded elsewhere exactly as ``reader`` returns them (the shot scan's keyframes)."""
-    carried = {} if carried is None else carried
-    shared = {} if shared is None else shared
+    last frame. ``decoded``: frames already decoded exactly as ``reader`` returns them, by index
+    (the shot scan's keyframes; a keyframe a segment read past its end, for the next one), not
+    decoded again; each segment adds what it read past its end and drops what lies behind it. A
+    caller that decodes its plans in several calls passes the same dict."""
+    have = {} if decoded is None else decoded
     for p in plans:
         exact = uniform_indices(p.start_frame, p.end_frame, job.frames)
         open_end = snap and (cuts is None or p.end_frame not in cuts)
         idx = snap_to_keyframes(exact, p.start_frame, p.end_frame, table, open_end=open_end) if snap else list(exact)
         shown = thumbs.frame_for(idx[len(idx) // 2], p) if thumbs else None
-        have = {**shared, **carried}
         crossed = [j for j, i in enumerate(idx) if i >= p.end_frame]
         if crossed and cuts is None and not _no_cut_across(reader, table, [(exact[j], idx[j]) for j in crossed], have):
             for j in crossed:
@@ -229,17 +228,21 @@ def _decode_segments(
             got, picture = _read(reader, idx, have, shown, thumbs.side if thumbs else None)
             frames = center_crop(got, job.image_size)
         except DecodeError as exc:
-            carried.clear()
+            _drop_before(have, p.end_frame)
             yield ("segment_error", job.id, p.index, exc.reason)
             continue
-        carried.clear()  # (the next segment's first frame, when this one read it)
-        carried.update((i, f.copy()) for i, f in zip(idx, got) if i >= p.end_frame)
-        if p.end_frame in have:
-            carried[p.end_frame] = have[p.end_frame]
+        have.update((i, f.copy()) for i, f in zip(idx, got) if i >= p.end_frame)  # (the next segment's first frame)
+        _drop_before(have, p.end_frame)
         trace(f"job {job.id}: segment {p.index} decoded")
         thumb = thumbs.make(shown, picture) if thumbs else None
         trace(f"job {job.id}: segment {p.index} thumbnail")
         yield ("segment", job.id, p.index, idx, frames, thumb)
+
+
+def _drop_before(frames: dict[int, np.ndarray], end: int) -> None:
+    """Let go of the frames before ``end``: no segment still to come samples them."""
+    for i in [i for i in frames if i < end]:
+        del frames[i]
 
 
 def _no_cut_across(reader: VideoReader, table, moves: list[tuple[int, int]], have: dict[int, np.ndarray]) -> bool:
@@ -299,12 +302,11 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
         yield ("note", job.id, why)
     thumbs = _Thumbnails(job, table, reader.header.display_size) if job.thumb_width else None
     sent: list = []
-    carried: dict[int, np.ndarray] = {}  # (``_decode_segments``: one segment's frames for the next)
     known: list[float] = []
     failed = False
     cuts: list[float] | None = None
-    shared: dict[int, np.ndarray] = {}  # keyframes the scan decoded, as this reader returns them
-    scan = stream_shots(job.path, table, threads=job.threads or 1, share=(reader, shared) if snap else None)
+    decoded: dict[int, np.ndarray] = {}  # (``_decode_segments``: the scan's keyframes, as this reader returns them)
+    scan = stream_shots(job.path, table, threads=job.threads or 1, share=(reader, decoded) if snap else None)
     try:
         try:
             while True:
@@ -321,12 +323,8 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
                 if new:
                     trace(f"job {job.id}: {len(new)} segments settled")
                     yield ("plans", job.id, _as_tuples(new), {})
-                    yield from _decode_segments(
-                        job, reader, new, snap, table, thumbs, cut_frames(frame_times, known), carried, shared
-                    )
+                    yield from _decode_segments(job, reader, new, snap, table, thumbs, cut_frames(frame_times, known), decoded)
                     sent = ready
-                    for i in [i for i in shared if i < sent[-1].end_frame]:
-                        del shared[i]  # (behind every segment still to come)
         except DecodeError as exc:
             failed = True
             if not sent:
@@ -347,7 +345,7 @@ def _streamed(job: DecodeJob, reader: VideoReader, table: KeyframeTable | None, 
         yield ("plans", job.id, _as_tuples(rest), {"cuts": cuts})
         # (after a failed scan the cuts past its end are not known)
         known_cuts = None if failed else cut_frames(frame_times, cuts)
-        yield from _decode_segments(job, reader, rest, snap, table, thumbs, known_cuts, carried, shared)
+        yield from _decode_segments(job, reader, rest, snap, table, thumbs, known_cuts, decoded)
     finally:
         scan.close()  # (its readers, when the scan did not run to its end)
         if thumbs:
