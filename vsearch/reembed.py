@@ -84,7 +84,6 @@ def reembed(
         spec = encoder.spec
         # Frames are chosen as the store chose them: a store indexed fast stays fast ("mixed": exact).
         sampling = "fast" if store.sampling() == "fast" else "exact"
-        cuts = {item[0]: _cuts(store, item[0]) for item in todo}  # (read here, not where the pool asks for jobs)
         jobs = (
             DecodeJob(
                 i,
@@ -96,9 +95,9 @@ def reembed(
                 0.0,
                 segments=tuple(segs),
                 sampling=sampling,
-                cuts=cuts[vid],
+                cuts=cuts,
             )  # fmt: skip
-            for i, (vid, path, _size, _mtime, segs) in enumerate(todo)
+            for i, (_vid, path, _size, _mtime, segs, cuts) in enumerate(todo)
         )
         pool = DecodePool(default_workers() if workers is None else workers, timeout=decode_timeout)
         batcher = SegmentBatcher(encoder, batch_size or default_batch_size(str(encoder.device), spec), times)
@@ -148,9 +147,3 @@ def _changed(path: str, size: int, mtime_ns: int) -> str | None:
     if st.st_size != size or st.st_mtime_ns != mtime_ns:
         return "file changed since it was indexed; it will be dropped and re-indexed by the next `vsearch index`"
     return None
-
-
-def _cuts(store: Store, video_id: int) -> tuple[float, ...] | None:
-    """The video's stored cut times (its segments were planned from a shot scan), else None."""
-    cuts = store.cuts(video_id)
-    return None if cuts is None else tuple(cuts)

@@ -85,9 +85,10 @@ class EncoderLifecycle(StoreBase):
 
     def videos_missing_vectors(
         self, encoder_id: int
-    ) -> list[tuple[int, str, int, int, list[tuple[int, int, int, float, float]]]]:
+    ) -> list[tuple[int, str, int, int, list[tuple[int, int, int, float, float]], tuple[float, ...] | None]]:
         """Videos with at least one segment lacking a vector from ``encoder_id``, with all their
-        segments: (video id, path, size, mtime_ns, [(segment id, start_frame, end_frame, start_s, end_s)])."""
+        segments: (video id, path, size, mtime_ns, [(segment id, start_frame, end_frame, start_s, end_s)],
+        the cut times its segments were planned from, or None for fixed windows)."""
         have = select(Embedding.segment_id).where(Embedding.encoder_id == encoder_id)
         with self.Session() as s:
             todo = set(s.scalars(select(Segment.video_id).where(Segment.id.not_in(have))).all())
@@ -98,7 +99,10 @@ class EncoderLifecycle(StoreBase):
                 q = select(Segment).where(Segment.video_id.in_(chunk)).order_by(Segment.video_id, Segment.idx)
                 for seg in s.scalars(q):
                     segs.setdefault(seg.video_id, []).append((seg.id, seg.start_frame, seg.end_frame, seg.start_s, seg.end_s))
-                out += [(vid, videos[vid].path, videos[vid].size, videos[vid].mtime_ns, segs.get(vid, [])) for vid in chunk]
+                for vid in chunk:
+                    v = videos[vid]
+                    cuts = None if v.cuts is None else tuple(float(c) for c in v.cuts)
+                    out.append((vid, v.path, v.size, v.mtime_ns, segs.get(vid, []), cuts))
             return out
 
     @storage_errors
