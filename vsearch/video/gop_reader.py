@@ -61,6 +61,7 @@ class GopReader:
         self._rank = {int(p): i for i, p in enumerate(pts.tolist())}
         #: Keyframes as frame indices (presentation order).
         self.keys = keys
+        self._table = KeyframeTable(keys, len(pts))  # (what reads are planned with)
         self._size, self._interpolation = size, interpolation
         #: A rotated file's frames are scaled as if upright (``orientation.scaled_as_upright``).
         self._orientation = orientation
@@ -142,15 +143,12 @@ class GopReader:
         out: dict[int, np.ndarray] = {}
         self._pictures, self._picture_size, self._picture_out = frozenset(int(i) for i in pictures), size, {}
         try:
-            for read in plan_reads(wanted, KeyframeTable(self.keys, len(self._pts))):
+            for read in plan_reads(wanted, self._table):
                 self._read_gop(read.key, set(read.frames), out)
             pics = self._picture_out
         finally:
             self._pictures, self._picture_out = frozenset(), {}
-        missing = [i for i in wanted if i not in out]
-        if missing:
-            raise DecodeError(self._container.name, f"frames {missing[:3]} did not decode")
-        return np.stack([out[int(i)] for i in idx]), pics
+        return self._stacked(idx, out), pics
 
     def get_run(self, idx: list[int]) -> np.ndarray:
         """Frames ``idx`` (uint8 ``(n, h, w, 3)``) of a forward run, like ``get``, but the decoder
@@ -164,11 +162,10 @@ class GopReader:
         wanted = sorted(set(int(i) for i in idx))
         if not wanted:
             return np.zeros((0, 0, 0, 3), np.uint8)
-        table = KeyframeTable(self.keys, len(self._pts))
+        key = self._table.gop(wanted[0])[0]
         run = self._run
-        if run is None or wanted[0] <= run.last or table.gop(wanted[0])[0] > run.key or run.lost & set(wanted):
+        if run is None or wanted[0] <= run.last or key > run.key or run.lost & set(wanted):
             self._end_run()
-            key = table.gop(wanted[0])[0]
             try:
                 packets = self._packets_from(key)
             except av.FFmpegError:
@@ -203,7 +200,11 @@ class GopReader:
             self._end_run()
         if self._run is not None:
             self._run.last = wanted[-1]
-        missing = [i for i in wanted if i not in out]
+        return self._stacked(idx, out)
+
+    def _stacked(self, idx: list[int], out: dict[int, np.ndarray]) -> np.ndarray:
+        """Frames ``idx`` from ``out``; ``DecodeError`` naming those that did not come out."""
+        missing = sorted({int(i) for i in idx} - out.keys())
         if missing:
             raise DecodeError(self._container.name, f"frames {missing[:3]} did not decode")
         return np.stack([out[int(i)] for i in idx])
