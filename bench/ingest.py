@@ -346,7 +346,6 @@ def decoder_rows(path: str, frames: int = 8, seg_s: float = 10.0) -> list[dict]:
     return rows
 
 
-#: (name, size, files, seconds each, codec): the issue-24 cases.
 #: (name, size, files, seconds, codec, one take per file). The first case's scenes change at 10 and
 #: 20 s, where fixed windows end too; the takes (``--skip takes``) are what a camera records, and
 #: show what a segment end that no cut falls on saves (``jobs.CROSSING_CHANGE``).
