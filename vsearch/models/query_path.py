@@ -13,8 +13,9 @@ It is used only when it is certainly the same model: loading a full encoder from
 fingerprint, text config, the tokenizer as serialised by transformers' own fast tokenizer; and
 for ``video_path``, the same entry's vision config, the family's video settings and a digest of
 config.json and vsearch.json). A search uses the fast path when the store's encoder source has
-such an entry whose fingerprint is the store's; otherwise it loads the full model as usual. Every family here shares CLIP's text tower: mean-pool, CLIP-ViP and STAN use it
-unchanged, and X-CLIP's ``XCLIPTextModel`` is the same architecture under the same names.
+such an entry whose fingerprint is the store's; otherwise it loads the full model as usual.
+Every family here shares CLIP's text tower: mean-pool, CLIP-ViP and STAN use it unchanged, and
+X-CLIP's ``XCLIPTextModel`` is the same architecture under the same names.
 """
 
 from __future__ import annotations
